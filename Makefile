@@ -1,0 +1,47 @@
+# Two commands on a fresh clone: `make lab` and `make test`.  Both create .venv on first use
+# (and again whenever pyproject.toml or requirements.lock change), then reuse it.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+READY  := $(VENV)/.ready
+# jupyter_core warns about its move to platformdirs unless this is set; no warning reaches a learner.
+export JUPYTER_PLATFORM_DIRS := 1
+
+.PHONY: lab test check bench notebooks lock clean
+
+$(READY): pyproject.toml requirements.lock
+	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; ok = (3, 11) <= v <= (3, 13); \
+	  print("Python %d.%d found; the course needs Python 3.11, 3.12 or 3.13 (set PYTHON=python3.12, say)." % v) if not ok else None; \
+	  sys.exit(0 if ok else 1)'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	@touch $(READY)
+
+## lab: set up (first time only) and open JupyterLab on chapter 1
+lab: $(READY)
+	$(BIN)/jupyter lab notebooks/ch01_core_mechanics.ipynb
+
+## test: set up (first time only), then lint, type-check, and run every test and notebook
+test: $(READY)
+	$(BIN)/ruff check src solutions tests benchmarks
+	$(BIN)/ruff format --check src solutions tests benchmarks
+	$(BIN)/mypy
+	$(BIN)/python -m pytest
+
+## bench: print the foundation's timings (set-up, notebooks, serve start/stop)
+bench: $(READY)
+	$(BIN)/python benchmarks/bench_foundation.py
+
+## notebooks: after editing a chapter's .py (or .ipynb), bring its twin up to date
+notebooks: $(READY)
+	$(BIN)/jupytext --sync notebooks/*.ipynb
+
+## lock: re-resolve requirements.lock after changing a pin in pyproject.toml
+lock: $(READY)
+	$(BIN)/python -m pip install --quiet uv
+	$(BIN)/uv pip compile pyproject.toml --extra dev --universal --python-version 3.11 \
+	  --no-header --no-annotate -o requirements.lock
+
+clean:
+	rm -rf $(VENV)

@@ -1,0 +1,25 @@
+"""Helpers for the FastAPI background tasks course: a real server, a timeline, and quizzes."""
+
+from __future__ import annotations
+
+from bgcourse._plot import NotebookFigure, plot_timeline
+from bgcourse._quiz import Question, Quiz, QuizFormatError, WrongAnswer, find_quiz_file, load_quiz
+from bgcourse._server import ServerStartError, serve
+from bgcourse._timeline import LANE_HEADER, Event, Timeline, TimelineMiddleware
+
+__all__ = [
+    "Event",
+    "LANE_HEADER",
+    "NotebookFigure",
+    "Question",
+    "Quiz",
+    "QuizFormatError",
+    "ServerStartError",
+    "Timeline",
+    "TimelineMiddleware",
+    "WrongAnswer",
+    "find_quiz_file",
+    "load_quiz",
+    "plot_timeline",
+    "serve",
+]

@@ -1,0 +1,94 @@
+"""Draw a timeline: one lane per request or task, so that order and overlap can be seen at a glance."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+
+from matplotlib.figure import Figure
+
+from bgcourse._timeline import (
+    REQUEST_RECEIVED,
+    REQUEST_SENT,
+    RESPONSE_RECEIVED,
+    RESPONSE_SENT,
+    TASK_END,
+    TASK_START,
+    Event,
+)
+
+__all__ = ["NotebookFigure", "plot_timeline"]
+
+_REQUEST_COLOUR = "#4c72b0"
+_TASK_COLOUR = "#dd8452"
+_FAILED_COLOUR = "#c44e52"
+_MARKERS = {REQUEST_RECEIVED: ("|", "server received"), RESPONSE_SENT: ("x", "server sent response")}
+
+
+class NotebookFigure(Figure):
+    """A Figure that shows itself as a PNG in Jupyter even when pyplot was never imported."""
+
+    def _repr_png_(self) -> bytes:
+        buffer = io.BytesIO()
+        self.savefig(buffer, format="png", dpi=100)
+        return buffer.getvalue()
+
+
+def plot_timeline(events: Sequence[Event], title: str | None = None) -> Figure:
+    """A horizontal bar per lane: the client's wait for a request, or a task's run.
+
+    Request lanes span "request sent" to "response received" (the client's view) and mark the
+    server's "request received" and "response sent"; task lanes span "task start" to "task end"
+    and name the thread the task ran on.  Dashed lines mark each response's arrival.
+    """
+    lanes = list(dict.fromkeys(event.lane for event in events))
+    # Figure() rather than pyplot: no global state, and the notebook displays the returned object.
+    figure = NotebookFigure(figsize=(9, 0.45 * len(lanes) + 1.8), layout="constrained")
+    axes = figure.subplots()
+    if not lanes:
+        axes.set_title(title or "nothing recorded yet")
+        return figure
+
+    end = max(event.seconds for event in events)
+    used_labels: set[str] = set()
+    for row, lane in enumerate(lanes):
+        y = len(lanes) - 1 - row  # first lane at the top
+        lane_events = [event for event in events if event.lane == lane]
+        by_kind = {event.what: event for event in reversed(lane_events)}  # first of each kind wins
+        if REQUEST_SENT in by_kind or REQUEST_RECEIVED in by_kind:
+            start = by_kind.get(REQUEST_SENT, by_kind.get(REQUEST_RECEIVED))
+            stop = by_kind.get(RESPONSE_RECEIVED, by_kind.get(RESPONSE_SENT))
+            if start is not None:
+                finish = stop.seconds if stop is not None else end
+                label = None if "request" in used_labels else "client waits for response"
+                used_labels.add("request")
+                axes.barh(y, finish - start.seconds, left=start.seconds, height=0.5,
+                          color=_REQUEST_COLOUR, alpha=0.8, label=label)
+            for what, (marker, text) in _MARKERS.items():
+                if what in by_kind:
+                    label = None if what in used_labels else text
+                    used_labels.add(what)
+                    axes.plot(by_kind[what].seconds, y, marker=marker, color="black",
+                              markersize=10, linestyle="none", label=label)
+            if RESPONSE_RECEIVED in by_kind:
+                axes.axvline(by_kind[RESPONSE_RECEIVED].seconds, color=_REQUEST_COLOUR,
+                             linestyle="--", linewidth=0.8)
+        elif TASK_START in by_kind:
+            start_event = by_kind[TASK_START]
+            stop_event = by_kind.get(TASK_END)
+            finish = stop_event.seconds if stop_event is not None else end
+            colour = _TASK_COLOUR if stop_event is not None else _FAILED_COLOUR
+            label = None if "task" in used_labels else "background task runs"
+            used_labels.add("task")
+            axes.barh(y, finish - start_event.seconds, left=start_event.seconds, height=0.5,
+                      color=colour, alpha=0.85, label=label)
+            axes.annotate(start_event.thread, (finish, y), xytext=(4, 0), textcoords="offset points",
+                          va="center", fontsize=8, color="dimgray")
+    axes.set_yticks(range(len(lanes)), list(reversed(lanes)))
+    axes.set_xlabel("seconds since the timeline started")
+    axes.set_xlim(left=0, right=end * 1.25 if end > 0 else 1)
+    axes.grid(axis="x", alpha=0.3)
+    figure.legend(loc="outside lower center", ncol=4, fontsize=8, frameon=False)
+    if title:
+        axes.set_title(title)
+    return figure

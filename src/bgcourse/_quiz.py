@@ -1,0 +1,234 @@
+"""Quizzes: questions kept in ``quizzes/<slug>.toml``, asked and checked from notebook cells."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+__all__ = ["Question", "Quiz", "QuizFormatError", "WrongAnswer", "find_quiz_file", "load_quiz"]
+
+Kind = Literal["choice", "code"]
+_KEYS: dict[str, set[str]] = {
+    "choice": {"id", "kind", "points", "prompt", "choices", "answer", "explanation"},
+    "code": {"id", "kind", "points", "prompt", "name", "answer", "check", "explanation"},
+}
+
+
+class QuizFormatError(ValueError):
+    """A quiz file is malformed; the message names the file, the question and the problem."""
+
+
+class WrongAnswer(AssertionError):
+    """The learner's answer is not right yet; the message says why and what to look at.
+
+    It is an ``AssertionError`` so that nbgrader-style graders count the cell as failed.
+    """
+
+
+@dataclass(frozen=True)
+class Question:
+    """One question: multiple choice (``answer`` is a letter) or code (``answer`` is source code)."""
+
+    id: str
+    kind: Kind
+    points: float
+    prompt: str
+    explanation: str
+    answer: str
+    choices: Mapping[str, str] = field(default_factory=dict)
+    name: str = ""
+    check_source: str = ""
+
+    def markdown(self) -> str:
+        """The question as Markdown, as the learner sees it."""
+        points = f"{self.points:g} point" + ("" if self.points == 1 else "s")
+        lines = [f"**Question {self.id}** ({points})", "", self.prompt.strip(), ""]
+        if self.kind == "choice":
+            lines += [f"- **{letter}**: {text}" for letter, text in self.choices.items()]
+            lines += ["", f"Answer in the next cell: `answer_{self.id} = \"A\"` (one of {', '.join(self.choices)})."]
+        else:
+            lines += [f"Answer in the next cell: define `{self.name}`."]
+        return "\n".join(lines)
+
+    def _repr_markdown_(self) -> str:
+        return self.markdown()
+
+    def grade(self, answer: object) -> str:
+        """Return the explanation if ``answer`` is right; raise :class:`WrongAnswer` otherwise."""
+        if answer is Ellipsis or answer is None:
+            raise WrongAnswer(f"Question {self.id} has no answer yet: replace the ... in the answer cell.")
+        if self.kind == "choice":
+            given = str(answer).strip().upper()
+            if given not in self.choices:
+                raise WrongAnswer(
+                    f"Question {self.id}: {answer!r} is not one of the choices {', '.join(self.choices)}."
+                )
+            if given != self.answer:
+                raise WrongAnswer(f"Question {self.id}: {given} is not right. Hint: {self.explanation.strip()}")
+            return self.explanation.strip()
+        check = self.checker()
+        try:
+            check(answer)
+        except AssertionError as failure:
+            raise WrongAnswer(f"Question {self.id}: not right yet. {failure}") from None
+        except Exception as error:  # the learner's code raised: say so, with its own message
+            raise WrongAnswer(
+                f"Question {self.id}: your `{self.name}` raised {type(error).__name__}: {error}"
+            ) from error
+        return self.explanation.strip()
+
+    def checker(self) -> Callable[[object], None]:
+        """The ``check`` function of a code question, compiled from the quiz file."""
+        namespace: dict[str, Any] = {}
+        exec(compile(self.check_source, f"<check of {self.id}>", "exec"), namespace)
+        check: Callable[[object], None] = namespace["check"]
+        return check
+
+    def reference_answer(self) -> object:
+        """The answer key as a value: the letter, or the object that the reference code defines."""
+        if self.kind == "choice":
+            return self.answer
+        namespace: dict[str, Any] = {}
+        exec(compile(self.answer, f"<answer of {self.id}>", "exec"), namespace)
+        return namespace[self.name]
+
+
+class _Verdict:
+    """What a check cell shows when the answer is right."""
+
+    def __init__(self, question: Question, explanation: str) -> None:
+        self.question = question
+        self.explanation = explanation
+
+    def __repr__(self) -> str:
+        return f"Right! Question {self.question.id}: {self.explanation}"
+
+    def _repr_markdown_(self) -> str:
+        return f"✅ **Right!** Question {self.question.id}: {self.explanation}"
+
+
+@dataclass(frozen=True)
+class Quiz:
+    """The questions of one chapter, in file order."""
+
+    slug: str
+    title: str
+    path: Path
+    questions: tuple[Question, ...]
+
+    def __getitem__(self, question_id: str) -> Question:
+        for question in self.questions:
+            if question.id == question_id:
+                return question
+        known = ", ".join(question.id for question in self.questions)
+        raise KeyError(f"{self.path.name} has no question {question_id!r}; it has {known}")
+
+    def ask(self, question_id: str) -> Question:
+        """Show a question (a Question displays itself as Markdown in a notebook)."""
+        return self[question_id]
+
+    def check(self, question_id: str, answer: object) -> _Verdict:
+        """Say whether ``answer`` is right, with the explanation; raise :class:`WrongAnswer` if not."""
+        question = self[question_id]
+        return _Verdict(question, question.grade(answer))
+
+    @property
+    def total_points(self) -> float:
+        return sum(question.points for question in self.questions)
+
+
+def find_quiz_file(slug: str) -> Path:
+    """Where ``quizzes/<slug>.toml`` is: ``$BGCOURSE_QUIZZES``, the course checkout, or above the cwd."""
+    candidates: list[Path] = []
+    if os.environ.get("BGCOURSE_QUIZZES"):
+        candidates.append(Path(os.environ["BGCOURSE_QUIZZES"]))
+    candidates.append(Path(__file__).resolve().parents[2] / "quizzes")  # an editable install
+    candidates += [folder / "quizzes" for folder in (Path.cwd(), *Path.cwd().parents)]
+    for folder in candidates:
+        if (folder / f"{slug}.toml").is_file():
+            return folder / f"{slug}.toml"
+    raise FileNotFoundError(
+        f"No quiz file {slug}.toml in {', '.join(str(c) for c in dict.fromkeys(candidates))}; "
+        "run the notebook from the course folder or set BGCOURSE_QUIZZES to the quizzes folder."
+    )
+
+
+def load_quiz(slug_or_path: str | Path) -> Quiz:
+    """Read and check a quiz file; raise :class:`QuizFormatError` naming what is wrong and where."""
+    path = Path(slug_or_path)
+    if path.suffix != ".toml":
+        path = find_quiz_file(str(slug_or_path))
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as error:
+        raise QuizFormatError(f"{path}: not valid TOML: {error}") from None
+    title = data.get("title")
+    if not isinstance(title, str) or not title.strip():
+        raise QuizFormatError(f"{path}: needs a top-level 'title' string")
+    unknown = set(data) - {"title", "question"}
+    if unknown:
+        raise QuizFormatError(f"{path}: unknown top-level keys {sorted(unknown)}; expected 'title' and [[question]]")
+    raw_questions = data.get("question")
+    if not isinstance(raw_questions, list) or not raw_questions:
+        raise QuizFormatError(f"{path}: has no [[question]] tables")
+    questions: list[Question] = []
+    for position, raw in enumerate(raw_questions, start=1):
+        question = _parse_question(path, position, raw)
+        if any(question.id == seen.id for seen in questions):
+            raise QuizFormatError(f"{path}: question {question.id!r}: the id is used twice")
+        questions.append(question)
+    return Quiz(slug=path.stem, title=title, path=path, questions=tuple(questions))
+
+
+def _parse_question(path: Path, position: int, raw: dict[str, Any]) -> Question:
+    qid = raw.get("id")
+    where = f"{path}: question {qid!r}" if isinstance(qid, str) else f"{path}: question #{position}"
+
+    def fail(problem: str) -> QuizFormatError:
+        return QuizFormatError(f"{where}: {problem}")
+
+    if not isinstance(qid, str) or not qid.isidentifier():
+        raise fail("needs an 'id' that is a Python identifier, such as \"q01\"")
+    kind = raw.get("kind")
+    if kind not in _KEYS:
+        raise fail(f"'kind' must be \"choice\" or \"code\", not {kind!r}")
+    missing = _KEYS[kind] - set(raw)
+    if missing:
+        raise fail(f"missing {sorted(missing)}")
+    extra = set(raw) - _KEYS[kind]
+    if extra:
+        raise fail(f"unknown keys {sorted(extra)} for a {kind} question")
+    points = raw["points"]
+    if isinstance(points, bool) or not isinstance(points, (int, float)) or points <= 0:
+        raise fail(f"'points' must be a positive number, not {points!r}")
+    for key in ("prompt", "explanation", "answer"):
+        if not isinstance(raw[key], str) or not raw[key].strip():
+            raise fail(f"{key!r} must be a non-empty string")
+    if kind == "choice":
+        choices = raw["choices"]
+        if not isinstance(choices, dict) or len(choices) < 2:
+            raise fail("'choices' must be a table of at least two letters, e.g. [question.choices] A = \"...\"")
+        for letter, text in choices.items():
+            if len(letter) != 1 or not letter.isupper() or not isinstance(text, str):
+                raise fail(f"choice {letter!r} must be one capital letter with a string")
+        answer = raw["answer"].strip().upper()
+        if answer not in choices:
+            raise fail(f"'answer' {raw['answer']!r} is not one of the choices {', '.join(choices)}")
+        return Question(qid, kind, float(points), raw["prompt"], raw["explanation"], answer, dict(choices))
+    name = raw["name"]
+    if not isinstance(name, str) or not name.isidentifier():
+        raise fail(f"'name' must be the Python name the answer defines, not {name!r}")
+    for key in ("answer", "check"):
+        try:
+            compile(raw[key], f"<{key} of {qid}>", "exec")
+        except SyntaxError as error:
+            raise fail(f"{key!r} is not valid Python: {error.msg} (line {error.lineno})") from None
+    if "def check(" not in raw["check"]:
+        raise fail("'check' must define `def check(answer)`, raising AssertionError when the answer is wrong")
+    return Question(
+        qid, kind, float(points), raw["prompt"], raw["explanation"], raw["answer"], name=name, check_source=raw["check"]
+    )
