@@ -84,7 +84,7 @@ class Question:
     def checker(self) -> Callable[[object], None]:
         """The ``check`` function of a code question, compiled from the quiz file."""
         namespace: dict[str, Any] = {}
-        exec(compile(self.check_source, f"<check of {self.id}>", "exec"), namespace)
+        exec(compile(self.check_source, f"<check of {self.id}>", "exec", dont_inherit=True), namespace)
         check: Callable[[object], None] = namespace["check"]
         return check
 
@@ -93,7 +93,7 @@ class Question:
         if self.kind == "choice":
             return self.answer
         namespace: dict[str, Any] = {}
-        exec(compile(self.answer, f"<answer of {self.id}>", "exec"), namespace)
+        exec(compile(self.answer, f"<answer of {self.id}>", "exec", dont_inherit=True), namespace)
         return namespace[self.name]
 
 
@@ -224,7 +224,7 @@ def _parse_question(path: Path, position: int, raw: dict[str, Any]) -> Question:
         raise fail(f"'name' must be the Python name the answer defines, not {name!r}")
     for key in ("answer", "check"):
         try:
-            compile(raw[key], f"<{key} of {qid}>", "exec")
+            compile(raw[key], f"<{key} of {qid}>", "exec", dont_inherit=True)
         except SyntaxError as error:
             raise fail(f"{key!r} is not valid Python: {error.msg} (line {error.lineno})") from None
     if "def check(" not in raw["check"]:
