@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bgcourse._logs import capture_logs
 from bgcourse._plot import NotebookFigure, plot_timeline
 from bgcourse._quiz import Question, Quiz, QuizFormatError, WrongAnswer, find_quiz_file, load_quiz
 from bgcourse._server import ServerStartError, serve
@@ -18,6 +19,7 @@ __all__ = [
     "Timeline",
     "TimelineMiddleware",
     "WrongAnswer",
+    "capture_logs",
     "find_quiz_file",
     "load_quiz",
     "plot_timeline",

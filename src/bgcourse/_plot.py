@@ -62,17 +62,30 @@ def plot_timeline(events: Sequence[Event], title: str | None = None) -> Figure:
                 finish = stop.seconds if stop is not None else end
                 label = None if "request" in used_labels else "client waits for response"
                 used_labels.add("request")
-                axes.barh(y, finish - start.seconds, left=start.seconds, height=0.5,
-                          color=_REQUEST_COLOUR, alpha=0.8, label=label)
+                axes.barh(
+                    y,
+                    finish - start.seconds,
+                    left=start.seconds,
+                    height=0.5,
+                    color=_REQUEST_COLOUR,
+                    alpha=0.8,
+                    label=label,
+                )
             for what, (marker, text) in _MARKERS.items():
                 if what in by_kind:
                     label = None if what in used_labels else text
                     used_labels.add(what)
-                    axes.plot(by_kind[what].seconds, y, marker=marker, color="black",
-                              markersize=10, linestyle="none", label=label)
+                    axes.plot(
+                        by_kind[what].seconds,
+                        y,
+                        marker=marker,
+                        color="black",
+                        markersize=10,
+                        linestyle="none",
+                        label=label,
+                    )
             if RESPONSE_RECEIVED in by_kind:
-                axes.axvline(by_kind[RESPONSE_RECEIVED].seconds, color=_REQUEST_COLOUR,
-                             linestyle="--", linewidth=0.8)
+                axes.axvline(by_kind[RESPONSE_RECEIVED].seconds, color=_REQUEST_COLOUR, linestyle="--", linewidth=0.8)
         elif TASK_START in by_kind:
             start_event = by_kind[TASK_START]
             stop_event = by_kind.get(TASK_END)
@@ -80,10 +93,24 @@ def plot_timeline(events: Sequence[Event], title: str | None = None) -> Figure:
             colour = _TASK_COLOUR if stop_event is not None else _FAILED_COLOUR
             label = None if "task" in used_labels else "background task runs"
             used_labels.add("task")
-            axes.barh(y, finish - start_event.seconds, left=start_event.seconds, height=0.5,
-                      color=colour, alpha=0.85, label=label)
-            axes.annotate(start_event.thread, (finish, y), xytext=(4, 0), textcoords="offset points",
-                          va="center", fontsize=8, color="dimgray")
+            axes.barh(
+                y,
+                finish - start_event.seconds,
+                left=start_event.seconds,
+                height=0.5,
+                color=colour,
+                alpha=0.85,
+                label=label,
+            )
+            axes.annotate(
+                start_event.thread,
+                (finish, y),
+                xytext=(4, 0),
+                textcoords="offset points",
+                va="center",
+                fontsize=8,
+                color="dimgray",
+            )
     axes.set_yticks(range(len(lanes)), list(reversed(lanes)))
     axes.set_xlabel("seconds since the timeline started")
     axes.set_xlim(left=0, right=end * 1.25 if end > 0 else 1)

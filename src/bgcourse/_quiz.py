@@ -49,7 +49,7 @@ class Question:
         lines = [f"**Question {self.id}** ({points})", "", self.prompt.strip(), ""]
         if self.kind == "choice":
             lines += [f"- **{letter}**: {text}" for letter, text in self.choices.items()]
-            lines += ["", f"Answer in the next cell: `answer_{self.id} = \"A\"` (one of {', '.join(self.choices)})."]
+            lines += ["", f'Answer in the next cell: `answer_{self.id} = "A"` (one of {", ".join(self.choices)}).']
         else:
             lines += [f"Answer in the next cell: define `{self.name}`."]
         return "\n".join(lines)
@@ -195,7 +195,7 @@ def _parse_question(path: Path, position: int, raw: dict[str, Any]) -> Question:
         raise fail("needs an 'id' that is a Python identifier, such as \"q01\"")
     kind = raw.get("kind")
     if kind not in _KEYS:
-        raise fail(f"'kind' must be \"choice\" or \"code\", not {kind!r}")
+        raise fail(f'\'kind\' must be "choice" or "code", not {kind!r}')
     missing = _KEYS[kind] - set(raw)
     if missing:
         raise fail(f"missing {sorted(missing)}")

@@ -88,12 +88,12 @@ def test_a_crashing_code_answer_names_the_exception() -> None:
 
 
 def test_an_unknown_question_lists_the_known_ones() -> None:
-    with pytest.raises(KeyError, match="has no question 'q99'; it has q01, q02"):
+    with pytest.raises(KeyError, match=r"has no question 'q99'; it has q01, q02"):
         load_quiz("ch01_core_mechanics").ask("q99")
 
 
 def test_a_missing_quiz_file_says_where_it_looked() -> None:
-    with pytest.raises(FileNotFoundError, match="No quiz file nope.toml in"):
+    with pytest.raises(FileNotFoundError, match=r"No quiz file nope\.toml in"):
         load_quiz("nope")
 
 
@@ -111,7 +111,10 @@ def test_a_question_renders_as_markdown() -> None:
         ("title = ", "not valid TOML"),
         ('title = "t"', "has no \\[\\[question\\]\\] tables"),
         ('titel = "t"\n[[question]]\nid="q"', "needs a top-level 'title'"),
-        (GOOD_CHOICE.replace('answer = "A"', 'answer = "E"'), "question 'q01': 'answer' 'E' is not one of the choices A, B"),
+        (
+            GOOD_CHOICE.replace('answer = "A"', 'answer = "E"'),
+            "question 'q01': 'answer' 'E' is not one of the choices A, B",
+        ),
         (GOOD_CHOICE.replace("points = 1", "points = 0"), "question 'q01': 'points' must be a positive number"),
         (GOOD_CHOICE.replace('kind = "choice"', 'kind = "essay"'), "question 'q01': 'kind' must be"),
         (GOOD_CHOICE.replace('prompt = "Which?"\n', ""), r"question 'q01': missing \['prompt'\]"),
