@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bgcourse._kernel import KernelRun, run_in_fresh_kernel
 from bgcourse._logs import capture_logs
 from bgcourse._plot import NotebookFigure, plot_timeline
 from bgcourse._quiz import Question, Quiz, QuizFormatError, WrongAnswer, find_quiz_file, load_quiz
@@ -10,6 +11,7 @@ from bgcourse._timeline import LANE_HEADER, Event, Timeline, TimelineMiddleware
 
 __all__ = [
     "Event",
+    "KernelRun",
     "LANE_HEADER",
     "NotebookFigure",
     "Question",
@@ -23,5 +25,6 @@ __all__ = [
     "find_quiz_file",
     "load_quiz",
     "plot_timeline",
+    "run_in_fresh_kernel",
     "serve",
 ]

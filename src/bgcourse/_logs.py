@@ -22,8 +22,8 @@ class _ListHandler(logging.Handler):
 def capture_logs(name: str = "uvicorn.error") -> Iterator[list[logging.LogRecord]]:
     """Collect the records logged to ``name`` (and its children) inside the block.
 
-    Enter it *after* :func:`serve`: creating a ``uvicorn.Config`` reapplies uvicorn's logging
-    configuration, which removes handlers already attached to uvicorn's loggers.
+    Enter it *before* :func:`serve` (``with capture_logs() as records, serve(app) as url:``) so
+    that it is still listening while the server finishes its background tasks on the way out.
     """
     records: list[logging.LogRecord] = []
     handler = _ListHandler(records)

@@ -80,7 +80,7 @@ def ex03(keep_going: Callable[[Callable[..., Any]], Callable[..., Any]]) -> str:
             background_tasks.add_task(task)
         return {"tasks": len(wrapped)}
 
-    with serve(app) as url, capture_logs("tasks") as records:
+    with capture_logs("tasks") as records, serve(app) as url:
         response = httpx.post(f"{url}/jobs")
     assert response.status_code == 200, response.text
     assert ran == ["async", "sync"], f"after the failing task, these ran: {ran}; expected ['async', 'sync']"

@@ -1,0 +1,783 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Chapter 1: Core mechanics of FastAPI background tasks
+#
+# **Start here.** This is the first chapter of the course. Run the cells from top to bottom
+# (Shift+Enter, or *Run → Run All Cells*). Every statement of fact is followed by a cell that
+# proves it: it starts a real server, sends real HTTP requests over the loopback interface,
+# prints what happened and `assert`s it. If an assertion ever fails on your machine, the course
+# is wrong, not you.
+#
+# **You will learn**
+#
+# - when a background task runs: after the response has been sent, in the same process;
+# - in which order: the tasks of one request run one after another, the tasks of different
+#   requests overlap;
+# - where: a `def` task on a worker thread, an `async def` task on the event loop's thread;
+# - how a task list reaches your code: one `BackgroundTasks` object per request, shared by the
+#   endpoint and its dependencies;
+# - why `TestClient` and `httpx.ASGITransport` cannot show you this timing;
+# - what a failing task does to the tasks after it;
+# - why a notebook needs a server in a thread rather than `uvicorn.run()`.
+#
+# The chapters that follow: 2 registration with a welcome e-mail, 3 database compensation,
+# 4 orchestration, 5 performance, 6 troubleshooting, 7 when `BackgroundTasks` is not enough.
+
+# %% [markdown]
+# ## 0. Set-up: the versions, and the course's helpers
+#
+# Behaviour changes between releases, so each chapter prints the versions it was proved on. The
+# course was proved on the versions pinned in `pyproject.toml`; the cell says so if yours differ.
+
+# %%
+import asyncio
+import platform
+import threading
+import time
+from importlib.metadata import version
+
+PINNED = {"fastapi": "0.163.2", "starlette": "1.10.0", "uvicorn": "0.54.0", "httpx": "0.28.1"}
+for package, pinned in PINNED.items():
+    installed = version(package)
+    note = "" if installed == pinned else f"   (the course was proved on {pinned})"
+    print(f"{package:10} {installed}{note}")
+print(f"{'python':10} {platform.python_version()}")
+
+# %% [markdown]
+# The course's helper package `bgcourse` gives every chapter three tools:
+#
+# - `serve(app)`: a `with` block that runs a real uvicorn server for `app` in a background
+#   thread, on `127.0.0.1` and a free port, and gives you its URL. When the block ends, the server
+#   has stopped and its port is free again (section 8 explains why a thread is needed).
+# - `Timeline`: one clock for what the client, the server and the tasks did. `TimelineMiddleware`
+#   records when a request arrived and when its response was sent; `timeline.track(lane, func)`
+#   records when a task started and ended and on which thread; `timeline.request(...)` records
+#   when the client sent a request and when it had the whole response. `timeline.plot()` draws it.
+# - `load_quiz(...)`: the quiz at the end of the chapter.
+
+# %%
+import httpx
+from fastapi import BackgroundTasks, Depends, FastAPI
+from fastapi.testclient import TestClient
+
+from bgcourse import Timeline, TimelineMiddleware, capture_logs, load_quiz, serve
+
+# %% [markdown]
+# ## 1. The response leaves first, then the task runs
+#
+# An endpoint adds a task with `background_tasks.add_task(func, *args)` and returns. The task
+# does not run yet: FastAPI attaches the task list to the response, and Starlette's
+# `Response.__call__` (in `starlette/responses.py`) first sends the status line, the headers and
+# the whole body, then awaits the tasks. So:
+#
+# **Fact 1.1.** The server sends the complete response *before* the first task starts, and the
+# client has that response while the task is still running.
+
+# %%
+timeline = Timeline()
+app = FastAPI()
+app.add_middleware(TimelineMiddleware, timeline=timeline)
+
+
+async def send_welcome_email(address: str) -> None:
+    await asyncio.sleep(0.5)  # stands in for a slow mail server
+
+
+@app.post("/signup")
+async def signup(address: str, background_tasks: BackgroundTasks) -> dict[str, str]:
+    background_tasks.add_task(timeline.track("welcome e-mail", send_welcome_email), address)
+    return {"status": "signed up"}
+
+
+with serve(app) as url, httpx.Client(base_url=url) as client:
+    response = timeline.request(client, "POST", "/signup", params={"address": "ada@example.com"}, lane="signup")
+
+print(response.status_code, response.json())
+sent = timeline.at("signup", "response sent")
+received = timeline.at("signup", "response received")
+task_start = timeline.at("welcome e-mail", "task start")
+task_end = timeline.at("welcome e-mail", "task end")
+print(f"the server sent the response {1000 * (task_start - sent):.2f} ms before the task started")
+print(f"the client had the response {task_end - received:.2f} s before the task ended")
+assert response.status_code == 200
+assert sent <= task_start, "the response is sent before the task starts"
+assert received < task_end - 0.3, "the client does not wait for the task"
+timeline.plot("POST /signup: the response leaves, then the task runs")
+
+# %% [markdown]
+# In the picture the blue bar is the client waiting for its response (a sliver: a few
+# milliseconds), the cross is the moment the server finished sending it, and the orange bar is
+# the task, labelled with the thread it ran on. The dashed line marks the client's receipt.
+#
+# A detail worth knowing: *sent* is not the same as *received*. The server hands the last bytes
+# to the operating system and immediately starts the task; the client thread reads them a few
+# microseconds later. On loopback the client's receipt and the task's start are so close that
+# either can come first. Run it 30 times and count:
+
+# %%
+race = Timeline()
+race_app = FastAPI()
+race_app.add_middleware(TimelineMiddleware, timeline=race)
+
+
+async def quick_task() -> None:
+    await asyncio.sleep(0.001)
+
+
+@race_app.get("/race/{n}")
+async def race_endpoint(n: int, background_tasks: BackgroundTasks) -> dict[str, int]:
+    background_tasks.add_task(race.track(f"task {n}", quick_task))
+    return {"n": n}
+
+
+with serve(race_app) as url, httpx.Client(base_url=url) as client:
+    for n in range(30):
+        race.request(client, "GET", f"/race/{n}", lane=f"request {n}")
+
+server_order = [race.at(f"request {n}", "response sent") <= race.at(f"task {n}", "task start") for n in range(30)]
+client_first = sum(race.at(f"request {n}", "response received") < race.at(f"task {n}", "task start") for n in range(30))
+print(f"response sent before the task started: {sum(server_order)} of 30")
+print(f"client had the response before the task started: {client_first} of 30 (a race, varies)")
+assert all(server_order)
+
+# %% [markdown]
+# So the guarantee is about the server: it finishes sending before it starts the task. What the
+# client sees is "my response came back, and the task was not finished": never "I waited for the
+# task".
+
+# %% [markdown]
+# ## 2. The tasks of one request run one after another, in the order added
+#
+# `BackgroundTasks.__call__` is a plain loop: `for task in self.tasks: await task()`.
+#
+# **Fact 2.1.** Each task starts only after the previous one has ended, in the order of the
+# `add_task` calls, whether the tasks are `def` or `async def`.
+
+# %%
+timeline = Timeline()
+app = FastAPI()
+app.add_middleware(TimelineMiddleware, timeline=timeline)
+
+
+async def async_step() -> None:
+    await asyncio.sleep(0.2)
+
+
+def sync_step() -> None:
+    time.sleep(0.2)
+
+
+@app.post("/three-steps")
+def three_steps(background_tasks: BackgroundTasks) -> dict[str, int]:
+    background_tasks.add_task(timeline.track("step 1 (async def)", async_step))
+    background_tasks.add_task(timeline.track("step 2 (def)", sync_step))
+    background_tasks.add_task(timeline.track("step 3 (async def)", async_step))
+    return {"steps": 3}
+
+
+with serve(app) as url, httpx.Client(base_url=url) as client:
+    timeline.request(client, "POST", "/three-steps", lane="request")
+
+steps = ["step 1 (async def)", "step 2 (def)", "step 3 (async def)"]
+for earlier, later in zip(steps, steps[1:]):
+    gap = timeline.at(later, "task start") - timeline.at(earlier, "task end")
+    print(f"{later} started {1000 * gap:.1f} ms after {earlier} ended")
+    assert gap >= 0, f"{later} overlapped {earlier}"
+assert [e.lane for e in timeline.events if e.what == "task start"] == steps
+timeline.plot("one request, three tasks: strictly one after another")
+
+# %% [markdown]
+# ## 3. The tasks of different requests overlap
+#
+# Each request has its own task list, run by its own ASGI call; the server handles many requests
+# at once, so their tasks run at the same time.
+#
+# **Fact 3.1.** Two requests sent together, each with a 0.5 s task: both tasks run at once, and
+# everything is done in about 0.5 s, not 1 s.
+
+# %%
+timeline = Timeline()
+app = FastAPI()
+app.add_middleware(TimelineMiddleware, timeline=timeline)
+
+
+@app.post("/report/{name}")
+async def report(name: str, background_tasks: BackgroundTasks) -> dict[str, str]:
+    background_tasks.add_task(timeline.track(f"{name}: build report", asyncio.sleep), 0.5)
+    return {"queued": name}
+
+
+with serve(app) as url:
+    async with httpx.AsyncClient(base_url=url) as client:
+        await asyncio.gather(
+            timeline.arequest(client, "POST", "/report/A", lane="A"),
+            timeline.arequest(client, "POST", "/report/B", lane="B"),
+        )
+
+a_start, a_end = timeline.at("A: build report", "task start"), timeline.at("A: build report", "task end")
+b_start, b_end = timeline.at("B: build report", "task start"), timeline.at("B: build report", "task end")
+overlap = min(a_end, b_end) - max(a_start, b_start)
+span = max(a_end, b_end) - min(a_start, b_start)
+print(f"the two tasks ran side by side for {overlap:.2f} s; both were done {span:.2f} s after the first began")
+assert overlap > 0.3 and span < 0.9
+timeline.plot("two requests: their tasks overlap")
+
+# %% [markdown]
+# ## 4. Which thread runs a task?
+#
+# Starlette's `BackgroundTask.__call__` looks at the function: an `async def` function is
+# awaited on the event loop, anything else goes through `run_in_threadpool`, which runs it on one
+# of AnyIO's worker threads.
+#
+# **Fact 4.1.** A `def` task runs on a thread named `AnyIO worker thread`; an `async def` task
+# runs on the event loop's thread, the one that also handles the requests (here it is the
+# server's thread, `uvicorn-<port>`).
+
+# %%
+timeline = Timeline()
+app = FastAPI()
+app.add_middleware(TimelineMiddleware, timeline=timeline)
+handled_on: dict[str, str] = {}
+
+
+def def_task() -> None:
+    time.sleep(0.05)
+
+
+async def async_def_task() -> None:
+    await asyncio.sleep(0.05)
+
+
+@app.post("/threads")
+async def threads(background_tasks: BackgroundTasks) -> dict[str, str]:
+    handled_on["async def endpoint"] = threading.current_thread().name
+    background_tasks.add_task(timeline.track("def task", def_task))
+    background_tasks.add_task(timeline.track("async def task", async_def_task))
+    return {"ok": "yes"}
+
+
+with serve(app) as url, httpx.Client(base_url=url) as client:
+    timeline.request(client, "POST", "/threads", lane="request")
+
+def_thread = timeline.find("def task", "task start").thread
+async_thread = timeline.find("async def task", "task start").thread
+print(f"{'async def endpoint':18} ran on {handled_on['async def endpoint']}")
+print(f"{'def task':18} ran on {def_thread}")
+print(f"{'async def task':18} ran on {async_thread}")
+assert def_thread == "AnyIO worker thread"
+assert async_thread == handled_on["async def endpoint"] != def_thread
+
+# %% [markdown]
+# The consequence (chapter 5 measures it): an `async def` task must never block, because while it
+# blocks, nothing else on the event loop runs, requests included. A `def` task may block; it
+# takes one of the thread pool's 40 tokens while it does.
+
+# %% [markdown]
+# ## 5. Where `BackgroundTasks` comes from
+#
+# You never create `BackgroundTasks` yourself: declaring a parameter of that type is enough.
+# FastAPI creates **one** object per request (in `fastapi/dependencies/utils.py`,
+# `solve_dependencies`) and passes the same object to the endpoint and to every dependency that
+# asks for it, however deep. After the endpoint returns, FastAPI attaches it to the response
+# (`fastapi/routing.py`), whose `__call__` runs it.
+#
+# **Fact 5.1.** A dependency, a sub-dependency and the endpoint see the same object within one
+# request; the next request gets a new one. Tasks run in the order they were added, so a
+# dependency's task runs before the endpoint's.
+
+# %%
+app = FastAPI()
+seen: list[tuple[str, int, int]] = []  # (who, request number, id of the object)
+ran: list[str] = []
+
+
+def sub_dependency(request_number: int, background_tasks: BackgroundTasks) -> None:
+    seen.append(("sub-dependency", request_number, id(background_tasks)))
+    background_tasks.add_task(ran.append, f"sub-dependency task, request {request_number}")
+
+
+def dependency(
+    request_number: int, background_tasks: BackgroundTasks, _: None = Depends(sub_dependency)
+) -> None:
+    seen.append(("dependency", request_number, id(background_tasks)))
+    background_tasks.add_task(ran.append, f"dependency task, request {request_number}")
+
+
+@app.get("/shared/{request_number}", dependencies=[Depends(dependency)])
+def shared(request_number: int, background_tasks: BackgroundTasks) -> dict[str, int]:
+    seen.append(("endpoint", request_number, id(background_tasks)))
+    background_tasks.add_task(ran.append, f"endpoint task, request {request_number}")
+    return {"tasks": len(background_tasks.tasks)}
+
+
+with serve(app) as url, httpx.Client(base_url=url) as client:
+    first = client.get("/shared/1").json()
+    second = client.get("/shared/2").json()
+
+for who, request_number, object_id in seen:
+    print(f"request {request_number}: {who:14} got BackgroundTasks object {object_id:#x}")
+print(*ran, sep="\n")
+ids = {request_number: {object_id for _, number, object_id in seen if number == request_number} for request_number in (1, 2)}
+assert len(ids[1]) == 1 and len(ids[2]) == 1, "one object per request"
+assert first == second == {"tasks": 3}
+assert ran[:3] == ["sub-dependency task, request 1", "dependency task, request 1", "endpoint task, request 1"]
+
+# %% [markdown]
+# (The two requests may even show the same address: the first object was freed before the second
+# was made, and Python reused the memory. What matters is that within a request there is one.)
+
+# %% [markdown]
+# ## 6. Tests that hide the timing: `TestClient` and `httpx.ASGITransport`
+#
+# Starlette's `TestClient` and httpx's `ASGITransport` do not use a network: they call the ASGI
+# app directly and return when the app's coroutine returns, and that coroutine includes the
+# background tasks. A test written with them therefore sees the response only *after* the tasks.
+# That is convenient (the side effects are there to assert) but it can never show the timing a
+# real client sees.
+#
+# **Fact 6.1.** With a 0.5 s task, a real server answers at once; `TestClient` and
+# `ASGITransport` take at least 0.5 s.
+
+# %%
+app = FastAPI()
+
+
+@app.post("/slow-task")
+async def slow_task(background_tasks: BackgroundTasks) -> dict[str, bool]:
+    background_tasks.add_task(asyncio.sleep, 0.5)
+    return {"accepted": True}
+
+
+timings: dict[str, float] = {}
+with serve(app) as url, httpx.Client(base_url=url) as client:
+    started = time.perf_counter()
+    client.post("/slow-task")
+    timings["real server + httpx.Client"] = time.perf_counter() - started
+
+with TestClient(app) as test_client:
+    started = time.perf_counter()
+    test_client.post("/slow-task")
+    timings["TestClient"] = time.perf_counter() - started
+
+async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as asgi_client:
+    started = time.perf_counter()
+    await asgi_client.post("/slow-task")
+    timings["httpx.ASGITransport"] = time.perf_counter() - started
+
+for how, seconds in timings.items():
+    print(f"{how:28} returned after {seconds:.2f} s")
+assert timings["real server + httpx.Client"] < 0.25
+assert timings["TestClient"] >= 0.5 and timings["httpx.ASGITransport"] >= 0.5
+
+# %% [markdown]
+# Use `TestClient` to test *what* a task did; use a real server (as `serve` does) to test *when*.
+
+# %% [markdown]
+# ## 7. When a task fails
+#
+# The task loop of section 2 has no `try`: an exception in one task ends the loop.
+#
+# **Fact 7.1.** If the second of three tasks raises, the third never runs. The client already has
+# its `200`; the server logs the traceback (uvicorn's `Exception in ASGI application`, on the
+# `uvicorn.error` logger); another request's tasks are not affected.
+
+# %%
+app = FastAPI()
+done: list[str] = []
+
+
+def record(name: str) -> None:
+    done.append(name)
+
+
+def fail(name: str) -> None:
+    raise ValueError(f"{name} could not reach the mail server")
+
+
+@app.post("/fragile")
+def fragile(background_tasks: BackgroundTasks) -> dict[str, str]:
+    background_tasks.add_task(record, "first")
+    background_tasks.add_task(fail, "second")
+    background_tasks.add_task(record, "third")
+    return {"status": "accepted"}
+
+
+@app.post("/other")
+def other(background_tasks: BackgroundTasks) -> dict[str, str]:
+    background_tasks.add_task(record, "other request's task")
+    return {"status": "accepted"}
+
+
+with capture_logs("uvicorn.error") as records, serve(app) as url:
+    fragile_response = httpx.post(f"{url}/fragile")
+    other_response = httpx.post(f"{url}/other")
+
+print(f"/fragile answered {fragile_response.status_code} {fragile_response.json()}")
+print(f"tasks that ran: {done}")
+for log_record in records:
+    print(f"uvicorn logged: {log_record.getMessage().strip()!r} with {log_record.exc_info[0].__name__}")
+assert fragile_response.status_code == 200 and other_response.status_code == 200
+assert done == ["first", "other request's task"], "'third' was skipped"
+assert any(r.exc_info and r.exc_info[0] is ValueError for r in records)
+
+# %% [markdown]
+# Nobody but the log hears of the failure: the client was told "accepted". Chapter 4 shows the
+# remedies (a wrapper that logs and carries on, retries, separate tasks for independent work);
+# exercise 1.3 below builds the simplest one.
+#
+# There is a second, quieter effect. HTTP/1.1 clients keep a connection open and reuse it for
+# the next request. When a task raises, uvicorn can no longer send an error response (one was
+# already sent), so it closes the connection. A client that sends its next request on that
+# connection at the wrong moment gets `httpx.RemoteProtocolError: Server disconnected without
+# sending a response`, for a request that had nothing to do with the failure.
+#
+# **Fact 7.2.** After a response whose task raised, the server closes the connection; after a
+# response whose tasks succeeded, it keeps the connection open for the next request.
+
+# %%
+import http.client
+
+
+def connection_after(path: str, server_url: str) -> str:
+    """Send one request on a keep-alive connection, then see whether the server hangs up."""
+    host, port = server_url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=5)
+    try:
+        connection.request("POST", path)
+        response = connection.getresponse()
+        response.read()
+        connection.sock.settimeout(1.0)
+        try:
+            closed = connection.sock.recv(1) == b""  # b"" means the server closed its end
+        except TimeoutError:
+            closed = False  # nothing came for a second: the connection waits for a next request
+    finally:
+        connection.close()
+    if closed:
+        return f"{response.status} and then the server closed the connection"
+    return f"{response.status} and the connection stays open"
+
+
+with serve(app) as url:
+    after_failure = connection_after("/fragile", url)
+    after_success = connection_after("/other", url)
+print("task raised:   ", after_failure)
+print("tasks succeeded:", after_success)
+assert after_failure == "200 and then the server closed the connection"
+assert after_success == "200 and the connection stays open"
+
+# %% [markdown]
+# In tests the failure is loud instead: `TestClient` re-raises the task's exception in the test,
+# unless it is created with `raise_server_exceptions=False`.
+
+# %% tags=["raises-exception"]
+with TestClient(app) as test_client:
+    test_client.post("/fragile")
+
+# %% [markdown]
+# That was the real `ValueError` from `fail`, raised in the test, after the response was built.
+# Told not to re-raise, the same call returns the `200` the client received:
+
+# %%
+with TestClient(app, raise_server_exceptions=False) as test_client:
+    quiet = test_client.post("/fragile")
+print(quiet.status_code, quiet.json())
+assert quiet.status_code == 200
+
+# %% [markdown]
+# ## 8. Why a server in a thread, and what `nest_asyncio` can and cannot do
+#
+# `uvicorn.run(app)` starts an event loop and runs the server on it until you stop it. A Jupyter
+# kernel already runs an event loop in its main thread (that is why `await` works at the top of a
+# cell), and asyncio allows one running loop per thread.
+#
+# **Fact 8.1.** `uvicorn.run(app)` in a notebook cell fails at once. The message depends on the
+# Python version, because uvicorn 0.54 starts its loop with `asyncio.Runner` on Python 3.11 and
+# with `asyncio.run(..., loop_factory=...)` on 3.12 and later (`uvicorn/_compat.py`); on 3.11
+# it is `RuntimeError: Cannot run the event loop while another loop is running`.
+
+# %% tags=["raises-exception"]
+import uvicorn
+
+uvicorn.run(FastAPI(), host="127.0.0.1", port=0)
+
+# %% [markdown]
+# `serve(app)` avoids this by running the server on a thread of its own, which has its own loop.
+#
+# `nest_asyncio.apply()` is often suggested as the cure. It patches `asyncio.run` and the event
+# loop class so that a running loop can be re-entered. That does help with code that calls
+# `asyncio.run()` from inside a running loop, such as a library's synchronous wrapper around its
+# async API. Because the patch stays for the life of the kernel, the proof runs in fresh kernels
+# of their own, started and shut down by `bgcourse.run_in_fresh_kernel`.
+#
+# **Fact 8.2.** In a notebook, `asyncio.run(...)` fails; after `nest_asyncio.apply()` it works.
+
+# %%
+from bgcourse import run_in_fresh_kernel
+
+without_patch = run_in_fresh_kernel("import asyncio\nasyncio.run(asyncio.sleep(0))")
+with_patch = run_in_fresh_kernel(
+    "import asyncio, nest_asyncio\nnest_asyncio.apply()\nprint(asyncio.run(asyncio.sleep(0, 'it ran')))"
+)
+print("asyncio.run, no patch:  ", without_patch.error)
+print("asyncio.run, patched:   ", with_patch.output.strip())
+assert "cannot be called from a running event loop" in without_patch.error
+assert with_patch.output.strip() == "it ran" and not with_patch.error
+
+# %% [markdown]
+# **Fact 8.3.** `nest_asyncio` does not make `uvicorn.run()` work in a cell. On Python 3.11
+# uvicorn uses `asyncio.Runner`, which `nest_asyncio` does not patch (`RuntimeError: Runner.run()
+# cannot be called from a running event loop`); on 3.12 and 3.13 it calls
+# `asyncio.run(..., loop_factory=...)`, and the `run` that `nest_asyncio` puts in its place has no
+# `loop_factory` parameter (a `TypeError`).
+
+# %%
+uvicorn_patched = run_in_fresh_kernel(
+    "import nest_asyncio, uvicorn\nnest_asyncio.apply()\n"
+    "from fastapi import FastAPI\nuvicorn.run(FastAPI(), host='127.0.0.1', port=0)",
+    timeout=30,
+)
+print("uvicorn.run, patched:   ", uvicorn_patched.error)
+assert uvicorn_patched.error.startswith("RuntimeError") or uvicorn_patched.error.startswith("TypeError")
+
+# %% [markdown]
+# In a notebook, prefer `await` at the top level of a cell for your own async code, a server on
+# its own thread for servers, and `nest_asyncio` only for third-party code that insists on
+# calling `asyncio.run()` itself. Chapter 6 returns to these errors.
+
+# ## 9. The common explanation, checked
+#
+# Many tutorials describe background tasks with a handful of claims. Here is each one against
+# what the cells above showed on the pinned versions.
+#
+# | Claim | Verdict | Proof |
+# |---|---|---|
+# | The task runs after the response is sent | True: the server finishes sending before the task starts | section 1 |
+# | Tasks run in the order they were added | True, and strictly one after another | section 2 |
+# | `BackgroundTasks` arrives by dependency injection | True: one object per request, shared with dependencies | section 5 |
+# | Tasks "run in the background" of the whole app | Partly: tasks of different requests overlap, but a blocking `async def` task stalls the event loop | sections 3 and 4, chapter 5 |
+# | "A failing task does not affect the rest" | **False** for the same request: the later tasks are skipped. True for other requests. | section 7 |
+# | You can see the timing in your tests | **False** with `TestClient`/`ASGITransport`: they wait for the tasks | section 6 |
+
+# %% [markdown]
+# ## Exercises
+#
+# Each exercise has a code cell for your answer and a cell that checks it against a real server.
+# The reference solutions are in `solutions/ch01_core_mechanics/`; try first, then compare.
+#
+# ### Exercise 1.1: accept now, send the receipt later
+#
+# Write an app with `POST /orders` that answers `202 Accepted` with a body
+# `{"order_id": <a new id string>, "status": "accepted"}` at once, and then, in a background task,
+# waits 0.2 s (a slow mail server) and appends the order id to the list `receipts`.
+
+# %% nbgrader={"grade": false, "grade_id": "ex01_answer", "locked": false, "schema_version": 3, "solution": true, "task": false}
+### BEGIN SOLUTION
+import asyncio
+import uuid
+
+from fastapi import BackgroundTasks, FastAPI, status
+
+app = FastAPI()
+receipts: list[str] = []
+
+
+async def send_receipt(order_id: str) -> None:
+    await asyncio.sleep(0.2)  # a slow mail server
+    receipts.append(order_id)
+
+
+@app.post("/orders", status_code=status.HTTP_202_ACCEPTED)
+async def place_order(background_tasks: BackgroundTasks) -> dict[str, str]:
+    order_id = uuid.uuid4().hex
+    background_tasks.add_task(send_receipt, order_id)
+    return {"order_id": order_id, "status": "accepted"}
+### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "ex01", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+from bgcourse.checks import ch01_core_mechanics as checks
+
+checks.ex01(app, receipts)
+
+# %% [markdown]
+# ### Exercise 1.2: an audit dependency
+#
+# Write an app with `GET /items/{item_id}` (an `int`) that returns `{"item_id": item_id}`. A
+# dependency `audit` adds a task that appends `"<METHOD> <path>"` (for example `"GET /items/7"`)
+# to `audit_log`; the endpoint adds a task that appends `"cache <item_id>"`. Which runs first?
+
+# %% nbgrader={"grade": false, "grade_id": "ex02_answer", "locked": false, "schema_version": 3, "solution": true, "task": false}
+### BEGIN SOLUTION
+from fastapi import BackgroundTasks, Depends, FastAPI, Request
+
+app = FastAPI()
+audit_log: list[str] = []
+
+
+def audit(request: Request, background_tasks: BackgroundTasks) -> None:
+    background_tasks.add_task(audit_log.append, f"{request.method} {request.url.path}")
+
+
+@app.get("/items/{item_id}", dependencies=[Depends(audit)])
+def read_item(item_id: int, background_tasks: BackgroundTasks) -> dict[str, int]:
+    background_tasks.add_task(audit_log.append, f"cache {item_id}")
+    return {"item_id": item_id}
+### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "ex02", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+checks.ex02(app, audit_log)
+
+# %% [markdown]
+# ### Exercise 1.3: keep going after a failure
+#
+# Write `keep_going(func)`, which returns a wrapper around a task function that calls it, and if
+# it raises, logs the failure with its traceback on the logger named `"tasks"` (use
+# `logger.exception`, and name the function in the message) and returns `None`, so that the
+# request's later tasks still run. Keep the kind of function: an `async def` function must give
+# an `async def` wrapper (awaited on the loop), a `def` function a `def` wrapper (run in a
+# thread). Keep the name with `functools.wraps`.
+
+# %% nbgrader={"grade": false, "grade_id": "ex03_answer", "locked": false, "schema_version": 3, "solution": true, "task": false}
+### BEGIN SOLUTION
+import functools
+import inspect
+import logging
+from collections.abc import Callable
+from typing import Any
+
+logger = logging.getLogger("tasks")
+
+
+def keep_going(func: Callable[..., Any]) -> Callable[..., Any]:
+    if inspect.iscoroutinefunction(func):
+
+        @functools.wraps(func)
+        async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return await func(*args, **kwargs)
+            except Exception:
+                logger.exception("background task %s failed", func.__name__)
+                return None
+
+        return async_wrapper
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except Exception:
+            logger.exception("background task %s failed", func.__name__)
+            return None
+
+    return wrapper
+### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "ex03", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+checks.ex03(keep_going)
+
+# %% [markdown]
+# ## Quiz
+#
+# Each question shows itself in a cell; answer in the cell below it; the cell after that says
+# whether you are right, and why.
+
+# %% nbgrader={"grade": false, "grade_id": "q01_question", "locked": true, "schema_version": 3, "solution": false, "task": false}
+quiz = load_quiz("ch01_core_mechanics")
+quiz.ask("q01")
+
+# %% nbgrader={"grade": false, "grade_id": "q01_answer", "locked": false, "schema_version": 3, "solution": true, "task": false}
+### BEGIN SOLUTION
+answer_q01 = "B"
+### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "q01", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+quiz.check("q01", answer_q01)
+
+# %% nbgrader={"grade": false, "grade_id": "q02_question", "locked": true, "schema_version": 3, "solution": false, "task": false}
+quiz.ask("q02")
+
+# %% nbgrader={"grade": false, "grade_id": "q02_answer", "locked": false, "schema_version": 3, "solution": true, "task": false}
+### BEGIN SOLUTION
+answer_q02 = "C"
+### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "q02", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+quiz.check("q02", answer_q02)
+
+# %% nbgrader={"grade": false, "grade_id": "q03_question", "locked": true, "schema_version": 3, "solution": false, "task": false}
+quiz.ask("q03")
+
+# %% nbgrader={"grade": false, "grade_id": "q03_answer", "locked": false, "schema_version": 3, "solution": true, "task": false}
+### BEGIN SOLUTION
+answer_q03 = "B"
+### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "q03", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+quiz.check("q03", answer_q03)
+
+# %% nbgrader={"grade": false, "grade_id": "q04_question", "locked": true, "schema_version": 3, "solution": false, "task": false}
+quiz.ask("q04")
+
+# %% nbgrader={"grade": false, "grade_id": "q04_answer", "locked": false, "schema_version": 3, "solution": true, "task": false}
+### BEGIN SOLUTION
+answer_q04 = "D"
+### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "q04", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+quiz.check("q04", answer_q04)
+
+# %% nbgrader={"grade": false, "grade_id": "q05_question", "locked": true, "schema_version": 3, "solution": false, "task": false}
+quiz.ask("q05")
+
+# %% nbgrader={"grade": false, "grade_id": "q05_answer", "locked": false, "schema_version": 3, "solution": true, "task": false}
+### BEGIN SOLUTION
+answer_q05 = "A"
+### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "q05", "locked": true, "points": 1, "schema_version": 3, "solution": false, "task": false}
+quiz.check("q05", answer_q05)
+
+# %% nbgrader={"grade": false, "grade_id": "q06_question", "locked": true, "schema_version": 3, "solution": false, "task": false}
+quiz.ask("q06")
+
+# %% nbgrader={"grade": false, "grade_id": "q06_answer", "locked": false, "schema_version": 3, "solution": true, "task": false}
+### BEGIN SOLUTION
+def schedule(background_tasks, log):
+    background_tasks.add_task(log.append, "first")
+    background_tasks.add_task(log.append, "second")
+### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "q06", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
+quiz.check("q06", schedule)
+
+# %% [markdown]
+# ## Summary
+#
+# - A background task runs in the same process, after the server has sent the whole response:
+#   the client is never made to wait for it (section 1).
+# - The tasks of one request run strictly one after another, in the order added; the tasks of
+#   different requests run at the same time (sections 2 and 3).
+# - `def` tasks run on AnyIO's worker threads; `async def` tasks run on the event loop and must
+#   not block it (section 4).
+# - Declare `background_tasks: BackgroundTasks` wherever you need it: the endpoint and its
+#   dependencies share one object per request (section 5).
+# - `TestClient` and `ASGITransport` return after the tasks: good for testing what a task did,
+#   blind to when (section 6).
+# - A task that raises skips the request's later tasks and is reported only in the server log
+#   (section 7).
+# - In a notebook, run the server on a thread of its own; `nest_asyncio` lets `asyncio.run` nest,
+#   but does not make `uvicorn.run` work in a cell (section 8).
+#
+# Next: chapter 2 builds a registration endpoint that sends a real welcome e-mail.
