@@ -34,9 +34,7 @@ def run_in_fresh_kernel(code: str, *, timeout: float = 60) -> KernelRun:
     # encryption" warning, and nothing written where the notebook runs.
     with tempfile.TemporaryDirectory(prefix="bgcourse-kernel-") as folder:
         config = Config({"KernelManager": {"transport": "ipc", "ip": str(Path(folder) / "kernel")}})
-        client = NotebookClient(
-            notebook, kernel_name="python3", timeout=timeout, allow_errors=True, config=config
-        )
+        client = NotebookClient(notebook, kernel_name="python3", timeout=timeout, allow_errors=True, config=config)
         try:
             client.execute(cwd=folder)
         except CellTimeoutError:
@@ -47,6 +45,4 @@ def run_in_fresh_kernel(code: str, *, timeout: float = 60) -> KernelRun:
 
 
 def _text_of(notebook: nbformat.NotebookNode) -> str:
-    return "".join(
-        output.get("text", "") for output in notebook.cells[0].outputs if output.output_type == "stream"
-    )
+    return "".join(output.get("text", "") for output in notebook.cells[0].outputs if output.output_type == "stream")

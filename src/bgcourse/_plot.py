@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from dataclasses import replace
 
 from matplotlib.figure import Figure
 
@@ -49,6 +50,9 @@ def plot_timeline(events: Sequence[Event], title: str | None = None) -> Figure:
         axes.set_title(title or "nothing recorded yet")
         return figure
 
+    # Start the axis at the first event: the time before it (starting a server) is not the story.
+    origin = min(event.seconds for event in events)
+    events = [replace(event, seconds=event.seconds - origin) for event in events]
     end = max(event.seconds for event in events)
     used_labels: set[str] = set()
     for row, lane in enumerate(lanes):
@@ -112,7 +116,7 @@ def plot_timeline(events: Sequence[Event], title: str | None = None) -> Figure:
                 color="dimgray",
             )
     axes.set_yticks(range(len(lanes)), list(reversed(lanes)))
-    axes.set_xlabel("seconds since the timeline started")
+    axes.set_xlabel("seconds since the first event")
     axes.set_xlim(left=0, right=end * 1.25 if end > 0 else 1)
     axes.grid(axis="x", alpha=0.3)
     figure.legend(loc="outside lower center", ncol=4, fontsize=8, frameon=False)

@@ -1,0 +1,65 @@
+"""One set of pins: pyproject.toml, environment.yml and requirements.lock agree."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PIN = re.compile(r"^([A-Za-z0-9_.\-]+)==([^;\s]+)")
+
+
+def canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def pins(lines: list[str]) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for line in lines:
+        match = PIN.match(line.strip())
+        if match:
+            found[canonical(match.group(1))] = match.group(2)
+    return found
+
+
+def pyproject_pins() -> dict[str, str]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    every = list(project["dependencies"])
+    for extra in project["optional-dependencies"].values():
+        every += extra
+    unpinned = [requirement for requirement in every if not PIN.match(requirement)]
+    assert not unpinned, f"pyproject.toml has requirements without an exact pin: {unpinned}"
+    return pins(every)
+
+
+def environment_pins() -> dict[str, str]:
+    # environment.yml is simple enough to read without a YAML parser: the pip section's items.
+    lines = (ROOT / "environment.yml").read_text(encoding="utf-8").splitlines()
+    start = lines.index("  - pip:")
+    items = [line.strip()[2:] for line in lines[start + 1 :] if line.strip().startswith("- ")]
+    assert "-e ." in items, "environment.yml must install the helper package (`- -e .` in its pip section)"
+    return pins(items)
+
+
+def test_environment_yml_lists_exactly_the_pyproject_pins() -> None:
+    assert environment_pins() == pyproject_pins()
+
+
+def test_the_lock_contains_every_pin() -> None:
+    locked = pins((ROOT / "requirements.lock").read_text(encoding="utf-8").splitlines())
+    missing = {name: version for name, version in pyproject_pins().items() if locked.get(name) != version}
+    assert not missing, f"requirements.lock disagrees with pyproject.toml on {missing}; run `make lock`"
+
+
+def test_testclient_imports_without_a_deprecation_warning() -> None:
+    # A fresh interpreter, so that no earlier import has already used up the warning.
+    result = subprocess.run(
+        [sys.executable, "-W", "error", "-c", "import fastapi.testclient, starlette.testclient"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
