@@ -289,9 +289,53 @@ assert def_thread == "AnyIO worker thread"
 assert async_thread == handled_on["async def endpoint"] != def_thread
 
 # %% [markdown]
-# The consequence (chapter 5 measures it): an `async def` task must never block, because while it
-# blocks, nothing else on the event loop runs, requests included. A `def` task may block; it
-# takes one of the thread pool's 40 tokens while it does.
+# The consequence: an `async def` task must never block, because while it blocks, nothing else on
+# the event loop runs, and that includes every other request.
+#
+# **Fact 4.2.** While an `async def` task sleeps with `time.sleep(0.5)` (a blocking call), a
+# `GET /ping` from another client waits for it to finish. The same task written as `def` runs on
+# a worker thread, and `/ping` answers at once.
+
+# %%
+app = FastAPI()
+
+
+async def blocking_async_task() -> None:
+    time.sleep(0.5)  # blocking call inside async def: the event loop stops for 0.5 s
+
+
+def blocking_def_task() -> None:
+    time.sleep(0.5)  # the same call in a def task: only a worker thread waits
+
+
+@app.post("/work/{kind}")
+async def start_work(kind: str, background_tasks: BackgroundTasks) -> dict[str, str]:
+    background_tasks.add_task(blocking_async_task if kind == "async" else blocking_def_task)
+    return {"started": kind}
+
+
+@app.get("/ping")
+async def ping() -> dict[str, bool]:
+    return {"pong": True}
+
+
+ping_seconds: dict[str, float] = {}
+with serve(app) as url:
+    for kind in ("async", "def"):
+        httpx.post(f"{url}/work/{kind}")  # returns at once; the task starts right after
+        started = time.perf_counter()
+        httpx.get(f"{url}/ping")  # a new connection, as another client would open
+        ping_seconds[kind] = time.perf_counter() - started
+
+task_kind = {"async": "async def", "def": "def"}
+for kind, seconds in ping_seconds.items():
+    print(f"/ping while a blocking {task_kind[kind]:9} task ran: answered after {seconds:.2f} s")
+assert ping_seconds["async"] > 0.3, "the blocked loop could not answer /ping"
+assert ping_seconds["def"] < 0.3, "a def task leaves the loop free"
+
+# %% [markdown]
+# Chapter 5 measures this further: the thread pool's limit, and how to run blocking or CPU-bound
+# work without stalling the server.
 
 # %% [markdown]
 # ## 5. Where `BackgroundTasks` comes from
@@ -547,20 +591,24 @@ assert "cannot be called from a running event loop" in without_patch.error
 assert with_patch.output.strip() == "it ran" and not with_patch.error
 
 # %% [markdown]
-# **Fact 8.3.** `nest_asyncio` does not make `uvicorn.run()` work in a cell. On Python 3.11
-# uvicorn uses `asyncio.Runner`, which `nest_asyncio` does not patch (`RuntimeError: Runner.run()
-# cannot be called from a running event loop`); on 3.12 and 3.13 it calls
-# `asyncio.run(..., loop_factory=...)`, and the `run` that `nest_asyncio` puts in its place has no
-# `loop_factory` parameter (a `TypeError`).
+# **Fact 8.3.** `nest_asyncio` does not make `uvicorn.run()` work in a cell, whether it is
+# applied before or after uvicorn is imported. On Python 3.11 uvicorn starts its loop with
+# `asyncio.Runner`, which `nest_asyncio` does not patch (`RuntimeError: Runner.run() cannot be
+# called from a running event loop`). On 3.12 and 3.13 it calls the `asyncio.run` it found when
+# it was imported: imported before `apply()`, that is the original, which refuses to run inside a
+# running loop (`RuntimeError`); imported after, it is `nest_asyncio`'s replacement, which has no
+# `loop_factory` parameter (`TypeError`). The cell prints what your Python does.
 
 # %%
-uvicorn_patched = run_in_fresh_kernel(
-    "import nest_asyncio, uvicorn\nnest_asyncio.apply()\n"
-    "from fastapi import FastAPI\nuvicorn.run(FastAPI(), host='127.0.0.1', port=0)",
-    timeout=30,
-)
-print("uvicorn.run, patched:   ", uvicorn_patched.error)
-assert uvicorn_patched.error.startswith("RuntimeError") or uvicorn_patched.error.startswith("TypeError")
+run_uvicorn = "from fastapi import FastAPI\nuvicorn.run(FastAPI(), host='127.0.0.1', port=0)"
+orders = {
+    "uvicorn imported, then apply()": "import uvicorn, nest_asyncio\nnest_asyncio.apply()\n" + run_uvicorn,
+    "apply(), then uvicorn imported": "import nest_asyncio\nnest_asyncio.apply()\nimport uvicorn\n" + run_uvicorn,
+}
+for order, code in orders.items():
+    outcome = run_in_fresh_kernel(code, timeout=30)
+    print(f"{order}: {outcome.error}")
+    assert outcome.error.startswith(("RuntimeError", "TypeError")), outcome
 
 # %% [markdown]
 # In a notebook, prefer `await` at the top level of a cell for your own async code, a server on
@@ -577,7 +625,7 @@ assert uvicorn_patched.error.startswith("RuntimeError") or uvicorn_patched.error
 # | The task runs after the response is sent | True: the server finishes sending before the task starts | section 1 |
 # | Tasks run in the order they were added | True, and strictly one after another | section 2 |
 # | `BackgroundTasks` arrives by dependency injection | True: one object per request, shared with dependencies | section 5 |
-# | Tasks "run in the background" of the whole app | Partly: tasks of different requests overlap, but a blocking `async def` task stalls the event loop | sections 3 and 4, chapter 5 |
+# | Tasks "run in the background" of the whole app | Partly: tasks of different requests overlap, but a blocking `async def` task stalls every request | sections 3 and 4 |
 # | "A failing task does not affect the rest" | **False** for the same request: the later tasks are skipped. True for other requests. | section 7 |
 # | You can see the timing in your tests | **False** with `TestClient`/`ASGITransport`: they wait for the tasks | section 6 |
 
