@@ -4,8 +4,6 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 READY  := $(VENV)/.ready
-# jupyter_core warns about its move to platformdirs unless this is set; no warning reaches a learner.
-export JUPYTER_PLATFORM_DIRS := 1
 
 .PHONY: lab test check bench notebooks lock clean
 
@@ -18,9 +16,12 @@ $(READY): pyproject.toml requirements.lock
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	@touch $(READY)
 
+# JupyterLab refuses to run as root (containers often are) unless told that it is on purpose.
+LAB_FLAGS := $(if $(filter 0,$(shell id -u)),--allow-root,)
+
 ## lab: set up (first time only) and open JupyterLab on chapter 1
 lab: $(READY)
-	$(BIN)/jupyter lab notebooks/ch01_core_mechanics.ipynb
+	$(BIN)/jupyter lab $(LAB_FLAGS) notebooks/ch01_core_mechanics.ipynb
 
 ## test: set up (first time only), then lint, type-check, and run every test and notebook
 test: $(READY)
