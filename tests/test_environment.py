@@ -9,7 +9,7 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PIN = re.compile(r"^([A-Za-z0-9_.\-]+)==([^;\s]+)")
+PIN = re.compile(r"^([A-Za-z0-9_.\-]+)(?:\[[a-z0-9,]+\])?==([^;\s]+)")
 
 
 def canonical(name: str) -> str:
