@@ -145,3 +145,23 @@ def test_exercise_solutions_match_the_solution_modules(path: Path) -> None:
         assert same_code(solution_code(cells[f"{exercise}_answer"]), module.read_text(encoding="utf-8")), (
             f"the notebook's solution to {exercise} differs from {module.relative_to(ROOT)}"
         )
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_imports_only_the_public_api(path: Path) -> None:
+    code = "\n".join(
+        line
+        for cell in read(path).cells
+        if cell.cell_type == "code"
+        for line in cell.source.splitlines()
+        if not line.lstrip().startswith(("%", "!"))  # IPython magics are not Python
+    )
+    for node in ast.walk(ast.parse(code)):
+        names = []
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+        elif isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        private = [name for name in names if name.startswith("bgcourse") and "._" in name]
+        assert not private, f"{path.name} imports private helpers {private}; use the public API"
+    assert "sys.path" not in code, f"{path.name} changes sys.path; the helper package is installed"
