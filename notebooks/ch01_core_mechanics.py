@@ -605,8 +605,8 @@ orders = {
     "uvicorn imported, then apply()": "import uvicorn, nest_asyncio\nnest_asyncio.apply()\n" + run_uvicorn,
     "apply(), then uvicorn imported": "import nest_asyncio\nnest_asyncio.apply()\nimport uvicorn\n" + run_uvicorn,
 }
-for order, code in orders.items():
-    outcome = run_in_fresh_kernel(code, timeout=30)
+outcomes = {order: run_in_fresh_kernel(code, timeout=30) for order, code in orders.items()}
+for order, outcome in outcomes.items():
     print(f"{order}: {outcome.error}")
     assert outcome.error.startswith(("RuntimeError", "TypeError")), outcome
 

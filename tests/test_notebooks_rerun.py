@@ -31,16 +31,22 @@ def summary(notebook: nbformat.NotebookNode) -> list[tuple[int, str, str]]:
         if cell.cell_type != "code":
             continue
         for output in cell.outputs:
-            if output.output_type == "stream":
-                text = output.text if output.name == "stdout" else "(stderr)"
-            elif output.output_type == "error":
+            kind = output.output_type
+            if kind == "stream":
+                kind = f"stream:{output.name}"
+                text = output.text if output.name == "stdout" else ""  # logs differ; that there were any does not
+            elif kind == "error":
                 text = output.ename
             else:
-                data = output.get("data", {})
-                text = " ".join(sorted(data))  # the kinds of output: an image stays an image
+                text = " ".join(sorted(output.get("data", {})))  # the kinds of output: an image stays an image
             for pattern, replacement in rules:
                 text = pattern.sub(replacement, text)
-            shown.append((index, output.output_type, text))
+            if kind.startswith("stream") and shown and shown[-1][:2] == (index, kind):
+                # The kernel may split one cell's printing into several stream outputs depending on
+                # timing; that is display, not a different result, so join them.
+                shown[-1] = (index, kind, shown[-1][2] + text)
+            else:
+                shown.append((index, kind, text))
     return shown
 
 

@@ -7,12 +7,14 @@ from bgcourse._logs import capture_logs
 from bgcourse._plot import NotebookFigure, plot_timeline
 from bgcourse._quiz import Question, Quiz, QuizFormatError, WrongAnswer, find_quiz_file, load_quiz
 from bgcourse._server import ServerStartError, serve
+from bgcourse._smtp import MailServer, smtp_server
 from bgcourse._timeline import LANE_HEADER, Event, Timeline, TimelineMiddleware
 
 __all__ = [
     "Event",
     "KernelRun",
     "LANE_HEADER",
+    "MailServer",
     "NotebookFigure",
     "Question",
     "Quiz",
@@ -27,4 +29,5 @@ __all__ = [
     "plot_timeline",
     "run_in_fresh_kernel",
     "serve",
+    "smtp_server",
 ]

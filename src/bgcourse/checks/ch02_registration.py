@@ -1,0 +1,250 @@
+"""Checks for chapter 2's exercises, run against a real server and a real SMTP server."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import threading
+import time
+from collections.abc import Callable
+from email.message import EmailMessage
+from typing import Any, Protocol
+
+import aiosmtplib
+import httpx
+from fastapi import BackgroundTasks, FastAPI, HTTPException, status
+from pydantic import BaseModel, EmailStr, SecretStr
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from bgcourse._logs import capture_logs
+from bgcourse._server import serve
+from bgcourse._smtp import MailServer, smtp_server
+
+__all__ = ["ex01", "ex02", "ex03"]
+
+# More refusals than any sensible number of retries: the mail server is down for the whole check.
+_ALWAYS = 1000
+
+
+class MailSettings(Protocol):
+    """What the exercises' ``settings`` object must have: where the mail server is."""
+
+    smtp_host: str
+    smtp_port: int
+
+
+def _raised(records: list[logging.LogRecord]) -> str:
+    """The exceptions uvicorn logged for failed tasks, for a message that says what went wrong."""
+    errors = [record.exc_info[1] for record in records if record.exc_info and record.exc_info[1] is not None]
+    return "; ".join(f"{type(error).__name__}: {error}" for error in errors) or "nothing"
+
+
+def _watch_audit_log(app: ASGIApp, audit_log: list[str]) -> tuple[ASGIApp, list[int]]:
+    """Wrap ``app``: note how long ``audit_log`` was when each response had been sent (before its tasks)."""
+    lengths: list[int] = []
+
+    async def watched(scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_and_look(message: Message) -> None:
+            await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                lengths.append(len(audit_log))
+
+        await app(scope, receive, send_and_look if scope["type"] == "http" else send)
+
+    return watched, lengths
+
+
+def ex01(app: ASGIApp, settings: MailSettings, audit_log: list[str]) -> str:
+    """Exercise 2.1: the audit entry is written after the response, even when the e-mail fails."""
+    audit_log.clear()
+    watched, lengths_at_response = _watch_audit_log(app, audit_log)
+    settings.smtp_host = "127.0.0.1"
+    with capture_logs("uvicorn.error") as server_log, smtp_server() as mail:
+        settings.smtp_port = mail.port
+        with serve(watched) as url, httpx.Client(base_url=url) as client:
+            response = client.post("/register", json={"username": "ada", "email": "ada@example.com"})
+        recipients = [message["To"] for message in mail.messages]
+    assert response.status_code == 201, f"expected 201 Created, got {response.status_code}: {response.text}"
+    assert response.json() == {"username": "ada"}, f"expected the body {{'username': 'ada'}}, got {response.json()}"
+    assert lengths_at_response == [0], (
+        "the audit entry was already in audit_log when the response was sent: append it from a background task"
+    )
+    assert recipients == ["ada@example.com"], (
+        f"the mail server received messages for {recipients}, expected one for ada@example.com; "
+        f"your tasks raised {_raised(server_log)}. Send to settings.smtp_host and settings.smtp_port."
+    )
+    assert audit_log == ["registered ada"], (
+        f"after the tasks ran, audit_log was {audit_log}; expected ['registered ada']"
+    )
+
+    with capture_logs("uvicorn.error"), smtp_server(refuse=_ALWAYS) as mail:
+        settings.smtp_port = mail.port
+        with serve(watched) as url, httpx.Client(base_url=url) as client:
+            response = client.post("/register", json={"username": "bob", "email": "bob@example.com"})
+    assert response.status_code == 201, f"expected 201 Created, got {response.status_code}: {response.text}"
+    assert audit_log == ["registered ada", "registered bob"], (
+        f"with the mail server down, audit_log was {audit_log}, without 'registered bob': the e-mail task "
+        "raised, and a request's tasks after a failing one are skipped (chapter 1, section 7). Add the audit "
+        "task before the e-mail task, or make the e-mail task catch and log its failure."
+    )
+    return "Exercise 2.1 solved: the audit entry is written after the response, mail server up or down."
+
+
+def _task_app(send_welcome_email: Callable[[str], Any]) -> FastAPI:
+    app = FastAPI()
+
+    @app.post("/register", status_code=status.HTTP_201_CREATED)
+    def register(address: str, background_tasks: BackgroundTasks) -> dict[str, str]:
+        background_tasks.add_task(send_welcome_email, address)
+        return {"address": address}
+
+    return app
+
+
+def _errors_naming(records: list[logging.LogRecord], address: str) -> list[logging.LogRecord]:
+    return [record for record in records if record.levelno >= logging.ERROR and address in record.getMessage()]
+
+
+def ex02(send_welcome_email: Callable[[str], Any], settings: MailSettings) -> str:
+    """Exercise 2.2: a def task with smtplib that times out, retries 3 times in all, and logs its failure."""
+    assert not inspect.iscoroutinefunction(send_welcome_email), (
+        "send_welcome_email is an async def function: smtplib would block the event loop in it. Make it a plain "
+        "def; Starlette runs a def task on a worker thread."
+    )
+    app = _task_app(send_welcome_email)
+    settings.smtp_host = "127.0.0.1"
+
+    with capture_logs("uvicorn.error") as server_log, smtp_server(refuse=2) as mail:
+        settings.smtp_port = mail.port
+        with serve(app) as url:
+            response = httpx.post(f"{url}/register", params={"address": "ada@example.com"})
+        recipients, connections = [message["To"] for message in mail.messages], mail.connections
+    assert response.status_code == 201, response.text
+    assert server_log == [], f"the task raised {_raised(server_log)}; it must catch and log its last failure"
+    delivered_on_the_third_attempt = recipients == ["ada@example.com"] and connections == 3
+    assert delivered_on_the_third_attempt, (
+        f"the mail server refused the first 2 connections (smtplib raises SMTPConnectError); your task connected "
+        f"{connections} time(s) and delivered {len(recipients)} message(s). Expected 3 connections and 1 message: "
+        "retry on SMTPConnectError, 3 attempts in all (stop_after_attempt(3))."
+    )
+
+    with (
+        capture_logs("uvicorn.error") as server_log,
+        capture_logs("mail") as mail_log,
+        smtp_server(refuse=_ALWAYS) as mail,
+    ):
+        settings.smtp_port = mail.port
+        with serve(app) as url:
+            httpx.post(f"{url}/register", params={"address": "bob@example.com"})
+        connections = mail.connections
+    assert server_log == [], f"the task raised {_raised(server_log)}; it must catch and log its last failure"
+    assert connections == 3, (
+        f"against a mail server that always refuses, your task connected {connections} time(s); expected 3 "
+        "attempts in all, then give up"
+    )
+    errors = _errors_naming(mail_log, "bob@example.com")
+    assert errors, "nothing was logged at ERROR on the 'mail' logger naming bob@example.com; use logger.exception"
+    assert errors[0].exc_info is not None, "log the traceback too: logger.exception(...) does that"
+
+    failures: list[BaseException] = []
+    worker = threading.Thread(
+        target=_call, args=(send_welcome_email, "cy@example.com", failures), name="ex02-task", daemon=True
+    )
+    with capture_logs("mail") as mail_log:
+        with smtp_server(delay=30) as mail:  # a mail server that never answers
+            settings.smtp_port = mail.port
+            started = time.monotonic()
+            worker.start()
+            worker.join(5)
+            elapsed, connections = time.monotonic() - started, mail.connections
+            in_time = not worker.is_alive()
+        worker.join(10)  # the mail server has stopped and hung up, so even a task without a timeout ends now
+    assert in_time, (
+        "against a mail server that never answers, your task was still waiting after 5 s: give smtplib.SMTP a "
+        "timeout (timeout=0.5)"
+    )
+    assert not failures, f"the task raised {failures[0]!r}; it must catch and log its last failure"
+    assert connections == 3, (
+        f"against a mail server that never answers, your task connected {connections} time(s) in {elapsed:.1f} s; "
+        "expected 3. smtplib reports a timeout while it waits for the greeting as SMTPServerDisconnected: "
+        "retry on that too."
+    )
+    assert _errors_naming(mail_log, "cy@example.com"), "the timed-out e-mail to cy@example.com was not logged at ERROR"
+    return "Exercise 2.2 solved: a def task that times out, makes 3 attempts, and logs the failure with its traceback."
+
+
+def _call(func: Callable[[str], Any], address: str, failures: list[BaseException]) -> None:
+    try:
+        func(address)
+    except BaseException as error:  # noqa: BLE001 - reported by the check, not by the thread's excepthook
+        failures.append(error)
+
+
+class _Registration(BaseModel):
+    username: str
+    email: EmailStr
+    password: SecretStr
+
+
+#: The broken apps that a good test must fail against, and what its author should check.
+FLAWS = {
+    "status 200": "an app that answers 200 OK instead of 201 Created (check the status code)",
+    "password returned": "an app that returns the password in its answer (compare the whole body)",
+    "duplicates accepted": "an app that accepts the same username twice (register again, expect 409)",
+    "no e-mail": "an app that never sends the welcome e-mail (wait for it with mail.wait_for, check its To)",
+}
+
+
+def _registration_app(mail: MailServer, flaw: str | None) -> FastAPI:
+    """A small registration app like the chapter's, correct or with one of the FLAWS."""
+    app = FastAPI()
+    usernames: set[str] = set()
+
+    async def send_welcome_email(address: str, username: str) -> None:
+        message = EmailMessage()
+        message["From"] = "welcome@example.com"
+        message["To"] = address
+        message["Subject"] = f"Welcome, {username}!"
+        message.set_content(f"Hello {username}, your account is ready.")
+        await aiosmtplib.send(message, hostname=mail.host, port=mail.port, timeout=5)
+
+    @app.post("/register", status_code=200 if flaw == "status 200" else 201)
+    def register(registration: _Registration, background_tasks: BackgroundTasks) -> dict[str, str]:
+        if registration.username in usernames and flaw != "duplicates accepted":
+            raise HTTPException(status.HTTP_409_CONFLICT, f"the username {registration.username!r} is taken")
+        usernames.add(registration.username)
+        if flaw != "no e-mail":
+            background_tasks.add_task(send_welcome_email, registration.email, registration.username)
+        body = {"username": registration.username, "email": registration.email}
+        if flaw == "password returned":
+            body["password"] = registration.password.get_secret_value()
+        return body
+
+    return app
+
+
+def _outcome(test: Callable[[httpx.Client, MailServer], object], flaw: str | None) -> BaseException | None:
+    """Run the learner's test against a fresh app (with ``flaw``); return what it raised, if anything."""
+    with (
+        capture_logs("uvicorn.error"),
+        smtp_server() as mail,
+        serve(_registration_app(mail, flaw)) as url,
+        httpx.Client(base_url=url) as client,
+    ):
+        try:
+            test(client, mail)
+        except Exception as error:  # noqa: BLE001 - any failure of the test counts as "it caught the flaw"
+            return error
+    return None
+
+
+def ex03(test_registration: Callable[[httpx.Client, MailServer], object]) -> str:
+    """Exercise 2.3: the learner's test passes against a correct app and fails against each broken one."""
+    failure = _outcome(test_registration, None)
+    assert failure is None, (
+        f"your test failed against a correct app: {type(failure).__name__}: {failure}. (The welcome e-mail "
+        "arrives after the response: wait for it with mail.wait_for.)"
+    )
+    missed = [description for flaw, description in FLAWS.items() if _outcome(test_registration, flaw) is None]
+    assert not missed, "your test passed against " + "; and against ".join(missed)
+    return f"Exercise 2.3 solved: your test passes against a correct app and catches all {len(FLAWS)} broken ones."

@@ -1,0 +1,43 @@
+"""Exercise 2.3's reference test passes the check; tests too weak to catch a broken app are caught."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from bgcourse import MailServer
+from bgcourse.checks import ch02_registration as checks
+from solutions.ch02_registration import ex03
+
+GRACE = {"username": "grace", "email": "grace@example.com", "password": "correct horse battery staple"}
+
+
+def test_solution_passes() -> None:
+    assert "catches all 4" in checks.ex03(ex03.test_registration)
+
+
+def test_a_test_that_only_looks_at_the_status_is_caught() -> None:
+    def status_only(client: httpx.Client, mail: MailServer) -> None:
+        assert client.post("/register", json=GRACE).status_code == 201
+
+    with pytest.raises(AssertionError, match=r"returns the password.*accepts the same username twice.*never sends"):
+        checks.ex03(status_only)
+
+
+def test_a_test_that_fails_against_a_correct_app_is_caught() -> None:
+    def wrong_expectation(client: httpx.Client, mail: MailServer) -> None:
+        assert client.post("/register", json=GRACE).status_code == 200
+
+    with pytest.raises(AssertionError, match="your test failed against a correct app"):
+        checks.ex03(wrong_expectation)
+
+
+def test_a_test_without_the_e_mail_is_caught() -> None:
+    def no_mail(client: httpx.Client, mail: MailServer) -> None:
+        first = client.post("/register", json=GRACE)
+        assert first.status_code == 201
+        assert first.json() == {"username": "grace", "email": "grace@example.com"}
+        assert client.post("/register", json=GRACE).status_code == 409
+
+    with pytest.raises(AssertionError, match=r"passed against an app that never sends the welcome e-mail"):
+        checks.ex03(no_mail)
