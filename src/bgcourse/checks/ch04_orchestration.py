@@ -1,0 +1,248 @@
+"""Checks for chapter 4's exercises, run against real servers."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+from fastapi import BackgroundTasks, FastAPI, Header, Request, Response
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from bgcourse._logs import capture_logs
+from bgcourse._server import serve
+
+__all__ = ["ex01", "ex02", "ex03"]
+
+_EXPORT = "order,total\n1,9.50\n2,12.00\n"
+# What wait_exponential(multiplier=0.05, max=0.5) waits before the 2nd, 3rd, 4th and 5th attempt.
+_WAITS = (0.05, 0.1, 0.2, 0.4)
+
+
+class _Provider:
+    """The payment provider of the chapter's section 4: it refuses, loses answers, honours keys."""
+
+    def __init__(self, *, outage: dict[str, int], lost_answers: dict[str, int]) -> None:
+        self.outage = dict(outage)
+        self.lost_answers = dict(lost_answers)
+        self.requests: list[tuple[float, str, str | None]] = []  # (when, order, idempotency key)
+        self.charges: list[tuple[str, int]] = []  # (order, amount)
+        self._charge_for_key: dict[str, int] = {}
+        self.app = FastAPI()
+        self.app.post("/charges")(self.create_charge)
+
+    async def create_charge(
+        self, order_id: str, amount: int, response: Response, idempotency_key: str | None = Header(default=None)
+    ) -> dict[str, int | str]:
+        self.requests.append((time.perf_counter(), order_id, idempotency_key))
+        if self.outage.get(order_id, 0) > 0:
+            self.outage[order_id] -= 1
+            response.status_code = 503
+            return {"error": "service unavailable, try again"}
+        if idempotency_key is not None and idempotency_key in self._charge_for_key:
+            return {"charge": self._charge_for_key[idempotency_key], "replayed": "yes"}
+        self.charges.append((order_id, amount))
+        if idempotency_key is not None:
+            self._charge_for_key[idempotency_key] = len(self.charges)
+        if self.lost_answers.get(order_id, 0) > 0:
+            self.lost_answers[order_id] -= 1
+            response.status_code = 504  # charged, but the answer is lost on its way back
+            return {"error": "gateway timeout"}
+        return {"charge": len(self.charges)}
+
+    def attempts(self, order_id: str) -> list[tuple[float, str, str | None]]:
+        return [request for request in self.requests if request[1] == order_id]
+
+    def charged(self, order_id: str) -> list[int]:
+        return [amount for order, amount in self.charges if order == order_id]
+
+
+async def _call(func: Callable[..., Any], *args: Any) -> Any:
+    """Call ``func`` as Starlette would: await a coroutine function, run anything else in a thread."""
+    if inspect.iscoroutinefunction(func):
+        return await func(*args)
+    return await run_in_threadpool(func, *args)
+
+
+def ex01(charge_order: Callable[[str, str, int], Any]) -> str:
+    """Exercise 4.1: bounded, logged retries with backoff, and exactly one charge per order."""
+    provider = _Provider(outage={"B-2": 2, "C-3": 1000}, lost_answers={"A-1": 1})
+    orders = {"A-1": 1999, "B-2": 500, "C-3": 700}
+    outcomes: dict[str, BaseException | None] = {}
+
+    async def run(provider_url: str, order_id: str, amount: int) -> None:
+        try:
+            await _call(charge_order, provider_url, order_id, amount)
+        except Exception as error:  # noqa: BLE001 - recorded, then judged below
+            outcomes[order_id] = error
+        else:
+            outcomes[order_id] = None
+
+    shop = FastAPI()
+
+    @shop.post("/orders/{order_id}/pay")
+    async def pay(order_id: str, amount: int, request: Request, background_tasks: BackgroundTasks) -> dict[str, str]:
+        background_tasks.add_task(run, request.app.state.provider_url, order_id, amount)
+        return {"status": "payment pending"}
+
+    with capture_logs("tasks") as records, serve(provider.app) as provider_url, serve(shop, graceful_seconds=4) as url:
+        shop.state.provider_url = provider_url
+        for order_id, amount in orders.items():
+            response = httpx.post(f"{url}/orders/{order_id}/pay", params={"amount": amount})
+            assert response.status_code == 200, response.text
+
+    refused = provider.attempts("B-2")
+    assert len(refused) > 1, (
+        "order B-2: the provider answered 503 and your task did not try again; retry on httpx.HTTPError, "
+        "and call response.raise_for_status() so that an error status raises"
+    )
+    assert len(refused) == 3, (
+        f"order B-2: the provider refused twice, then would have charged; your task gave up after {len(refused)} "
+        "attempts. Allow up to 5 attempts"
+    )
+    assert provider.charged("B-2") == [500], f"order B-2: expected one charge of 500, got {provider.charged('B-2')}"
+    assert "C-3" in outcomes, (
+        "order C-3: the provider stayed down and your task was still retrying 4 s later; bound it "
+        "(stop=stop_after_attempt(5)) and keep each wait at most 0.5 s"
+    )
+    down = provider.attempts("C-3")
+    assert len(down) == 5, f"order C-3: your task made {len(down)} attempts; make 5 (stop_after_attempt(5))"
+    assert outcomes["C-3"] is not None, (
+        "order C-3: after the last attempt your task returned as if all was well; let the error propagate "
+        "(reraise=True) so that the failure is logged"
+    )
+    lost = provider.attempts("A-1")
+    keys = [key for _, _, key in lost]
+    if len(provider.charged("A-1")) > 1:
+        hint = (
+            "send an Idempotency-Key header"
+            if keys[0] is None
+            else f"your key changed between attempts ({keys}): make one key per order, outside the retried code"
+        )
+        raise AssertionError(f"order A-1 was charged {len(provider.charged('A-1'))} times: {hint}")
+    assert provider.charged("A-1") == [1999], f"order A-1: expected one charge of 1999, got {provider.charged('A-1')}"
+    for attempts in (lost, refused, down):
+        order = attempts[0][1]
+        for number, ((earlier, *_), (later, *_), wait) in enumerate(
+            zip(attempts, attempts[1:], _WAITS, strict=False), start=2
+        ):
+            gap = later - earlier
+            assert gap >= wait - 0.01, (
+                f"attempt {number} of order {order} came {gap:.2f} s after the one before; it should wait at least "
+                f"{wait} s (wait_exponential(multiplier=0.05, max=0.5))"
+            )
+            assert gap <= wait + 0.5, f"order {order}: your task waited {gap:.1f} s before attempt {number}; {wait} s"
+    retries = len(lost) + len(refused) + len(down) - len(orders)
+    warnings = [record for record in records if record.levelno == logging.WARNING]
+    assert len(warnings) == retries, (
+        f"your task retried {retries} times and logged {len(warnings)} WARNING lines on the 'tasks' logger; "
+        "log each retry: before_sleep=before_sleep_log(logger, logging.WARNING)"
+    )
+    return f"Exercise 4.1 solved: {retries} retries, each logged; every order charged at most once."
+
+
+def _closed_port() -> int:
+    """A loopback port nobody listens on: connecting to it is refused at once."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def ex02(notify_all: Callable[[list[str], dict[str, str]], Awaitable[dict[str, str]]]) -> str:
+    """Exercise 4.2: concurrent notifications; failures reported and logged, never fatal."""
+    assert inspect.iscoroutinefunction(notify_all), "notify_all must be an `async def` function"
+    received: dict[str, list[Any]] = {"inventory": [], "analytics": []}
+    services = FastAPI()
+
+    @services.post("/{service}")
+    async def receive(service: str, request: Request) -> Response:
+        if service not in received:
+            return Response("down for maintenance", status_code=503)
+        await asyncio.sleep(0.4)
+        received[service].append(await request.json())
+        return Response(status_code=204)
+
+    results: dict[str, str] = {}
+    errors: list[BaseException] = []
+    seconds: list[float] = []
+
+    async def run(urls: list[str]) -> None:
+        started = time.perf_counter()
+        try:
+            results.update(await notify_all(urls, {"order": "42"}))
+        except Exception as error:  # noqa: BLE001 - recorded, then judged below
+            errors.append(error)
+        finally:
+            seconds.append(time.perf_counter() - started)
+
+    shop = FastAPI()
+
+    @shop.post("/orders")
+    async def place_order(request: Request, background_tasks: BackgroundTasks) -> dict[str, str]:
+        background_tasks.add_task(run, request.app.state.urls)
+        return {"status": "accepted"}
+
+    with capture_logs("tasks") as records, serve(services) as services_url, serve(shop) as url:
+        inventory, email, analytics = (f"{services_url}/{name}" for name in ("inventory", "email", "analytics"))
+        unreachable = f"http://127.0.0.1:{_closed_port()}/crm"
+        shop.state.urls = [inventory, email, unreachable, analytics]
+        response = httpx.post(f"{url}/orders")
+        assert response.status_code == 200, response.text
+
+    assert not errors, (
+        f"notify_all raised {type(errors[0]).__name__}: {errors[0]}. One failing service must stop neither the "
+        "others nor the task: asyncio.gather(..., return_exceptions=True), then turn each exception into 'failed'"
+    )
+    expected = {inventory: "ok", email: "failed", unreachable: "failed", analytics: "ok"}
+    assert results.get(email) != "ok", "the e-mail service answered 503, a failure: call response.raise_for_status()"
+    assert results == expected, f"notify_all returned {results}; expected {expected}"
+    assert received == {"inventory": [{"order": "42"}], "analytics": [{"order": "42"}]}, (
+        f"each working service should have received the event once, as JSON; they received {received}"
+    )
+    assert seconds[0] < 0.7, (
+        f"notify_all took {seconds[0]:.2f} s, and the slowest service answers in 0.4 s: send the notifications "
+        "at the same time (asyncio.gather), not one after another"
+    )
+    for failed in (email, unreachable):
+        logged = [r for r in records if r.levelno >= logging.ERROR and failed in r.getMessage()]
+        assert logged, f"nothing was logged at ERROR on the 'tasks' logger naming {failed}; log each failure"
+        assert logged[0].exc_info, f"the log line for {failed} has no exception attached: logger.error(..., exc_info=e)"
+    return f"Exercise 4.2 solved: all four notified in {seconds[0]:.1f} s, two failures reported and logged."
+
+
+def ex03(app: ASGIApp, events: list[str]) -> str:
+    """Exercise 4.3: the dependency's audit task and the release task both run, after the CSV is sent."""
+    events.clear()
+    when_sent: list[list[str]] = []
+
+    async def watched(scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_and_watch(message: Message) -> None:
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                when_sent.append(list(events))
+            await send(message)
+
+        await app(scope, receive, send_and_watch)
+
+    with serve(watched) as url:
+        response = httpx.get(f"{url}/exports/march")
+    assert response.status_code == 200, f"expected 200, got {response.status_code}: {response.text}"
+    assert response.text == _EXPORT, f"the body changed: expected {_EXPORT!r}, got {response.text!r}"
+    assert response.headers["content-type"].startswith("text/csv"), "keep the media type text/csv"
+    assert when_sent == [[]], (
+        f"when the CSV was sent, events already held {when_sent[0]}: add the work as background tasks, "
+        "so that it runs after the response"
+    )
+    expected = ["audit GET /exports/march", "release march"]
+    assert "audit GET /exports/march" in events, (
+        f"events is {events}: the dependency's audit task never ran. A response with its own background= "
+        "replaces the injected BackgroundTasks; put every task on background_tasks, or pass it as background="
+    )
+    assert events == expected, f"events is {events}; expected {expected}"
+    return "Exercise 4.3 solved: one list of tasks, the audit first, the release last."
