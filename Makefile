@@ -33,6 +33,7 @@ test: $(READY)
 ## bench: print the foundation's timings (set-up, notebooks, serve start/stop)
 bench: $(READY)
 	$(BIN)/python benchmarks/bench_foundation.py
+	$(BIN)/python benchmarks/bench_ch05.py
 
 ## notebooks: after editing a chapter's .py (or .ipynb), bring its twin up to date
 notebooks: $(READY)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from bgcourse._kernel import KernelRun, run_in_fresh_kernel
 from bgcourse._logs import capture_logs
+from bgcourse._measure import LatencySample, ProcessStatus, count_primes, cpu_time_of, probe_latency, process_status
 from bgcourse._plot import NotebookFigure, plot_timeline
 from bgcourse._quiz import Question, Quiz, QuizFormatError, WrongAnswer, find_quiz_file, load_quiz
 from bgcourse._server import ServerStartError, serve
@@ -14,8 +15,10 @@ __all__ = [
     "Event",
     "KernelRun",
     "LANE_HEADER",
+    "LatencySample",
     "MailServer",
     "NotebookFigure",
+    "ProcessStatus",
     "Question",
     "Quiz",
     "QuizFormatError",
@@ -24,9 +27,13 @@ __all__ = [
     "TimelineMiddleware",
     "WrongAnswer",
     "capture_logs",
+    "count_primes",
+    "cpu_time_of",
     "find_quiz_file",
     "load_quiz",
     "plot_timeline",
+    "probe_latency",
+    "process_status",
     "run_in_fresh_kernel",
     "serve",
     "smtp_server",

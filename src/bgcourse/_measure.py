@@ -1,0 +1,104 @@
+"""Measuring a server under load: latency probes, the process's threads and memory, fixed CPU work."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import httpx
+
+__all__ = ["LatencySample", "ProcessStatus", "count_primes", "cpu_time_of", "probe_latency", "process_status"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class LatencySample:
+    """One probe request: when it was sent (seconds after the first), how long its answer took, what it said."""
+
+    sent_at: float
+    seconds: float
+    status_code: int
+    body: str
+
+
+async def probe_latency(
+    client: httpx.AsyncClient, path: str = "/ping", *, count: int = 8, every: float = 0.1
+) -> list[LatencySample]:
+    """Send ``count`` GET requests, one every ``every`` seconds *without waiting for the previous
+    answer*, and return each one's latency, in the order sent.
+
+    A probe that waited for the previous answer would see a blocked server only once; sending on
+    a fixed schedule shows how long every request that arrived during a stall had to wait.  Each
+    request in flight uses its own connection, as separate clients would.
+    """
+    origin = time.perf_counter()
+
+    async def one(index: int) -> LatencySample:
+        await asyncio.sleep(max(0.0, origin + index * every - time.perf_counter()))
+        sent = time.perf_counter()
+        response = await client.get(path)
+        return LatencySample(sent - origin, time.perf_counter() - sent, response.status_code, response.text)
+
+    return list(await asyncio.gather(*(one(index) for index in range(count))))
+
+
+@dataclass(frozen=True)
+class ProcessStatus:
+    """How many threads this process runs, and how much memory it holds (resident set size)."""
+
+    threads: int
+    rss_bytes: int
+
+
+def process_status() -> ProcessStatus:
+    """This process's thread count and resident memory, read from ``/proc/self/status``.
+
+    The kernel's own count of threads includes those that Python did not start; where ``/proc``
+    is missing (macOS, Windows) Python's own thread count and peak memory stand in.
+    """
+    status = Path("/proc/self/status")
+    if status.is_file():
+        fields = dict(line.split(":", 1) for line in status.read_text().splitlines() if ":" in line)
+        return ProcessStatus(int(fields["Threads"]), int(fields["VmRSS"].split()[0]) * 1024)
+    import resource  # pragma: no cover - not on Linux
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # pragma: no cover
+    return ProcessStatus(threading.active_count(), peak if sys.platform == "darwin" else peak * 1024)
+
+
+def count_primes(limit: int) -> int:
+    """Count the primes below ``limit`` by trial division: pure-Python work that holds the GIL.
+
+    A fixed amount of work (not a fixed time), so that running it in several processes at once
+    shows a real speed-up.  It lives in a module, not a notebook, because a process pool started
+    with ``spawn`` must import the function it runs.
+    """
+    found = 0
+    for candidate in range(2, limit):
+        divisor = 2
+        while divisor * divisor <= candidate:
+            if candidate % divisor == 0:
+                break
+            divisor += 1
+        else:
+            found += 1
+    return found
+
+
+def cpu_time_of(func: Callable[..., T], *args: object) -> tuple[T, float]:
+    """Call ``func(*args)`` and return its result with the CPU time the calling thread spent in it.
+
+    Run in a worker thread or a worker process, it tells how much CPU a job really got; summed
+    over jobs and divided by the wall time, how many cores were busy with them at once.  A
+    module-level function, so that a process pool can send it to its workers.
+    """
+    started = time.thread_time()
+    result = func(*args)
+    return result, time.thread_time() - started

@@ -1,0 +1,126 @@
+"""Checks for chapter 5's exercises, run against a real server."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import httpx
+from anyio.from_thread import start_blocking_portal
+from starlette.types import ASGIApp
+
+from bgcourse._logs import capture_logs
+from bgcourse._measure import probe_latency
+from bgcourse._server import serve
+
+__all__ = ["ex01", "ex02", "ex03"]
+
+T = TypeVar("T")
+
+
+def ex01(app: ASGIApp, rendered: list[str]) -> str:
+    """Exercise 5.1: reports render in the background while ``/ping`` keeps answering."""
+    rendered.clear()
+
+    async def scenario(url: str) -> tuple[httpx.Response, float, list[float]]:
+        async with httpx.AsyncClient(base_url=url) as client:
+            started = time.perf_counter()
+            response = await client.post("/reports/q3")
+            answered = time.perf_counter() - started
+            samples = await probe_latency(client, "/ping", count=5, every=0.1)
+        assert all(sample.status_code == 200 for sample in samples), "GET /ping must answer 200"
+        return response, answered, [sample.seconds for sample in samples]
+
+    with serve(app) as url:
+        response, answered, pings = _in_own_loop(scenario, url)
+    assert response.status_code == 202, f"expected 202 Accepted, got {response.status_code}: {response.text}"
+    assert response.json() == {"report": "q3", "status": "rendering"}, (
+        f"expected the body {{'report': 'q3', 'status': 'rendering'}}, got {response.json()}"
+    )
+    assert answered < 0.4, (
+        f"POST /reports took {answered:.2f} s: render the report in a background task, after the response"
+    )
+    assert max(pings) < 0.25, (
+        f"a GET /ping waited {max(pings):.2f} s while the report rendered: the blocking call runs on the event "
+        "loop. Make the task a def function (Starlette runs it on a worker thread) or await run_in_threadpool(...)"
+    )
+    assert rendered == ["q3"], f"after the task ran, rendered was {rendered}; expected ['q3']"
+    return f"Exercise 5.1 solved: 202 at once, /ping answered within {max(pings):.3f} s while the report rendered."
+
+
+def ex02(app: ASGIApp, events: list[tuple[str, int]]) -> str:
+    """Exercise 5.2: at most two exports at once, with a semaphore that survives a restart of the app."""
+    peaks: list[int] = []
+    for start in ("first", "second"):
+        events.clear()
+        with capture_logs("uvicorn.error") as records:
+            with serve(app) as url:
+                statuses = _in_own_loop(_post_all, url, [f"/exports/{number}" for number in range(1, 7)])
+            failures = [record.exc_info[1] for record in records if record.exc_info and record.exc_info[1]]
+        assert statuses == [202] * 6, f"expected six 202 Accepted, got {statuses}"
+        loop_errors = [error for error in failures if "bound to a different event loop" in str(error)]
+        assert not loop_errors, (
+            f"when the app was started a {start} time, a task raised {type(loop_errors[0]).__name__}: "
+            f"{loop_errors[0]}. A semaphore made at import time belongs to the first loop that waits on it; "
+            "create it in the lifespan and keep it on app.state"
+        )
+        assert not failures, f"a task raised {type(failures[0]).__name__}: {failures[0]}"
+        missing = [
+            event for number in range(1, 7) for event in (("start", number), ("end", number)) if event not in events
+        ]
+        assert not missing, f"after the {start} start, events lacks {missing}; it was {events}"
+        running = peak = 0
+        for kind, _ in events:
+            running += 1 if kind == "start" else -1
+            peak = max(peak, running)
+        peaks.append(peak)
+    assert max(peaks) <= 2, f"{max(peaks)} exports ran at once; the semaphore must allow two at most"
+    assert min(peaks) == 2, "the exports ran one at a time; allow two at once (asyncio.Semaphore(2))"
+    return "Exercise 5.2 solved: never more than two exports at once, and the app starts twice."
+
+
+def ex03(app: ASGIApp, outcomes: list[str], calls: list[str]) -> str:
+    """Exercise 5.3: a task that stops waiting for a blocking call after 0.3 s."""
+    outcomes.clear()
+    calls.clear()
+    with serve(app) as url, httpx.Client(base_url=url) as client:
+        started = time.perf_counter()
+        response = client.post("/refresh")
+        assert response.status_code == 202, f"expected 202 Accepted, got {response.status_code}: {response.text}"
+        assert response.json() == {"status": "refreshing"}, (
+            f"expected {{'status': 'refreshing'}}, got {response.json()}"
+        )
+        while not outcomes and time.perf_counter() - started < 3:
+            time.sleep(0.01)
+        recorded_after = time.perf_counter() - started
+    seen = list(outcomes)
+    # A thread cannot be stopped: wait until it has finished, so that it is not left running.
+    while not calls and time.perf_counter() - started < 5:
+        time.sleep(0.02)
+    assert seen, "nothing was appended to outcomes within 3 s: append 'ok' or 'timed out' in the task"
+    assert seen == ["timed out"], (
+        f"outcomes was {seen} after {recorded_after:.2f} s; fetch_rates takes 1 s, so with a deadline of 0.3 s "
+        "the task should record 'timed out'. anyio.fail_after cannot stop waiting for run_in_threadpool "
+        "(AnyIO shields that wait); use asyncio.timeout, or anyio.to_thread.run_sync(..., abandon_on_cancel=True)"
+    )
+    assert recorded_after < 0.8, (
+        f"'timed out' was recorded {recorded_after:.2f} s after the request: the task waited for the thread; "
+        "it should give up as soon as the 0.3 s deadline passes"
+    )
+    assert recorded_after > 0.25, f"'timed out' came after {recorded_after:.2f} s, before the 0.3 s deadline"
+    assert calls == ["fetched"], f"fetch_rates should still have run to its end (calls is {calls})"
+    return f"Exercise 5.3 solved: the task gave up after {recorded_after:.2f} s; the thread ran on to its end."
+
+
+async def _post_all(url: str, paths: list[str]) -> list[int]:
+    async with httpx.AsyncClient(base_url=url) as client:
+        responses = await asyncio.gather(*(client.post(path) for path in paths))
+    return [response.status_code for response in responses]
+
+
+def _in_own_loop(func: Callable[..., Awaitable[T]], *args: object) -> T:
+    """Run an async client on an event loop of its own: a notebook's loop is already running."""
+    with start_blocking_portal() as portal:
+        return portal.call(func, *args)

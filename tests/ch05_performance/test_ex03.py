@@ -1,0 +1,72 @@
+"""Exercise 5.3's reference solution passes its check; a timeout that waits for the thread is caught."""
+
+from __future__ import annotations
+
+import time
+
+import anyio
+import pytest
+from fastapi import BackgroundTasks, FastAPI, status
+from fastapi.concurrency import run_in_threadpool
+
+from bgcourse.checks import ch05_performance as checks
+from solutions.ch05_performance import ex03
+
+pytestmark = pytest.mark.usefixtures("no_leftover_threads")
+
+
+def test_solution_passes() -> None:
+    assert "solved" in checks.ex03(ex03.app, ex03.outcomes, ex03.calls)
+
+
+def test_fail_after_around_run_in_threadpool_is_caught() -> None:
+    calls: list[str] = []
+    outcomes: list[str] = []
+    app = FastAPI()
+
+    def fetch_rates() -> None:
+        time.sleep(1)
+        calls.append("fetched")
+
+    async def refresh_rates() -> None:
+        try:
+            with anyio.fail_after(0.3):  # AnyIO shields the wait for the thread: this never gives up early
+                await run_in_threadpool(fetch_rates)
+        except TimeoutError:
+            outcomes.append("timed out")
+        else:
+            outcomes.append("ok")
+
+    @app.post("/refresh", status_code=status.HTTP_202_ACCEPTED)
+    async def refresh(background_tasks: BackgroundTasks) -> dict[str, str]:
+        background_tasks.add_task(refresh_rates)
+        return {"status": "refreshing"}
+
+    with pytest.raises(AssertionError, match=r"anyio\.fail_after cannot stop waiting for run_in_threadpool"):
+        checks.ex03(app, outcomes, calls)
+
+
+def test_abandoning_the_thread_with_anyio_passes() -> None:
+    calls: list[str] = []
+    outcomes: list[str] = []
+    app = FastAPI()
+
+    def fetch_rates() -> None:
+        time.sleep(1)
+        calls.append("fetched")
+
+    async def refresh_rates() -> None:
+        try:
+            with anyio.fail_after(0.3):
+                await anyio.to_thread.run_sync(fetch_rates, abandon_on_cancel=True)
+        except TimeoutError:
+            outcomes.append("timed out")
+        else:
+            outcomes.append("ok")
+
+    @app.post("/refresh", status_code=status.HTTP_202_ACCEPTED)
+    async def refresh(background_tasks: BackgroundTasks) -> dict[str, str]:
+        background_tasks.add_task(refresh_rates)
+        return {"status": "refreshing"}
+
+    assert "solved" in checks.ex03(app, outcomes, calls)

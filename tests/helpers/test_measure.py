@@ -1,0 +1,93 @@
+"""The measuring helpers: latency probes against a real server, thread and memory counts, CPU work."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from bgcourse import LatencySample, count_primes, cpu_time_of, probe_latency, process_status, serve
+
+pytestmark = pytest.mark.usefixtures("no_leftover_threads")
+
+
+def make_app(stalling: threading.Event) -> FastAPI:
+    app = FastAPI()
+
+    @app.get("/ping")
+    async def ping() -> dict[str, bool]:
+        return {"pong": True}
+
+    @app.post("/stall")
+    async def stall() -> dict[str, bool]:
+        stalling.set()
+        time.sleep(0.6)  # blocks the server's event loop on purpose
+        return {"stalled": True}
+
+    return app
+
+
+async def probe(url: str, stalling: threading.Event | None = None) -> list[LatencySample]:
+    async with httpx.AsyncClient(base_url=url) as client:
+        stall = asyncio.create_task(client.post("/stall")) if stalling else None
+        while stalling is not None and not stalling.is_set():  # until the server's loop is stuck
+            await asyncio.sleep(0.005)
+        samples = await probe_latency(client, "/ping", count=4, every=0.05)
+        if stall is not None:
+            await stall
+    return samples
+
+
+def test_probes_are_sent_on_schedule_and_report_each_answer() -> None:
+    with serve(make_app(threading.Event())) as url:
+        samples = asyncio.run(probe(url))
+    assert [sample.status_code for sample in samples] == [200] * 4
+    assert all(sample.body == '{"pong":true}' for sample in samples), samples
+    sent = [sample.sent_at for sample in samples]
+    assert sent == sorted(sent)
+    assert 0.1 <= sent[-1] < 0.4, "four probes, one every 0.05 s"
+    assert max(sample.seconds for sample in samples) < 0.3
+
+
+def test_probes_sent_during_a_stall_all_wait_for_its_end() -> None:
+    stalling = threading.Event()
+    with serve(make_app(stalling)) as url:
+        samples = asyncio.run(probe(url, stalling))
+    waits = [sample.seconds for sample in samples]
+    assert waits[0] > 0.3, f"the first probe waited for the stalled loop: {waits}"
+    assert min(waits) > 0.15, f"every probe sent during the stall waited for its end: {waits}"
+    assert waits == sorted(waits, reverse=True), "the later a probe was sent, the less of the stall was left"
+
+
+def test_process_status_counts_new_threads_and_some_memory() -> None:
+    release = threading.Event()
+    before = process_status()
+    threads = [threading.Thread(target=release.wait) for _ in range(5)]
+    for thread in threads:
+        thread.start()
+    try:
+        during = process_status()
+    finally:
+        release.set()
+        for thread in threads:
+            thread.join()
+    # At least 3 of the 5: a thread left over by an earlier test may end at the same moment.
+    assert during.threads >= before.threads + 3, (before, during)
+    assert during.rss_bytes > 10 * 2**20, "a Python process with FastAPI loaded holds more than 10 MB"
+
+
+def test_count_primes_counts_primes() -> None:
+    assert [count_primes(limit) for limit in (2, 3, 10, 100, 1000)] == [0, 1, 4, 25, 168]
+
+
+def test_cpu_time_of_tells_working_from_waiting() -> None:
+    primes, working = cpu_time_of(count_primes, 100_000)
+    nothing, waiting = cpu_time_of(time.sleep, 0.2)
+    assert primes == 9592
+    assert nothing is None
+    assert working > 0.01
+    assert waiting < 0.05, "sleeping takes no CPU time"
