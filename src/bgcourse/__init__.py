@@ -9,13 +9,16 @@ from bgcourse._plot import NotebookFigure, plot_timeline
 from bgcourse._quiz import Question, Quiz, QuizFormatError, WrongAnswer, find_quiz_file, load_quiz
 from bgcourse._server import ServerStartError, serve
 from bgcourse._smtp import MailServer, smtp_server
+from bgcourse._source import SourceHit, find_in_source
 from bgcourse._timeline import LANE_HEADER, Event, Timeline, TimelineMiddleware
+from bgcourse._tracebacks import LoggedError, logged_errors
 
 __all__ = [
     "Event",
     "KernelRun",
     "LANE_HEADER",
     "LatencySample",
+    "LoggedError",
     "MailServer",
     "NotebookFigure",
     "ProcessStatus",
@@ -23,14 +26,17 @@ __all__ = [
     "Quiz",
     "QuizFormatError",
     "ServerStartError",
+    "SourceHit",
     "Timeline",
     "TimelineMiddleware",
     "WrongAnswer",
     "capture_logs",
     "count_primes",
     "cpu_time_of",
+    "find_in_source",
     "find_quiz_file",
     "load_quiz",
+    "logged_errors",
     "plot_timeline",
     "probe_latency",
     "process_status",
