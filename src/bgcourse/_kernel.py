@@ -5,11 +5,10 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import nbformat
-from nbclient import NotebookClient
-from nbclient.exceptions import CellTimeoutError
-from traitlets.config import Config
+if TYPE_CHECKING:
+    import nbformat
 
 __all__ = ["KernelRun", "run_in_fresh_kernel"]
 
@@ -29,6 +28,13 @@ def run_in_fresh_kernel(code: str, *, timeout: float = 60) -> KernelRun:
     show a kernel's own behaviour.  A cell still running after ``timeout`` seconds is reported as
     an error, not raised, so that a demonstration of a hang cannot hang the notebook.
     """
+    # Imported here: nbformat's schema validation takes about a second to import, which every
+    # `import bgcourse` (and every process-pool worker) would otherwise pay.
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellTimeoutError
+    from traitlets.config import Config
+
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
     # IPC sockets in a private temporary folder: no TCP port, no "running over TCP without
     # encryption" warning, and nothing written where the notebook runs.
