@@ -34,6 +34,7 @@ test: $(READY)
 bench: $(READY)
 	$(BIN)/python benchmarks/bench_foundation.py
 	$(BIN)/python benchmarks/bench_ch05.py
+	$(BIN)/python benchmarks/bench_ch07.py
 
 ## notebooks: after editing a chapter's .py (or .ipynb), bring its twin up to date
 notebooks: $(READY)

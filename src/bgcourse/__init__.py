@@ -6,7 +6,10 @@ from bgcourse._kernel import KernelRun, run_in_fresh_kernel
 from bgcourse._logs import capture_logs
 from bgcourse._measure import LatencySample, ProcessStatus, count_primes, cpu_time_of, probe_latency, process_status
 from bgcourse._plot import NotebookFigure, plot_timeline
+from bgcourse._processes import ChildProcess, huey_consumer_process, read_module_source, uvicorn_process, wait_until
+from bgcourse._queue import QUEUE_URL_VARIABLE, TemporaryQueue, make_huey, queue_url, run_consumer, temporary_queue
 from bgcourse._quiz import Question, Quiz, QuizFormatError, WrongAnswer, find_quiz_file, load_quiz
+from bgcourse._redis import RedisNotFoundError, RedisServer, find_redis_server, throwaway_redis
 from bgcourse._server import ServerStartError, serve
 from bgcourse._smtp import MailServer, smtp_server
 from bgcourse._source import SourceHit, find_in_source
@@ -14,6 +17,7 @@ from bgcourse._timeline import LANE_HEADER, Event, Timeline, TimelineMiddleware
 from bgcourse._tracebacks import LoggedError, logged_errors
 
 __all__ = [
+    "ChildProcess",
     "Event",
     "KernelRun",
     "LANE_HEADER",
@@ -22,11 +26,15 @@ __all__ = [
     "MailServer",
     "NotebookFigure",
     "ProcessStatus",
+    "QUEUE_URL_VARIABLE",
     "Question",
     "Quiz",
     "QuizFormatError",
+    "RedisNotFoundError",
+    "RedisServer",
     "ServerStartError",
     "SourceHit",
+    "TemporaryQueue",
     "Timeline",
     "TimelineMiddleware",
     "WrongAnswer",
@@ -35,12 +43,22 @@ __all__ = [
     "cpu_time_of",
     "find_in_source",
     "find_quiz_file",
+    "find_redis_server",
+    "huey_consumer_process",
     "load_quiz",
     "logged_errors",
+    "make_huey",
     "plot_timeline",
     "probe_latency",
     "process_status",
+    "queue_url",
+    "read_module_source",
+    "run_consumer",
     "run_in_fresh_kernel",
     "serve",
     "smtp_server",
+    "temporary_queue",
+    "throwaway_redis",
+    "uvicorn_process",
+    "wait_until",
 ]

@@ -1,0 +1,1 @@
+"""Chapter 7: the example apps that run as real processes, and the exercises' reference solutions."""
