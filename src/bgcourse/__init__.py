@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+from bgcourse._db import (
+    DATABASE_URL_VARIABLE,
+    Database,
+    DatabaseNotEmptyError,
+    create_tables,
+    database_url,
+    drop_tables,
+    make_engine,
+    make_sessionmaker,
+    temporary_database,
+)
 from bgcourse._kernel import KernelRun, run_in_fresh_kernel
 from bgcourse._logs import capture_logs
 from bgcourse._measure import LatencySample, ProcessStatus, count_primes, cpu_time_of, probe_latency, process_status
 from bgcourse._plot import NotebookFigure, plot_timeline
+from bgcourse._postgres import PostgresNotFoundError, PostgresServer, find_postgres_bin, throwaway_postgres
 from bgcourse._processes import ChildProcess, huey_consumer_process, read_module_source, uvicorn_process, wait_until
 from bgcourse._queue import QUEUE_URL_VARIABLE, TemporaryQueue, make_huey, queue_url, run_consumer, temporary_queue
 from bgcourse._quiz import Question, Quiz, QuizFormatError, WrongAnswer, find_quiz_file, load_quiz
@@ -18,6 +30,9 @@ from bgcourse._tracebacks import LoggedError, logged_errors
 
 __all__ = [
     "ChildProcess",
+    "DATABASE_URL_VARIABLE",
+    "Database",
+    "DatabaseNotEmptyError",
     "Event",
     "KernelRun",
     "LANE_HEADER",
@@ -25,6 +40,8 @@ __all__ = [
     "LoggedError",
     "MailServer",
     "NotebookFigure",
+    "PostgresNotFoundError",
+    "PostgresServer",
     "ProcessStatus",
     "QUEUE_URL_VARIABLE",
     "Question",
@@ -41,13 +58,19 @@ __all__ = [
     "capture_logs",
     "count_primes",
     "cpu_time_of",
+    "create_tables",
+    "database_url",
+    "drop_tables",
     "find_in_source",
+    "find_postgres_bin",
     "find_quiz_file",
     "find_redis_server",
     "huey_consumer_process",
     "load_quiz",
     "logged_errors",
+    "make_engine",
     "make_huey",
+    "make_sessionmaker",
     "plot_timeline",
     "probe_latency",
     "process_status",
@@ -57,7 +80,9 @@ __all__ = [
     "run_in_fresh_kernel",
     "serve",
     "smtp_server",
+    "temporary_database",
     "temporary_queue",
+    "throwaway_postgres",
     "throwaway_redis",
     "uvicorn_process",
     "wait_until",
