@@ -4,8 +4,14 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 READY  := $(VENV)/.ready
+# nbgrader and the course package, in an environment of their own (so that what nbgrader brings,
+# such as notebook and alembic, stays out of the course's): for the compatibility tests and the
+# grading benchmark.
+NBGRADER_VENV  := .venv-nbgrader
+NBGRADER_READY := $(NBGRADER_VENV)/.ready
+NBGRADER_PIN   := nbgrader==0.9.6
 
-.PHONY: lab test check bench notebooks lock clean
+.PHONY: lab test check bench notebooks lock clean release nbgrader-env
 
 $(READY): pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; ok = (3, 11) <= v <= (3, 13); \
@@ -24,17 +30,32 @@ lab: $(READY)
 	$(BIN)/jupyter lab $(LAB_FLAGS) notebooks/ch01_core_mechanics.ipynb
 
 ## test: set up (first time only), then lint, type-check, and run every test and notebook
-test: $(READY)
+test: $(READY) $(NBGRADER_READY)
 	$(BIN)/ruff check src solutions tests benchmarks
 	$(BIN)/ruff format --check src solutions tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
-## bench: print the foundation's timings (set-up, notebooks, serve start/stop)
-bench: $(READY)
+## bench: print the foundation's timings (set-up, notebooks, serve start/stop), then grading vs nbgrader
+bench: $(READY) $(NBGRADER_READY)
 	$(BIN)/python benchmarks/bench_foundation.py
 	$(BIN)/python benchmarks/bench_ch05.py
 	$(BIN)/python benchmarks/bench_ch07.py
+	$(BIN)/python benchmarks/bench_grading.py
+
+## release: regenerate release/, the learners' copies (practice and assessed), from notebooks/ and quizzes/
+release: $(READY)
+	$(BIN)/bgcourse release
+
+$(NBGRADER_READY): pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(NBGRADER_VENV)
+	$(NBGRADER_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(NBGRADER_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -c requirements.lock $(NBGRADER_PIN)
+	$(NBGRADER_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	@touch $(NBGRADER_READY)
+
+## nbgrader-env: set up .venv-nbgrader (nbgrader and the course), used by `make test` and `make bench`
+nbgrader-env: $(NBGRADER_READY)
 
 ## notebooks: after editing a chapter's .py (or .ipynb), bring its twin up to date
 notebooks: $(READY)
@@ -47,4 +68,4 @@ lock: $(READY)
 	  --no-header --no-annotate -o requirements.lock
 
 clean:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(NBGRADER_VENV)

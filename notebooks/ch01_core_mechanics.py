@@ -559,28 +559,50 @@ assert quiet.status_code == 200
 # **Fact 8.1.** `uvicorn.run(app)` in a notebook cell fails at once. The message depends on the
 # Python version, because uvicorn 0.54 starts its loop with `asyncio.Runner` on Python 3.11 and
 # with `asyncio.run(..., loop_factory=...)` on 3.12 and later (`uvicorn/_compat.py`); on 3.11
-# it is `RuntimeError: Cannot run the event loop while another loop is running`.
-
-# %% tags=["raises-exception"]
-import uvicorn
-
-# log_config=None: otherwise uvicorn.run() first reconfigures this kernel's logging, for good.
-uvicorn.run(FastAPI(), host="127.0.0.1", port=0, log_config=None)
-
-# %% [markdown]
-# `serve(app)` avoids this by running the server on a thread of its own, which has its own loop.
+# it is `RuntimeError: Cannot run the event loop while another loop is running`, on 3.12 and
+# 3.13 `RuntimeError: asyncio.run() cannot be called from a running event loop`.
 #
-# `nest_asyncio.apply()` is often suggested as the cure. It patches `asyncio.run` and the event
-# loop class so that a running loop can be re-entered. That does help with code that calls
-# `asyncio.run()` from inside a running loop, such as a library's synchronous wrapper around its
-# async API. Because the patch stays for the life of the kernel, the proof runs in fresh kernels
-# of their own, started and shut down by `bgcourse.run_in_fresh_kernel`.
-#
-# **Fact 8.2.** In a notebook, `asyncio.run(...)` fails; after `nest_asyncio.apply()` it works.
+# The failed start also leaves coroutines behind that never ran, and Python warns about each
+# (`RuntimeWarning: coroutine 'Server.serve' was never awaited`) whenever it gets round to
+# collecting them: in whatever cell happens to run then. So that no such stray warning lands
+# in a later cell of yours, this proof runs in a fresh kernel of its own, started and shut down
+# by `bgcourse.run_in_fresh_kernel`, which reports what the cell printed and the error it ended
+# with. The cell collects the leftovers on purpose, to show the warnings.
 
 # %%
 from bgcourse import run_in_fresh_kernel
 
+uvicorn_in_a_cell = run_in_fresh_kernel(
+    """import gc, warnings, uvicorn
+from fastapi import FastAPI
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    try:
+        uvicorn.run(FastAPI(), host="127.0.0.1", port=0, log_config=None)
+    except RuntimeError as error:
+        print(f"{type(error).__name__}: {error}")
+    gc.collect()  # collect what the failed start left behind, so its warnings show here
+for warning in caught:
+    print(f"{warning.category.__name__}: {warning.message}")
+"""
+)
+print(uvicorn_in_a_cell.output)
+assert uvicorn_in_a_cell.output.startswith("RuntimeError: ")
+assert "coroutine 'Server.serve' was never awaited" in uvicorn_in_a_cell.output
+
+# %% [markdown]
+# `serve(app)` avoids all this by running the server on a thread of its own, which has its own
+# loop.
+#
+# `nest_asyncio.apply()` is often suggested as the cure. It patches `asyncio.run` and the event
+# loop class so that a running loop can be re-entered. That does help with code that calls
+# `asyncio.run()` from inside a running loop, such as a library's synchronous wrapper around its
+# async API. Because the patch stays for the life of the kernel, these proofs run in fresh
+# kernels too.
+#
+# **Fact 8.2.** In a notebook, `asyncio.run(...)` fails; after `nest_asyncio.apply()` it works.
+
+# %%
 without_patch = run_in_fresh_kernel("import asyncio\nasyncio.run(asyncio.sleep(0))")
 with_patch = run_in_fresh_kernel(
     "import asyncio, nest_asyncio\nnest_asyncio.apply()\nprint(asyncio.run(asyncio.sleep(0, 'it ran')))"

@@ -16,6 +16,8 @@ _KEYS: dict[str, set[str]] = {
     "choice": {"id", "kind", "points", "prompt", "choices", "answer", "explanation"},
     "code": {"id", "kind", "points", "prompt", "name", "answer", "check", "explanation"},
 }
+# An assessed quiz file (`assessed = true`, written by `bgcourse release --mode assessed`) has no answer key.
+_KEY_ONLY = {"answer", "check", "explanation"}
 
 
 class QuizFormatError(ValueError):
@@ -42,6 +44,7 @@ class Question:
     choices: Mapping[str, str] = field(default_factory=dict)
     name: str = ""
     check_source: str = ""
+    assessed: bool = False
 
     def markdown(self) -> str:
         """The question as Markdown, as the learner sees it."""
@@ -67,9 +70,15 @@ class Question:
                 raise WrongAnswer(
                     f"Question {self.id}: {answer!r} is not one of the choices {', '.join(self.choices)}."
                 )
+            if self.assessed:
+                return f"{given} recorded; feedback after grading."
             if given != self.answer:
                 raise WrongAnswer(f"Question {self.id}: {given} is not right. Hint: {self.explanation.strip()}")
             return self.explanation.strip()
+        if self.assessed:
+            if not callable(answer):
+                raise WrongAnswer(f"Question {self.id}: define `{self.name}` as a function in the answer cell.")
+            return f"`{self.name}` recorded; feedback after grading."
         check = self.checker()
         try:
             check(answer)
@@ -90,6 +99,8 @@ class Question:
 
     def reference_answer(self) -> object:
         """The answer key as a value: the letter, or the object that the reference code defines."""
+        if self.assessed:
+            raise ValueError(f"question {self.id} comes from an assessed quiz file, which has no answer key")
         if self.kind == "choice":
             return self.answer
         namespace: dict[str, Any] = {}
@@ -105,9 +116,13 @@ class _Verdict:
         self.explanation = explanation
 
     def __repr__(self) -> str:
+        if self.question.assessed:
+            return f"Question {self.question.id}: {self.explanation}"
         return f"Right! Question {self.question.id}: {self.explanation}"
 
     def _repr_markdown_(self) -> str:
+        if self.question.assessed:
+            return f"📝 Question {self.question.id}: {self.explanation}"
         return f"✅ **Right!** Question {self.question.id}: {self.explanation}"
 
 
@@ -142,12 +157,16 @@ class Quiz:
 
 
 def find_quiz_file(slug: str) -> Path:
-    """Where ``quizzes/<slug>.toml`` is: ``$BGCOURSE_QUIZZES``, the course checkout, or above the cwd."""
+    """Where ``quizzes/<slug>.toml`` is: ``$BGCOURSE_QUIZZES``, the cwd or above it, or the course checkout.
+
+    The cwd comes before the checkout so that a released copy (``release/assessed/notebooks/``)
+    finds its own quiz files, without an answer key, even where the course package is installed.
+    """
     candidates: list[Path] = []
     if os.environ.get("BGCOURSE_QUIZZES"):
         candidates.append(Path(os.environ["BGCOURSE_QUIZZES"]))
-    candidates.append(Path(__file__).resolve().parents[2] / "quizzes")  # an editable install
     candidates += [folder / "quizzes" for folder in (Path.cwd(), *Path.cwd().parents)]
+    candidates.append(Path(__file__).resolve().parents[2] / "quizzes")  # an editable install
     for folder in candidates:
         if (folder / f"{slug}.toml").is_file():
             return folder / f"{slug}.toml"
@@ -169,22 +188,25 @@ def load_quiz(slug_or_path: str | Path) -> Quiz:
     title = data.get("title")
     if not isinstance(title, str) or not title.strip():
         raise QuizFormatError(f"{path}: needs a top-level 'title' string")
-    unknown = set(data) - {"title", "question"}
+    unknown = set(data) - {"title", "question", "assessed"}
     if unknown:
         raise QuizFormatError(f"{path}: unknown top-level keys {sorted(unknown)}; expected 'title' and [[question]]")
+    assessed = data.get("assessed", False)
+    if not isinstance(assessed, bool):
+        raise QuizFormatError(f"{path}: 'assessed' must be true or false, not {assessed!r}")
     raw_questions = data.get("question")
     if not isinstance(raw_questions, list) or not raw_questions:
         raise QuizFormatError(f"{path}: has no [[question]] tables")
     questions: list[Question] = []
     for position, raw in enumerate(raw_questions, start=1):
-        question = _parse_question(path, position, raw)
+        question = _parse_question(path, position, raw, assessed=assessed)
         if any(question.id == seen.id for seen in questions):
             raise QuizFormatError(f"{path}: question {question.id!r}: the id is used twice")
         questions.append(question)
     return Quiz(slug=path.stem, title=title, path=path, questions=tuple(questions))
 
 
-def _parse_question(path: Path, position: int, raw: dict[str, Any]) -> Question:
+def _parse_question(path: Path, position: int, raw: dict[str, Any], *, assessed: bool = False) -> Question:
     qid = raw.get("id")
     where = f"{path}: question {qid!r}" if isinstance(qid, str) else f"{path}: question #{position}"
 
@@ -196,17 +218,19 @@ def _parse_question(path: Path, position: int, raw: dict[str, Any]) -> Question:
     kind = raw.get("kind")
     if kind not in _KEYS:
         raise fail(f'\'kind\' must be "choice" or "code", not {kind!r}')
-    missing = _KEYS[kind] - set(raw)
+    expected = _KEYS[kind] - _KEY_ONLY if assessed else _KEYS[kind]
+    missing = expected - set(raw)
     if missing:
         raise fail(f"missing {sorted(missing)}")
-    extra = set(raw) - _KEYS[kind]
+    extra = set(raw) - expected
     if extra:
-        raise fail(f"unknown keys {sorted(extra)} for a {kind} question")
+        what = "an assessed quiz file has no answer key" if extra & _KEY_ONLY else f"for a {kind} question"
+        raise fail(f"unknown keys {sorted(extra)} ({what})")
     points = raw["points"]
     if isinstance(points, bool) or not isinstance(points, (int, float)) or points <= 0:
         raise fail(f"'points' must be a positive number, not {points!r}")
     for key in ("prompt", "explanation", "answer"):
-        if not isinstance(raw[key], str) or not raw[key].strip():
+        if key in expected and (not isinstance(raw[key], str) or not raw[key].strip()):
             raise fail(f"{key!r} must be a non-empty string")
     if kind == "choice":
         choices = raw["choices"]
@@ -215,6 +239,8 @@ def _parse_question(path: Path, position: int, raw: dict[str, Any]) -> Question:
         for letter, text in choices.items():
             if len(letter) != 1 or not letter.isupper() or not isinstance(text, str):
                 raise fail(f"choice {letter!r} must be one capital letter with a string")
+        if assessed:
+            return Question(qid, kind, float(points), raw["prompt"], "", "", dict(choices), assessed=True)
         answer = raw["answer"].strip().upper()
         if answer not in choices:
             raise fail(f"'answer' {raw['answer']!r} is not one of the choices {', '.join(choices)}")
@@ -222,6 +248,8 @@ def _parse_question(path: Path, position: int, raw: dict[str, Any]) -> Question:
     name = raw["name"]
     if not isinstance(name, str) or not name.isidentifier():
         raise fail(f"'name' must be the Python name the answer defines, not {name!r}")
+    if assessed:
+        return Question(qid, kind, float(points), raw["prompt"], "", "", name=name, assessed=True)
     for key in ("answer", "check"):
         try:
             compile(raw[key], f"<{key} of {qid}>", "exec", dont_inherit=True)

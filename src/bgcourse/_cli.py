@@ -1,0 +1,118 @@
+"""The instructors' command line: ``bgcourse release`` and ``bgcourse grade`` (also ``python -m bgcourse``)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from bgcourse._release import ReleaseError, build_release, chapters, find_course, stale_files
+
+__all__ = ["main"]
+
+
+class UsageError(Exception):
+    """The command cannot do what was asked; the message says why."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; return its exit status (0: done; 1: `release --check` found it stale; 2: bad usage)."""
+    parser = _parser()
+    options = parser.parse_args(argv)
+    try:
+        course = find_course(options.course)
+        result: int = options.run(options, course)
+    except (ReleaseError, FileNotFoundError, UsageError) as error:
+        parser.exit(2, f"bgcourse {options.command}: {error}\n")
+    return result
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bgcourse", description="Release and grade the course's notebooks.")
+    parser.add_argument("--course", type=Path, help="the course folder (default: the one at or above the cwd)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    release = commands.add_parser(
+        "release",
+        help="write the learners' copies (practice and assessed) of the notebooks and quiz files",
+        description="Write release/practice/ (full quiz files: instant feedback) and release/assessed/ "
+        "(quiz files without answers: feedback after grading), plus release/checksums.json.",
+    )
+    release.add_argument("chapters", nargs="*", help="chapter slugs, e.g. ch01_core_mechanics (default: all)")
+    release.add_argument("--output", type=Path, help="where to write (default: COURSE/release)")
+    release.add_argument("--check", action="store_true", help="write nothing; fail if the release is not current")
+    release.set_defaults(run=_release)
+
+    grade = commands.add_parser(
+        "grade",
+        help="grade SUBMISSIONS_DIR/<learner>/<chapter>.ipynb and write a gradebook",
+        description="Grade every learner's notebook of an assignment in fresh, guarded kernels, in parallel; "
+        "write OUTPUT/<chapter>/: gradebook.csv, learners/<learner>/results.json and feedback.md, summary.md "
+        "and summary.png. Re-running gives the same files.",
+    )
+    grade.add_argument("submissions", type=Path, metavar="SUBMISSIONS_DIR", help="one folder a learner")
+    grade.add_argument(
+        "--assignment", action="append", default=[], metavar="CHAPTER", help="chapter slug (default: those handed in)"
+    )
+    grade.add_argument("--output", type=Path, help="gradebook folder (default: SUBMISSIONS_DIR/../gradebook)")
+    grade.add_argument("--timeout", type=float, default=60, help="seconds a cell may run (default: 60)")
+    grade.add_argument("--deadline", type=float, default=600, help="seconds a whole notebook may run (default: 600)")
+    grade.add_argument("--memory-mb", type=int, default=4096, help="address-space limit of a kernel (default: 4096)")
+    grade.add_argument("--output-limit", type=int, default=100_000, help="characters a cell may print (default: 1e5)")
+    grade.add_argument("--workers", type=int, default=0, help="notebooks graded at once (default: one a CPU)")
+    grade.add_argument("--no-progress", action="store_true", help="no progress bar")
+    grade.set_defaults(run=_grade)
+    return parser
+
+
+def _release(options: argparse.Namespace, course: Path) -> int:
+    output = options.output or course / "release"
+    if options.check:
+        stale = stale_files(course, output)
+        for name in stale:
+            print(f"out of date: {output / name}")
+        if stale:
+            print("The release is not current: run `make release` (bgcourse release).", file=sys.stderr)
+        return 1 if stale else 0
+    written = build_release(course, output, options.chapters)
+    print(f"Wrote {len(written)} files to {output}.")
+    return 0
+
+
+def _grade(options: argparse.Namespace, course: Path) -> int:
+    # Imported here: grading needs matplotlib, nbclient and tqdm, which `release` does not.
+    from bgcourse._grade import grade_assignment, protected_folders
+    from bgcourse._gradebook import write_gradebook
+    from bgcourse._sandbox import Limits
+    from bgcourse._submissions import load_assignment
+
+    submissions: Path = options.submissions.resolve()
+    if not submissions.is_dir():
+        raise FileNotFoundError(f"no folder {submissions}")
+    output: Path = (options.output or submissions.parent / "gradebook").resolve()
+    if output.is_relative_to(submissions):
+        raise UsageError(f"the gradebook {output} must not be inside {submissions}, or it would be graded too")
+    known = [chapter.slug for chapter in chapters(course)]
+    slugs = [Path(slug).stem for slug in options.assignment] or sorted(
+        {
+            path.stem
+            for path in submissions.rglob("*.ipynb")
+            if path.stem in known and ".ipynb_checkpoints" not in path.parts
+        }
+    )
+    if not slugs:
+        raise FileNotFoundError(f"no notebook named after a chapter in {submissions}; name one with --assignment")
+    chapters(course, slugs)  # an unknown slug fails here, naming the known ones
+    limits = Limits(options.timeout, options.deadline, options.memory_mb, options.output_limit)
+    protected = protected_folders(course, submissions, output)
+    for slug in slugs:
+        results = grade_assignment(
+            course, submissions, slug, limits=limits, protected=protected, workers=options.workers,
+            progress=not options.no_progress,
+        )  # fmt: skip
+        assignment = load_assignment(course.resolve(), slug)
+        write_gradebook(output / slug, assignment, results)
+        mean = sum(result.score for result in results) / len(results) if results else 0.0
+        print(f"{slug}: {len(results)} learners, mean {mean:.1f} of {assignment.total:g}; gradebook in {output / slug}")
+    return 0

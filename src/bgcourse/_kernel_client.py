@@ -1,0 +1,78 @@
+"""What the grader needs from nbclient: which cell timed out, output capped, each cell's outcome."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nbclient import NotebookClient
+
+__all__ = ["CellRun", "GradingClient", "new_refusals", "outcome"]
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+@dataclass(frozen=True)
+class CellRun:
+    """One cell's outcome: ``status`` is "ok", "error" or "timeout"."""
+
+    status: str
+    error: str = ""
+    stderr: str = ""
+    result: str = ""
+    truncated: bool = False
+    refused: tuple[str, ...] = ()
+
+
+class GradingClient(NotebookClient):
+    """nbclient, noting which cell timed out and dropping output past a limit."""
+
+    def __init__(self, notebook: Any, *, output_chars: int, **options: Any) -> None:
+        super().__init__(notebook, **options)
+        self.output_chars = output_chars
+        self.timed_out = False
+        self.truncated = False
+        self.printed = 0
+
+    def start_cell(self) -> None:
+        self.timed_out = self.truncated = False
+        self.printed = 0
+
+    async def _async_handle_timeout(self, timeout: int, cell: Any = None) -> Any:
+        self.timed_out = True
+        return await super()._async_handle_timeout(timeout, cell)
+
+    def output(self, outs: list[Any], msg: dict[str, Any], display_id: str | None, cell_index: int) -> Any:
+        content = msg.get("content", {})
+        if msg.get("msg_type") != "error":
+            self.printed += len(content.get("text", "")) + sum(
+                len(str(value)) for value in content.get("data", {}).values()
+            )
+            if self.printed > self.output_chars:
+                self.truncated = True
+                return None
+        return super().output(outs, msg, display_id, cell_index)
+
+
+def new_refusals(log: Path, offset: int) -> tuple[tuple[str, ...], int]:
+    if not log.is_file():
+        return (), offset
+    data = log.read_bytes()
+    lines = data[offset:].decode("utf-8", "replace").splitlines()
+    return tuple(dict.fromkeys(lines)), len(data)
+
+
+def outcome(cell: Any, timed_out: bool, truncated: bool, refused: tuple[str, ...], root: str) -> CellRun:
+    errors = [output for output in cell.outputs if output.output_type == "error"]
+    stderr = "".join(o.text for o in cell.outputs if o.output_type == "stream" and o.name == "stderr")
+    results = [o.data.get("text/plain", "") for o in cell.outputs if o.output_type == "execute_result"]
+    error = f"{errors[0].ename}: {errors[0].evalue}" if errors else ""
+    status = "timeout" if timed_out else "error" if errors else "ok"
+    truncated = truncated or any("[bgcourse: output cut after" in o.get("text", "") for o in cell.outputs)
+
+    def clean(text: str) -> str:  # the same text on every run: no colours, no temporary folder names
+        return _ANSI.sub("", text).replace(root + "/work", "<working folder>").replace(root, "<grading folder>")
+
+    return CellRun(status, clean(error), clean(stderr), results[0] if results else "", truncated, refused)

@@ -1,0 +1,218 @@
+"""`bgcourse release`: the learners' copies of the chapter notebooks and quiz files.
+
+The instructors' notebooks (``notebooks/chNN_topic.ipynb``) hold the reference solutions and the
+quiz answers. A release replaces every solution region by a stub, removes hidden tests, clears
+outputs and records nbgrader checksums, in two modes:
+
+- ``practice``: the full quiz files, so the check cells give instant feedback;
+- ``assessed``: quiz files without answers, explanations or checks, so a check cell only says
+  that the answer has the right form and was recorded; feedback comes with the grade.
+
+Output is deterministic (sorted keys, no dates), so a test can regenerate it and compare bytes.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nbformat
+
+from bgcourse._files import replaced_directory, write_atomic
+from bgcourse._nbgrader import CODE_STUB, ReleaseError, compute_checksum, grade_id, is_grade, is_locked, student_cell
+from bgcourse._quiz import Quiz, load_quiz
+from bgcourse._quiz_release import assessed_quiz_text
+
+__all__ = [
+    "MODES",
+    "Chapter",
+    "ReleaseError",
+    "build_release",
+    "chapters",
+    "find_course",
+    "release_files",
+    "release_tree",
+    "stale_files",
+]
+
+MODES = ("practice", "assessed")
+MANIFEST = "checksums.json"
+# Cell metadata that only jupytext's pairing uses; a learner's copy is not paired with a script.
+_JUPYTEXT_CELL_KEYS = ("lines_to_next_cell", "cell_marker")
+_BANNER = {
+    "practice": (
+        "> **Practice copy.** Each check cell tells you at once whether the answer above it is right, "
+        "and why. Run this notebook from its folder: the quiz files are in `../quizzes`."
+    ),
+    "assessed": (
+        "> **Assessed copy.** Quiz answers are recorded, not marked: a quiz check cell only says that "
+        "your answer has the right form. The exercise check cells run their visible tests. Your "
+        "score and feedback come after grading. Hand in this notebook under its own file name."
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Chapter:
+    """One chapter: its slug, master notebook and quiz file (``None`` if it has no quiz)."""
+
+    slug: str
+    notebook: Path
+    quiz: Path | None
+
+
+def find_course(start: Path | None = None) -> Path:
+    """The course folder: the first of ``start`` (or the cwd) and its parents with notebooks/ and quizzes/."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents, Path(__file__).resolve().parents[2]):
+        if (folder / "notebooks").is_dir() and (folder / "quizzes").is_dir():
+            return folder
+    raise FileNotFoundError(f"no course folder (with notebooks/ and quizzes/) at or above {here}; pass --course")
+
+
+def chapters(course: Path, slugs: Sequence[str] = ()) -> list[Chapter]:
+    """Every ``notebooks/ch*.ipynb`` of the course, or the ones named (by slug or notebook path)."""
+    found = {path.stem: path for path in sorted((course / "notebooks").glob("ch*.ipynb"))}
+    wanted = [Path(slug).stem for slug in slugs] or list(found)
+    unknown = [slug for slug in wanted if slug not in found]
+    if unknown:
+        raise ReleaseError(f"no notebooks/{unknown[0]}.ipynb in {course}; the chapters are {', '.join(found)}")
+    quiz_folder = course / "quizzes"
+    return [
+        Chapter(slug, found[slug], quiz_folder / f"{slug}.toml" if (quiz_folder / f"{slug}.toml").is_file() else None)
+        for slug in wanted
+    ]
+
+
+def read_master(chapter: Chapter) -> tuple[nbformat.NotebookNode, Quiz | None]:
+    master: nbformat.NotebookNode = nbformat.read(chapter.notebook, as_version=4)
+    return master, (load_quiz(chapter.quiz) if chapter.quiz else None)
+
+
+def student_notebook(chapter: Chapter, master: nbformat.NotebookNode, quiz: Quiz | None, mode: str) -> Any:
+    """The learner's copy of ``master``, as nbgrader's ``generate_assignment`` would make it, plus a banner."""
+    notebook = copy.deepcopy(master)
+    notebook.metadata.pop("jupytext", None)
+    choice_ids = {question.id for question in quiz.questions if question.kind == "choice"} if quiz else set()
+    for index, cell in enumerate(notebook.cells):
+        for key in _JUPYTEXT_CELL_KEYS:
+            cell.metadata.pop(key, None)
+        cell_id = grade_id(cell) or f"#{index}"
+        owner = cell_id.removesuffix("_answer")
+        stub = f"answer_{owner} = ..." if owner in choice_ids and cell_id.endswith("_answer") else CODE_STUB
+        student_cell(cell, stub, f"{chapter.notebook.name}, cell {cell_id}")
+    banner = nbformat.v4.new_markdown_cell(_BANNER[mode], id=f"bgcourse-{mode}-copy")
+    notebook.cells.insert(1 if notebook.cells else 0, banner)
+    nbformat.validate(notebook)
+    return notebook
+
+
+def _notebook_bytes(notebook: Any) -> bytes:
+    return (str(nbformat.writes(notebook)) + "\n").encode("utf-8")
+
+
+def _cell_checksums(notebook: Any) -> dict[str, dict[str, object]]:
+    cells: dict[str, dict[str, object]] = {}
+    for cell in notebook.cells:
+        cell_id = grade_id(cell)
+        if cell_id and "checksum" in cell.metadata.get("nbgrader", {}):
+            entry: dict[str, object] = {"cell_type": cell.cell_type, "checksum": compute_checksum(cell)}
+            entry["role"] = "grade" if is_grade(cell) else "locked" if is_locked(cell) else "solution"
+            if is_grade(cell):
+                entry["points"] = float(cell.metadata.nbgrader["points"])
+            cells[cell_id] = entry
+    return cells
+
+
+def release_files(course: Path, slugs: Sequence[str] = ()) -> tuple[dict[str, bytes], dict[str, Any]]:
+    """Every released file (relative path to bytes) of the chapters, and their manifest entries."""
+    files: dict[str, bytes] = {}
+    manifest: dict[str, Any] = {}
+    for chapter in chapters(course, slugs):
+        master, quiz = read_master(chapter)
+        for mode in MODES:
+            notebook = student_notebook(chapter, master, quiz, mode)
+            files[f"{mode}/notebooks/{chapter.slug}.ipynb"] = _notebook_bytes(notebook)
+            if chapter.quiz:
+                text = chapter.quiz.read_bytes() if mode == "practice" else assessed_quiz_text(chapter.quiz).encode()
+                files[f"{mode}/quizzes/{chapter.slug}.toml"] = text
+        manifest[chapter.slug] = {"cells": _cell_checksums(notebook)}
+    return files, manifest
+
+
+def _manifest_bytes(chapters_manifest: dict[str, Any], files: dict[str, bytes]) -> bytes:
+    document = {
+        "about": (
+            "Written by `bgcourse release`; do not edit. For each chapter, the nbgrader checksum "
+            "(nbgrader.utils.compute_checksum) of every graded, locked and solution cell of the "
+            "learners' copy, the same in both modes; and the SHA-256 of every released file."
+        ),
+        "chapters": chapters_manifest,
+        "files": {name: hashlib.sha256(data).hexdigest() for name, data in sorted(files.items())},
+    }
+    return (json.dumps(document, indent=1, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def release_tree(course: Path) -> dict[str, bytes]:
+    """The whole release folder of the course: every file's relative path and bytes."""
+    files, chapters_manifest = release_files(course)
+    files["README.md"] = _README.encode("utf-8")
+    files[MANIFEST] = _manifest_bytes(chapters_manifest, files)
+    return files
+
+
+def stale_files(course: Path, output: Path) -> list[str]:
+    """The files of ``output`` that differ from a fresh release, are missing, or should not be there."""
+    expected = release_tree(course)
+    present = {str(path.relative_to(output)): path for path in output.rglob("*") if path.is_file()}
+    names = expected.keys() | present.keys()
+    return sorted(name for name in names if name not in present or expected.get(name) != present[name].read_bytes())
+
+
+def build_release(course: Path, output: Path, slugs: Sequence[str] = ()) -> list[str]:
+    """Write the release of the chapters named (all if none) into ``output``; return the files written.
+
+    A full release replaces ``output`` as a whole (chapters that no longer exist disappear); a
+    partial one rewrites the named chapters' files and their entries in the manifest.
+    """
+    if not slugs:
+        files = release_tree(course)
+        with replaced_directory(output) as staging:
+            for name, data in files.items():
+                write_atomic(staging / name, data)
+        return sorted(files)
+    files, chapters_manifest = release_files(course, slugs)
+    old = json.loads((output / MANIFEST).read_text(encoding="utf-8")) if (output / MANIFEST).is_file() else {}
+    for name, data in files.items():
+        write_atomic(output / name, data)
+    every = {
+        str(path.relative_to(output)): path.read_bytes()
+        for path in sorted(output.rglob("*"))
+        if path.is_file() and path.name != MANIFEST and not path.name.startswith(".")
+    }
+    write_atomic(output / MANIFEST, _manifest_bytes({**old.get("chapters", {}), **chapters_manifest}, every))
+    return sorted([*files, MANIFEST])
+
+
+_README = """\
+# The learners' copies of the course
+
+Generated by `make release` (`bgcourse release`) from `notebooks/` and `quizzes/`; never edit
+these files by hand: a test regenerates them and fails if they differ.
+
+- `practice/`: the notebooks with stubs where the solutions were, and the full quiz files:
+  every check cell gives instant feedback. Hand out the whole folder.
+- `assessed/`: the same notebooks, and quiz files without answers, explanations or checks: a quiz
+  check cell only records the answer. Hand out the whole folder; grade the returned notebooks
+  with `bgcourse grade SUBMISSIONS_DIR`.
+- `checksums.json`: the nbgrader checksums of the graded, locked and solution cells, and the
+  SHA-256 of every file here.
+
+Learners need the course's helper package (`pip install` the course folder) and open a notebook
+from its `notebooks/` folder, so that it finds its quiz file in `../quizzes/`.
+"""

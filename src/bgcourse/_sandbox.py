@@ -1,0 +1,162 @@
+"""Run a list of cells in a fresh, guarded kernel and say, for each, what happened.
+
+The kernel starts in a temporary folder (its working directory; IPC sockets beside it, no TCP
+port), with the guard of ``_guard.py`` as its ``sitecustomize`` (memory limit, no network beyond
+loopback, no reading of the answer keys), a per-cell timeout (the cell is interrupted, the next
+one runs) and a deadline for the whole run (the kernel is killed). Output is capped in the kernel
+and again here. A kernel that dies or will not stop ends the run: the cells not run get a reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nbformat
+from nbclient.exceptions import CellTimeoutError, DeadKernelError
+from traitlets.config import Config
+
+from bgcourse._guard import ALLOWED_PROGRAMS, GUARD_SOURCE, GUARD_VARIABLE, output_cap_source
+from bgcourse._kernel_client import CellRun, GradingClient, new_refusals, outcome
+
+__all__ = ["CellRun", "Limits", "Run", "run_cells"]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How long, how much memory and how much output one submission may take."""
+
+    cell_timeout: float = 60
+    deadline: float = 600
+    memory_mb: int = 4096
+    output_chars: int = 100_000
+    interrupt_grace: float = 10  # after interrupting a cell at its timeout, how long to wait for it to stop
+
+
+@dataclass
+class Run:
+    """The outcome of every cell that ran, in order, and why the rest did not run (if they did not)."""
+
+    cells: list[CellRun] = field(default_factory=list)
+    stopped: str = ""
+
+
+def run_cells(
+    sources: list[str], limits: Limits, *, protected: list[Path], quizzes: dict[str, str], warm: tuple[str, ...] = ()
+) -> Run:
+    """Execute ``sources`` one cell each, in a new kernel; ``quizzes`` are the quiz files it may read.
+
+    The modules in ``warm`` are imported first, in a set-up cell with a timeout of its own, so
+    that a learner's cell is not charged for importing the course's helpers on a busy machine.
+    """
+    with tempfile.TemporaryDirectory(prefix="bgcourse-grade-") as folder:
+        root = Path(folder)
+        for name in ("work", "kernel", "site", "quizzes"):
+            (root / name).mkdir()
+        (root / "site" / "sitecustomize.py").write_text(GUARD_SOURCE, encoding="utf-8")
+        for name, text in quizzes.items():
+            (root / "quizzes" / name).write_text(text, encoding="utf-8")
+        guard = {
+            "memory_bytes": limits.memory_mb * 2**20,
+            "protected": sorted(str(path) for path in protected),
+            "log": str(root / "refused.log"),
+            "programs": list(ALLOWED_PROGRAMS),
+        }
+        env = {key: value for key, value in os.environ.items() if not key.startswith(("BGCOURSE_", "PYTHONPATH"))}
+        env |= {
+            GUARD_VARIABLE: json.dumps(guard),
+            "PYTHONPATH": os.pathsep.join([str(root / "site"), *filter(None, [os.environ.get("PYTHONPATH")])]),
+            "BGCOURSE_QUIZZES": str(root / "quizzes"),
+            "MALLOC_ARENA_MAX": "2",  # fewer malloc arenas: far less address space under RLIMIT_AS
+            "MPLBACKEND": "Agg",
+            "PYTHONDONTWRITEBYTECODE": "1",
+        }
+        try:
+            return asyncio.run(_run(sources, limits, root, env, warm))
+        except (RuntimeError, TimeoutError) as error:  # the kernel did not start, or not in time
+            return Run(stopped=f"the grading kernel did not start ({type(error).__name__}: {error})")
+
+
+def _setup_source(limits: Limits, warm: tuple[str, ...]) -> str:
+    imports = "".join(f"try:\n    __import__({module!r})\nexcept ImportError:\n    pass\n" for module in warm)
+    return output_cap_source(limits.output_chars) + imports
+
+
+async def _run(sources: list[str], limits: Limits, root: Path, env: dict[str, str], warm: tuple[str, ...]) -> Run:
+    setup = nbformat.v4.new_code_cell(_setup_source(limits, warm), metadata={"bgcourse_setup": True})
+    cells = [setup]
+    cells += [nbformat.v4.new_code_cell(source) for source in sources]
+    notebook = nbformat.v4.new_notebook(cells=cells)
+    config = Config({"KernelManager": {"transport": "ipc", "ip": str(root / "kernel" / "k")}})
+    timeout = max(1, round(limits.cell_timeout))
+    client = GradingClient(
+        notebook,
+        output_chars=limits.output_chars,
+        kernel_name="python3",
+        timeout=timeout,
+        timeout_func=lambda cell: max(timeout, 120) if "bgcourse_setup" in cell.metadata else timeout,
+        interrupt_on_timeout=True,
+        error_on_timeout={"ename": "TimeoutError", "evalue": f"still running after {timeout} s", "traceback": []},
+        raise_on_iopub_timeout=True,
+        iopub_timeout=max(1, round(limits.interrupt_grace)),
+        allow_errors=True,
+        shutdown_kernel="immediate",
+        config=config,
+    )
+    run, log, offset = Run(), root / "refused.log", 0
+    deadline_passed = asyncio.Event()
+    async with client.async_setup_kernel(
+        cwd=str(root / "work"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    ):
+        assert client.km is not None  # set up by async_setup_kernel
+        assert client.km.provisioner is not None
+        kernel: Any = client.km.provisioner  # a LocalProvisioner: it has the process and its group
+        watchdog = asyncio.get_running_loop().call_later(limits.deadline, _kill, kernel.pgid, deadline_passed)
+        try:
+            for index, cell in enumerate(notebook.cells):
+                client.start_cell()
+                try:
+                    await client.async_execute_cell(cell, index, execution_count=index)
+                except DeadKernelError:
+                    code = await kernel.poll() if kernel.process else None
+                    run.stopped = _death(deadline_passed.is_set(), limits.deadline, code)
+                    break
+                except CellTimeoutError:  # interrupted at the timeout, and still not idle after it
+                    _kill(kernel.pgid, None)
+                    grace = max(1, round(limits.interrupt_grace))
+                    run.stopped = f"it did not stop when interrupted at the {timeout} s timeout ({grace} s later)"
+                    break
+                refused, offset = new_refusals(log, offset)
+                run.cells.append(outcome(cell, client.timed_out, client.truncated, refused, str(root)))
+        finally:
+            watchdog.cancel()
+    run.cells = run.cells[1:]  # the set-up cell
+    return run
+
+
+def _kill(group: int | None, flag: asyncio.Event | None) -> None:
+    if flag is not None:
+        flag.set()
+    if group:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, signal.SIGKILL)
+
+
+def _death(deadline_passed: bool, deadline: float, code: int | None) -> str:
+    if deadline_passed:
+        return f"grading stopped at this notebook's deadline of {deadline:g} s"
+    how = f"killed by signal {-code}" if code and code < 0 else f"exit code {code}" if code is not None else ""
+    return "the kernel died" + (f" ({how})" if how else "") + ": the code exited or crashed the Python process"
+
+
+if sys.platform == "win32":  # pragma: no cover - the course runs on Linux and macOS
+    raise ImportError("grading needs a POSIX system (process groups, resource limits)")

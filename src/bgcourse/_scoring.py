@@ -1,0 +1,145 @@
+"""How one item scores: from the learner's choice, or from the cells that ran; and the reason, in words.
+
+A check cell scores as in nbgrader (``utils.determine_grade``): an error scores 0, a number as the
+cell's result is partial credit, anything else full marks; but output on stderr alone does not
+fail it, as it does in nbgrader: a warning that the garbage collector prints late (such as
+"coroutine ... was never awaited" from an earlier cell) would otherwise fail a right answer.
+Reasons never quote a traceback, so hidden tests stay hidden, and never contain what changes
+from run to run (addresses, ports, random ids), so grading again gives the same text.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from bgcourse._kernel_client import CellRun
+from bgcourse._plan import PlannedCell, read_choice
+from bgcourse._quiz import WrongAnswer
+from bgcourse._sandbox import Limits, Run
+from bgcourse._submissions import Assignment, Item, Submission
+
+__all__ = ["ItemResult", "LearnerResult", "score_choice", "score_code"]
+
+_ADDRESS = re.compile(r"\b0x[0-9a-fA-F]{6,}\b")
+_LOOPBACK_PORT = re.compile(r"(127\.0\.0\.1|localhost|\[::1\]):\d+")
+# Random identifiers (uuid4().hex and the like) that checks quote from a learner's response.
+_RANDOM_ID = re.compile(r"\b[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}\b")
+
+
+@dataclass(frozen=True)
+class ItemResult:
+    grade_id: str
+    points: float
+    score: float
+    feedback: str  # why points were lost, or the explanation of a right answer
+
+    @property
+    def passed(self) -> bool:
+        return self.score >= self.points
+
+
+@dataclass(frozen=True)
+class LearnerResult:
+    learner: str
+    items: tuple[ItemResult, ...]
+    notes: tuple[str, ...] = ()
+    problem: str = ""
+
+    @property
+    def score(self) -> float:
+        return sum(item.score for item in self.items)
+
+    @property
+    def points(self) -> float:
+        return sum(item.points for item in self.items)
+
+
+def score_choice(assignment: Assignment, submission: Submission, item: Item) -> ItemResult:
+    value, problem = read_choice(submission.answers.get(item.answer_id), item)
+    if problem:
+        return ItemResult(item.grade_id, item.points, 0.0, problem)
+    assert assignment.quiz is not None  # a choice item comes from the quiz
+    try:
+        explanation = assignment.quiz[item.grade_id].grade(value)
+    except WrongAnswer as wrong:
+        return ItemResult(item.grade_id, item.points, 0.0, str(wrong))
+    return ItemResult(item.grade_id, item.points, item.points, f"Right. {explanation}")
+
+
+def score_code(submission: Submission, item: Item, cells: list[PlannedCell], run: Run, limits: Limits) -> ItemResult:
+    def zero(reason: str) -> ItemResult:
+        return ItemResult(item.grade_id, item.points, 0.0, _clean(reason))
+
+    positions = {(cell.role, cell.item): index for index, cell in enumerate(cells)}
+    answer_at, check_at = positions.get(("answer", item.grade_id)), positions[("check", item.grade_id)]
+    if check_at >= len(run.cells):  # the run stopped before the check finished
+        stopped_at = len(run.cells)
+        where = cells[stopped_at].describe() if stopped_at < len(cells) else "the last cell"
+        return zero(f"Not graded: {run.stopped}, while running {where}.")
+    answer = run.cells[answer_at] if answer_at is not None else None
+    check = run.cells[check_at]
+    notes = _notes(item, answer, check)
+    if any(line.startswith("read\t") for line in [*(answer.refused if answer else ()), *check.refused]):
+        return zero(notes)
+    if item.answer_id and item.answer_id not in submission.answers:
+        return zero(f"Your notebook has no answer cell {item.answer_id} (deleted?). " + notes)
+    reason = _answer_problem(answer, limits) + _check_problem(check, limits)
+    if reason:
+        return zero(reason + notes)
+    fraction = _partial(check.result, item.points)
+    if fraction is not None and fraction < item.points:
+        return ItemResult(item.grade_id, item.points, fraction, _clean(f"Partial credit: {check.result}. {notes}"))
+    return ItemResult(item.grade_id, item.points, item.points, _clean(("Passed. " + notes).strip()))
+
+
+def _answer_problem(answer: CellRun | None, limits: Limits) -> str:
+    if answer is None or answer.status == "ok":
+        return ""
+    if answer.status == "timeout":
+        return f"Your answer cell was still running after {limits.cell_timeout:g} s and was stopped (endless loop?). "
+    if answer.error.startswith("NotImplementedError"):
+        return "Your answer cell still raises NotImplementedError: replace the stub with your answer. "
+    return f"Your answer cell raised {answer.error}. "
+
+
+def _check_problem(check: CellRun, limits: Limits) -> str:
+    if check.status == "timeout":
+        return f"The check was still running after {limits.cell_timeout:g} s and was stopped."
+    if check.status == "error":
+        name, _, message = check.error.partition(": ")
+        return f"The check failed: {name}: {message}" if message.strip() else f"The check failed: {name}."
+    return ""
+
+
+def _notes(item: Item, answer: CellRun | None, check: CellRun) -> str:
+    notes: list[str] = []
+    for run, whose in ((answer, "Your code"), (check, "The check, running your code,")):
+        if run is None:
+            continue
+        for line in run.refused:
+            kind, _, what = line.partition("\t")
+            if kind == "read":
+                notes.append(f"{whose} tried to read {what}, which is not allowed while grading: 0 points.")
+            elif kind == "network":
+                notes.append(f"{whose} tried to reach {what}; while grading, only 127.0.0.1 can be reached.")
+            else:
+                notes.append(f"{whose} tried to start the program {what}, which is not allowed while grading.")
+        if run.truncated:
+            notes.append(f"{whose.split(',')[0]} printed so much that the output was cut.")
+    return " " + " ".join(dict.fromkeys(notes)) if notes else ""
+
+
+def _partial(result: str, points: float) -> float | None:
+    try:
+        value = float(result.strip().strip("'\""))
+    except ValueError:
+        return None
+    return value if 0 <= value <= points else None
+
+
+def _clean(text: str) -> str:
+    """Feedback text the same on every run: no memory addresses or port numbers; bounded length."""
+    text = _LOOPBACK_PORT.sub(r"\1:<port>", _ADDRESS.sub("0x…", " ".join(text.split())))
+    text = _RANDOM_ID.sub("<id>", text)
+    return text if len(text) <= 800 else text[:797] + "..."
