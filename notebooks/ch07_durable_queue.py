@@ -189,7 +189,9 @@ def stop_server(how: str, *signals: int, options: tuple[str, ...] = ()) -> Stopp
 def refuses_connections(url: str) -> bool:
     try:
         httpx.get(url, timeout=5)
-    except httpx.ConnectError:
+    except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError):
+        # Refused outright, or accepted into the backlog just before the listener closed and
+        # then dropped without an answer: either way the server no longer takes requests.
         return True
     return False
 
