@@ -10,16 +10,25 @@ READY  := $(VENV)/.ready
 NBGRADER_VENV  := .venv-nbgrader
 NBGRADER_READY := $(NBGRADER_VENV)/.ready
 NBGRADER_PIN   := nbgrader==0.9.6
+# uv installs the pinned set in seconds where pip takes minutes; it is bootstrapped into .venv by
+# the Python that runs make, so a fresh clone still needs only Python and make.
+UV_PIN := uv==0.13.9
+UV     := $(BIN)/uv
+# Tests run in parallel worker processes; a notebook's cells stay together on one worker (they share
+# its kernel). TEST_WORKERS=1 runs them one at a time: the proofs do not rely on an idle machine.
+TEST_WORKERS ?= auto
 
-.PHONY: lab test check bench notebooks lock clean release nbgrader-env
+.PHONY: lab test check bench stress notebooks lock clean release nbgrader-env
 
 $(READY): pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; ok = (3, 11) <= v <= (3, 13); \
 	  print("Python %d.%d found; the course needs Python 3.11, 3.12 or 3.13 (set PYTHON=python3.12, say)." % v) if not ok else None; \
 	  sys.exit(0 if ok else 1)'
+	@echo "Setting up $(VENV) (first time only): uv, then the pinned packages of requirements.lock"
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check $(UV_PIN)
+	$(UV) pip install --python $(BIN)/python -r requirements.lock
+	$(UV) pip install --python $(BIN)/python --no-deps -e .
 	@touch $(READY)
 
 # JupyterLab refuses to run as root (containers often are) unless told that it is on purpose.
@@ -31,10 +40,14 @@ lab: $(READY)
 
 ## test: set up (first time only), then lint, type-check, and run every test and notebook
 test: $(READY) $(NBGRADER_READY)
-	$(BIN)/ruff check src solutions tests benchmarks
-	$(BIN)/ruff format --check src solutions tests benchmarks
+	$(BIN)/ruff check src solutions tests benchmarks conftest.py
+	$(BIN)/ruff format --check src solutions tests benchmarks conftest.py
 	$(BIN)/mypy
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
+
+## stress: run every notebook pinned to one CPU, beside a CPU hog, and with 2 GiB of memory (3 runs each)
+stress: $(READY)
+	$(BIN)/python tests/stress.py $(STRESS_FLAGS)
 
 ## bench: print the foundation's timings (set-up, notebooks, serve start/stop), then grading vs nbgrader
 bench: $(READY) $(NBGRADER_READY)
@@ -47,11 +60,12 @@ bench: $(READY) $(NBGRADER_READY)
 release: $(READY)
 	$(BIN)/bgcourse release
 
-$(NBGRADER_READY): pyproject.toml requirements.lock
-	$(PYTHON) -m venv $(NBGRADER_VENV)
-	$(NBGRADER_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
-	$(NBGRADER_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -c requirements.lock $(NBGRADER_PIN)
-	$(NBGRADER_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+# uv links the packages both environments share from its cache instead of downloading them again.
+$(NBGRADER_READY): $(READY)
+	@echo "Setting up $(NBGRADER_VENV) (first time only): nbgrader beside the course, for the compatibility tests"
+	$(UV) venv --quiet --allow-existing --python $(BIN)/python $(NBGRADER_VENV)
+	$(UV) pip install --python $(NBGRADER_VENV)/bin/python -r requirements.lock $(NBGRADER_PIN) -c requirements.lock
+	$(UV) pip install --python $(NBGRADER_VENV)/bin/python --no-deps -e .
 	@touch $(NBGRADER_READY)
 
 ## nbgrader-env: set up .venv-nbgrader (nbgrader and the course), used by `make test` and `make bench`
@@ -63,8 +77,7 @@ notebooks: $(READY)
 
 ## lock: re-resolve requirements.lock after changing a pin in pyproject.toml
 lock: $(READY)
-	$(BIN)/python -m pip install --quiet uv
-	$(BIN)/uv pip compile pyproject.toml --extra dev --universal --python-version 3.11 \
+	$(UV) pip compile pyproject.toml --extra dev --universal --python-version 3.11 \
 	  --no-header --no-annotate -o requirements.lock
 
 clean:
