@@ -33,24 +33,27 @@ $(READY): pyproject.toml requirements.lock
 
 # JupyterLab refuses to run as root (containers often are) unless told that it is on purpose.
 LAB_FLAGS := $(if $(filter 0,$(shell id -u)),--allow-root,)
+# More options for JupyterLab, e.g. `make lab LAB_OPTIONS="--no-browser --port=8900"`.
+LAB_OPTIONS ?=
 
 ## lab: set up (first time only) and open JupyterLab on chapter 1
 lab: $(READY)
-	$(BIN)/jupyter lab $(LAB_FLAGS) notebooks/ch01_core_mechanics.ipynb
+	$(BIN)/jupyter lab $(LAB_FLAGS) $(LAB_OPTIONS) notebooks/ch01_core_mechanics.ipynb
 
 ## test: set up (first time only), then lint, type-check, and run every test and notebook
 test: $(READY) $(NBGRADER_READY)
 	$(BIN)/ruff check src solutions tests benchmarks conftest.py
 	$(BIN)/ruff format --check src solutions tests benchmarks conftest.py
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 ## stress: run every notebook pinned to one CPU, beside a CPU hog, and with 2 GiB of memory (3 runs each)
 stress: $(READY)
 	$(BIN)/python tests/stress.py $(STRESS_FLAGS)
 
-## bench: print the foundation's timings (set-up, notebooks, serve start/stop), then grading vs nbgrader
+## bench: print set-up (uv beside pip, make lab on a fresh clone; BENCH_FLAGS=--suite adds make test), the foundation's timings, chapters 5 and 7, grading vs nbgrader
 bench: $(READY) $(NBGRADER_READY)
+	$(BIN)/python benchmarks/bench_setup.py $(BENCH_FLAGS)
 	$(BIN)/python benchmarks/bench_foundation.py
 	$(BIN)/python benchmarks/bench_ch05.py
 	$(BIN)/python benchmarks/bench_ch07.py

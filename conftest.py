@@ -11,8 +11,8 @@ then an item that compares the two passes:
 - no thread the first pass left behind may have a second copy after the second pass (a leak grows
   with every run).
 
-A notebook's items carry an ``xdist_group`` mark, so that with ``--dist loadgroup`` all of them run
-in order on one worker (they share the kernel), while other tests spread over the workers.
+With pytest-xdist, ``--dist loadfile`` keeps a notebook's items together on one worker, in order (they
+share its kernel). This hook also orders the work so that the longest units start first.
 """
 
 from __future__ import annotations
@@ -118,7 +118,11 @@ def probe(parent: IPyNbFile, name: str) -> IPyNbCell:
     return IPyNbCell.from_parent(parent, name=name, cell_num=-1, cell=cell, options={"check": False, "skip": False})
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the xdist_group marks
+# Started first, since a worker that starts a long unit last finishes last: every notebook, then the
+# test files that execute notebooks or grade them (each a unit of its own under --dist loadfile).
+LONG_UNITS = ("notebooks/", "tests/instructor/", "tests/ch03_db_compensation/test_notebook_on_postgres.py")
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     notebooks: dict[IPyNbFile, list[IPyNbCell]] = {}
     others: list[pytest.Item] = []
@@ -143,9 +147,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         compare = SecondRunComparison.from_parent(
             notebook, name=f"{SECOND_RUN}: same result", first=first, second=second, probes=probes
         )
-        group = [*first, probes[0], *second, probes[1], compare]
-        for item in group:
-            item.add_marker(pytest.mark.xdist_group(notebook.path.stem))
-        ordered += group
-    # Notebooks first: they are the longest units, and a worker that starts one last finishes last.
-    items[:] = ordered + others
+        ordered += [*first, probes[0], *second, probes[1], compare]
+    rank = {prefix: number for number, prefix in enumerate(LONG_UNITS)}
+    everything = ordered + others
+    position = {id(item): number for number, item in enumerate(everything)}  # a stable sort within a rank
+
+    def order(item: pytest.Item) -> tuple[int, int]:
+        where = item.nodeid.split("::")[0]
+        first_rank = min((rank[prefix] for prefix in LONG_UNITS if where.startswith(prefix)), default=len(LONG_UNITS))
+        return first_rank, position[id(item)]
+
+    items[:] = sorted(everything, key=order)
