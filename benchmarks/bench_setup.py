@@ -1,7 +1,7 @@
 """Print how long set-up takes: uv (this design) beside pip (the previous one), and `make lab` on a fresh clone.
 
 Run with `make bench`, or `python benchmarks/bench_setup.py [--suite]`. `--suite` also times a warm
-`make test`, with the tests in parallel (this design) and in one process (the previous one).
+`make test` and a fresh clone's `.ci/run` (set-up included), about 15 minutes together.
 Figures, not pass/fail: a busy machine makes them slower, not wrong; the load average is printed.
 """
 
@@ -72,15 +72,16 @@ def make_lab_seconds() -> float:
             stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
+        deadline = started + 300
         try:
-            while lab.poll() is None:
+            while lab.poll() is None and time.perf_counter() < deadline:
                 try:
                     if httpx.get(f"http://127.0.0.1:{port}/api/status?token=bench", timeout=1).status_code == 200:
                         return time.perf_counter() - started
                 except httpx.TransportError:
                     pass
                 time.sleep(0.2)
-            raise SystemExit(f"make lab ended with {lab.returncode} before JupyterLab answered")
+            raise SystemExit(f"JupyterLab did not answer on port {port} (make lab's exit code: {lab.poll()})")
         finally:
             os.killpg(lab.pid, 15)
             lab.wait()
@@ -88,18 +89,20 @@ def make_lab_seconds() -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--suite", action="store_true", help="also time a warm `make test`, parallel and serial")
+    parser.add_argument("--suite", action="store_true", help="also time a warm `make test` and a fresh clone's .ci/run")
     options = parser.parse_args()
     print(f"installing requirements.lock into a new environment ({load()}):")
     print(f"  uv  (this design)     {install_seconds('uv'):6.1f} s")
     print(f"  pip (previous design) {install_seconds('pip'):6.1f} s")
     print(f"make lab on a fresh clone until JupyterLab answers: {make_lab_seconds():.1f} s ({load()})")
     if options.suite:
-        for workers in ("auto", "1"):
-            seconds = timed(["make", "--no-print-directory", "test", f"TEST_WORKERS={workers}"], cwd=ROOT)
-            print(
-                f"warm make test, TEST_WORKERS={workers} ({'parallel' if workers == 'auto' else 'one worker'}): {seconds / 60:.1f} min ({load()})"
-            )
+        seconds = timed(["make", "--no-print-directory", "test"], cwd=ROOT)
+        print(f"warm make test: {seconds / 60:.1f} min ({load()})")
+        with tempfile.TemporaryDirectory() as folder:
+            clone = Path(folder) / "course"
+            subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True)
+            seconds = timed(["bash", ".ci/run"], cwd=clone, env={**os.environ, "CI": "true"})
+            print(f"a fresh clone's .ci/run, set-up included: {seconds / 60:.1f} min ({load()})")
 
 
 if __name__ == "__main__":
