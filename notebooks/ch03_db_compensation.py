@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -51,6 +53,7 @@ import os
 import platform
 import signal
 import threading
+import time
 import traceback
 import warnings
 from collections import Counter
@@ -101,6 +104,7 @@ from IPython.display import Code
 from sqlalchemy import String, delete, event, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from tqdm.auto import tqdm
 
 from bgcourse import (
     DATABASE_URL_VARIABLE,
@@ -139,15 +143,13 @@ def app_process(app: str, **environment: str) -> Iterator[ChildProcess]:
         yield server
 
 
-async def eventually(condition: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> float:
-    """Ask `condition` every 20 ms until it is true; return how many seconds that took."""
-    loop = asyncio.get_running_loop()
-    started = loop.time()
+async def eventually(condition: Callable[[], Awaitable[bool]], what: str, timeout: float = 60.0) -> None:
+    """Ask `condition` every 20 ms until it is true. The timeout only ends a wait that would never end."""
+    deadline = time.monotonic() + timeout
     while not await condition():
-        if loop.time() - started > timeout:
-            raise TimeoutError(f"still not true after {timeout} s")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} did not happen within {timeout} s")
         await asyncio.sleep(0.02)
-    return loop.time() - started
 
 
 # %% [markdown]
@@ -245,11 +247,13 @@ Code(read_module_source("solutions.ch03_db_compensation.registration_app"), lang
 # (sections 7 to 9 show why).
 #
 # **Fact 2.1.** A refused registration answers `502` at once; when the client has that answer,
-# the user's row is still in the table, and the compensation removes it about half a second later
-# (`UNDO_SECONDS`). A successful registration keeps its row.
+# the user's row is still in the table, and the compensation removes it afterwards, no sooner
+# than the half second it takes (`UNDO_SECONDS`). A successful registration keeps its row.
+# (Starting the app's process takes a few seconds; the progress bar shows the steps.)
 
 # %%
 REGISTRATION_APP = "solutions.ch03_db_compensation.registration_app:app"
+UNDO_SECONDS = 0.5  # how long the app's compensation takes before it deletes the row
 
 
 async def users_with(db: Database, email: str) -> int:
@@ -260,21 +264,28 @@ async def no_user(db: Database, email: str) -> bool:
     return await users_with(db, email) == 0
 
 
-async with temporary_database() as db:  # the app creates its table when it starts
-    with app_process(REGISTRATION_APP, DATABASE_URL=db.url) as server:
-        accepted = httpx.post(f"{server.url}/register", params={"email": "ada@example.com"})
-        refused = httpx.post(f"{server.url}/register", params={"email": "bob@fail.example"})
-        bob_rows_at_response = await users_with(db, "bob@fail.example")
-        undo_took = await eventually(lambda: no_user(db, "bob@fail.example"))
-    ada_rows = await users_with(db, "ada@example.com")
+with tqdm(total=2, desc="start the app's process; register ada and bob") as progress:
+    async with temporary_database() as db:  # the app creates its table when it starts
+        with app_process(REGISTRATION_APP, DATABASE_URL=db.url, UNDO_SECONDS=str(UNDO_SECONDS)) as server:
+            progress.update()
+            accepted = httpx.post(f"{server.url}/register", params={"email": "ada@example.com"})
+            refused_sent = time.monotonic()
+            refused = httpx.post(f"{server.url}/register", params={"email": "bob@fail.example"})
+            refused_answered = time.monotonic()
+            bob_rows_at_response = await users_with(db, "bob@fail.example")
+            await eventually(lambda: no_user(db, "bob@fail.example"), "the compensation's delete of bob's row")
+            bob_gone = time.monotonic()
+            progress.update()
+        ada_rows = await users_with(db, "ada@example.com")
 
 print(f"ada@example.com:  {accepted.status_code} {accepted.json()}; rows for ada afterwards: {ada_rows}")
 print(f"bob@fail.example: {refused.status_code} {refused.json()['detail']!r}")
 print(f"when the client had the 502, the table held {bob_rows_at_response} row for bob;"
-      f" the compensation removed it {undo_took:.1f} s later")
+      f" the compensation removed it {bob_gone - refused_answered:.1f} s later")
 assert accepted.status_code == 201 and ada_rows == 1
 assert refused.status_code == 502 and bob_rows_at_response == 1
-assert 0.3 < undo_took < 5
+# The task starts after the response and waits UNDO_SECONDS before it deletes: a lower bound, never too tight.
+assert bob_gone - refused_sent >= UNDO_SECONDS, "the row went only after the compensation's UNDO_SECONDS"
 
 # %% [markdown]
 # An error answer is where compensations are scheduled, and the usual way to answer with an
@@ -320,22 +331,33 @@ assert ran == ["the task of the endpoint that returned"]
 #
 # **Fact 3.1.** Killed with `SIGKILL` after it has answered `502` but while its compensation is
 # still waiting, the process leaves the refused user in the table, and a freshly started process
-# does not remove it either.
+# does not remove it either: it carries out a compensation of its own (for a new refused
+# registration), and the first user's row is still there.
+#
+# So that the kill surely comes while the compensation waits, the first process gets a slow one
+# (`UNDO_SECONDS=60`); the restarted process has the usual half second.
 
 # %%
-async with temporary_database() as db:
-    with app_process(REGISTRATION_APP, DATABASE_URL=db.url, UNDO_SECONDS="2") as server:
-        refused = httpx.post(f"{server.url}/register", params={"email": "cy@fail.example"})
-        server.send_signal(signal.SIGKILL)  # kill -9: no shutdown, no finally, no task
-        exit_status = server.wait(timeout=10)
-    rows_after_kill = await users_with(db, "cy@fail.example")
-    with app_process(REGISTRATION_APP, DATABASE_URL=db.url) as restarted:
-        await asyncio.sleep(1.0)  # twice as long as this process's own undo takes
-        rows_after_restart = await users_with(db, "cy@fail.example")
+with tqdm(total=3, desc="start; register cy; kill -9; restart; register dan") as progress:
+    async with temporary_database() as db:
+        with app_process(REGISTRATION_APP, DATABASE_URL=db.url, UNDO_SECONDS="60") as server:
+            progress.update()
+            refused = httpx.post(f"{server.url}/register", params={"email": "cy@fail.example"})
+            server.send_signal(signal.SIGKILL)  # kill -9: no shutdown, no finally, no task
+            exit_status = server.wait(timeout=30)
+        rows_after_kill = await users_with(db, "cy@fail.example")
+        progress.update()
+        with app_process(REGISTRATION_APP, DATABASE_URL=db.url, UNDO_SECONDS=str(UNDO_SECONDS)) as restarted:
+            dan = httpx.post(f"{restarted.url}/register", params={"email": "dan@fail.example"})
+            await eventually(lambda: no_user(db, "dan@fail.example"), "the restarted process's compensation for dan")
+            rows_after_restart = await users_with(db, "cy@fail.example")
+        progress.update()
 
 print(f"the client had its {refused.status_code}; then the process was killed (exit status {exit_status})")
-print(f"rows for cy@fail.example after the kill: {rows_after_kill}; after a restart and a second: {rows_after_restart}")
+print(f"rows for cy@fail.example after the kill: {rows_after_kill}; after a restart, once the new process had"
+      f" undone a refused registration of its own (dan's, {dan.status_code}): {rows_after_restart}")
 assert refused.status_code == 502 and exit_status == -signal.SIGKILL
+assert dan.status_code == 502
 assert rows_after_kill == 1 and rows_after_restart == 1, "the compensation was lost with the process"
 
 # %% [markdown]
@@ -358,18 +380,22 @@ assert rows_after_kill == 1 and rows_after_restart == 1, "the compensation was l
 
 # %%
 outcomes: dict[str, tuple[int, int, int]] = {}
-async with temporary_database() as db:
-    for path in ("/register", "/register-atomic"):
-        email = f"{path.strip('/')}@fail.example"
-        with app_process(REGISTRATION_APP, DATABASE_URL=db.url, UNDO_SECONDS="2") as server:
-            answer = httpx.post(f"{server.url}{path}", params={"email": email})
-            rows_at_response = await users_with(db, email)
-            server.send_signal(signal.SIGKILL)
-            server.wait(timeout=10)
-        outcomes[path] = (answer.status_code, rows_at_response, await users_with(db, email))
-    with app_process(REGISTRATION_APP, DATABASE_URL=db.url) as server:
-        welcome = httpx.post(f"{server.url}/register-atomic", params={"email": "dee@example.com"})
-        dee_rows_at_response = await users_with(db, "dee@example.com")
+with tqdm(total=3, desc="a process for each: /register, /register-atomic, then a good /register-atomic") as progress:
+    async with temporary_database() as db:
+        for path in ("/register", "/register-atomic"):
+            email = f"{path.strip('/')}@fail.example"
+            # UNDO_SECONDS=60: the kill surely comes while the compensation still waits.
+            with app_process(REGISTRATION_APP, DATABASE_URL=db.url, UNDO_SECONDS="60") as server:
+                answer = httpx.post(f"{server.url}{path}", params={"email": email})
+                rows_at_response = await users_with(db, email)
+                server.send_signal(signal.SIGKILL)
+                server.wait(timeout=30)
+            outcomes[path] = (answer.status_code, rows_at_response, await users_with(db, email))
+            progress.update()
+        with app_process(REGISTRATION_APP, DATABASE_URL=db.url) as server:
+            welcome = httpx.post(f"{server.url}/register-atomic", params={"email": "dee@example.com"})
+            dee_rows_at_response = await users_with(db, "dee@example.com")
+        progress.update()
 
 print(f"{'endpoint':18} {'answer':>6} {'rows at the answer':>19} {'rows after kill -9':>19}")
 for path, (code, at_response, after_kill) in outcomes.items():
@@ -464,9 +490,10 @@ Code(read_module_source("solutions.ch03_db_compensation.outbox_app"), language="
 
 # %% [markdown]
 # **Fact 6.1.** Two registrations (one to be refused) are answered `202`; right after that the
-# process is killed, when its worker has at most begun the first billing call (each takes 2 s
-# here: `BILLING_SECONDS=2`). Both users are `pending` and both messages are not done. A new
-# process finishes them: one user `active`, the other `refused`, every message done.
+# process is killed, when its worker has at most begun the first billing call (each takes a
+# minute in that process, `BILLING_SECONDS=60`, so that none can be finished before the kill).
+# Both users are `pending` and both messages are not done. A new process, with quick billing
+# calls, finishes them: one user `active`, the other `refused`, every message done.
 
 # %%
 OUTBOX_APP = "solutions.ch03_db_compensation.outbox_app:app"
@@ -484,16 +511,21 @@ async def outbox_empty(db: Database) -> bool:
     return (await outbox_state(db))[1] == 0
 
 
-async with temporary_database() as db:
-    with app_process(OUTBOX_APP, DATABASE_URL=db.url, BILLING_SECONDS="2") as server:
-        answers = [httpx.post(f"{server.url}/register", params={"email": email})
-                   for email in ("ada@example.com", "bob@fail.example")]
-        server.send_signal(signal.SIGKILL)
-        server.wait(timeout=10)
-    after_kill = await outbox_state(db)
-    with app_process(OUTBOX_APP, DATABASE_URL=db.url) as restarted:
-        finished_after = await eventually(lambda: outbox_empty(db))
-    after_restart = await outbox_state(db)
+with tqdm(total=2, desc="start; register ada and bob; kill -9; restart; wait for the outbox") as progress:
+    async with temporary_database() as db:
+        with app_process(OUTBOX_APP, DATABASE_URL=db.url, BILLING_SECONDS="60") as server:
+            answers = [httpx.post(f"{server.url}/register", params={"email": email})
+                       for email in ("ada@example.com", "bob@fail.example")]
+            server.send_signal(signal.SIGKILL)
+            server.wait(timeout=30)
+        after_kill = await outbox_state(db)
+        progress.update()
+        with app_process(OUTBOX_APP, DATABASE_URL=db.url) as restarted:
+            started = time.monotonic()
+            await eventually(lambda: outbox_empty(db), "the restarted worker's emptying of the outbox")
+            finished_after = time.monotonic() - started
+        after_restart = await outbox_state(db)
+        progress.update()
 
 print("answers:", [(answer.status_code, answer.json()["status"]) for answer in answers])
 print(f"after kill -9:    users {after_kill[0]}, messages not done: {after_kill[1]}")
@@ -695,7 +727,7 @@ async with temporary_database(Base.metadata) as db:
 
     with capture_logs("uvicorn.error") as records, serve(app) as url:
         created = httpx.post(f"{url}/users", params={"email": "gus@example.com"})
-        task_done.wait(timeout=10)
+        assert task_done.wait(timeout=60), "the task did not finish"
         still_taken = connections["taken"] - connections["returned"]
         totals = dict(connections)
     errors = logged_errors(records)
@@ -732,6 +764,7 @@ async with temporary_database(Base.metadata) as db:
     connections = count_connections(engine)
     sessions = make_sessionmaker(engine)
     task_running = threading.Event()
+    cell_has_looked = threading.Event()
     task_saw = {}
 
     @contextlib.asynccontextmanager
@@ -747,7 +780,8 @@ async with temporary_database(Base.metadata) as db:
 
     async def send_welcome_later(session: AsyncSession) -> None:
         task_running.set()
-        await asyncio.sleep(0.5)  # a slow mail server
+        # A slow mail server, as slow as it takes: the task goes on once the cell has looked at the database.
+        await asyncio.to_thread(cell_has_looked.wait, 60)
         task_saw["users"] = await session.scalar(select(func.count()).select_from(User))
 
     @app.post("/users")
@@ -763,9 +797,10 @@ async with temporary_database(Base.metadata) as db:
 
     with serve(app) as url:
         created = httpx.post(f"{url}/users", params={"email": "hal@example.com"})
-        task_running.wait(timeout=10)
+        assert task_running.wait(timeout=60), "the task did not start"
         visible_during_task = await count_rows(db, "SELECT count(*) FROM users")
         taken_during_task = connections["taken"] - connections["returned"]
+        cell_has_looked.set()
     visible_after = await count_rows(db, "SELECT count(*) FROM users")
     taken_after = connections["taken"] - connections["returned"]
 
@@ -890,7 +925,7 @@ async with temporary_database(Base.metadata) as db:
     app = FastAPI(lifespan=lifespan)
 
     async def count_users_now() -> None:
-        async with asyncio.timeout(5):
+        async with asyncio.timeout(60):  # only ends a wait for a second task that never comes
             await both_tasks_running.wait()  # from here on both tasks run at once
         try:
             users = await shared_session.scalar(select(func.count()).select_from(User))
@@ -989,7 +1024,7 @@ async with temporary_database(Base.metadata) as db:
         answers = [httpx.post(f"{url}/members/{scope}", params={"email": f"{scope}@example.com"})
                    for scope in ("default", "function")]
         for _ in answers:
-            tasks_done.acquire(timeout=10)
+            assert tasks_done.acquire(timeout=60), "a task did not finish"
         taken_after_tasks = connections["taken"] - connections["returned"]
     errors = logged_errors(records)
     async with db.sessions() as session:

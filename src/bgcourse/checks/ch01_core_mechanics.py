@@ -5,33 +5,63 @@ from __future__ import annotations
 import inspect
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 from fastapi import BackgroundTasks, FastAPI
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bgcourse._logs import capture_logs
 from bgcourse._server import serve
 
 __all__ = ["ex01", "ex02", "ex03"]
 
+# Exercise 1.1's task waits this long before it appends the receipt.
+_RECEIPT_DELAY_SECONDS = 0.2
+
+
+def _watch_receipts(app: ASGIApp, receipts: list[str]) -> tuple[ASGIApp, list[tuple[float, int]]]:
+    """Wrap ``app``: note when each response had been sent (before its tasks start) and how many receipts there were."""
+    at_response: list[tuple[float, int]] = []
+
+    async def watched(scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_and_look(message: Message) -> None:
+            await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                at_response.append((time.perf_counter(), len(receipts)))
+
+        await app(scope, receive, send_and_look if scope["type"] == "http" else send)
+
+    return watched, at_response
+
 
 def ex01(app: ASGIApp, receipts: list[str]) -> str:
     """Exercise 1.1: ``POST /orders`` answers 202 at once; the receipt is sent afterwards."""
     receipts.clear()
-    with serve(app) as url, httpx.Client(base_url=url) as client:
+    watched, at_response = _watch_receipts(app, receipts)
+    with serve(watched) as url, httpx.Client(base_url=url) as client:
         response = client.post("/orders", json={"item": "book"})
-        sent_before_response = list(receipts)
+        seen_after_response = list(receipts)
+        seen_at = time.perf_counter()
     assert response.status_code == 202, f"expected 202 Accepted, got {response.status_code}: {response.text}"
     body = response.json()
     assert body.get("status") == "accepted", f"expected the body to say status 'accepted', got {body}"
     order_id = body.get("order_id")
     assert isinstance(order_id, str), f"expected an 'order_id' string in the body, got {body}"
-    assert sent_before_response == [], (
-        "the receipt was already in `receipts` when the response arrived: send it from a background task "
+    (response_sent_at, receipts_at_response), *_ = at_response
+    assert receipts_at_response == 0, (
+        "the receipt was already in `receipts` when the response was sent: send it from a background task "
         "that first waits 0.2 s (a slow mail server), not from the endpoint"
+    )
+    # The server notes the response before the task starts, so a receipt that the check saw less than
+    # 0.2 s after that moment came from a task that did not wait.  (A check that looked later, on a
+    # busy machine, cannot tell, and lets it pass.)
+    looked_after = seen_at - response_sent_at
+    assert not (seen_after_response and looked_after < _RECEIPT_DELAY_SECONDS), (
+        f"the receipt was already in `receipts` {looked_after:.2f} s after the response was sent: the task must "
+        "first wait 0.2 s (a slow mail server), then append it"
     )
     assert receipts == [order_id], f"after the task ran, receipts was {receipts}; expected [{order_id!r}]"
     return f"Exercise 1.1 solved: 202 first, receipt for order {order_id} afterwards."

@@ -24,6 +24,11 @@ __all__ = ["ex01", "ex02", "ex03"]
 
 # More refusals than any sensible number of retries: the mail server is down for the whole check.
 _ALWAYS = 1000
+# Exercise 2.2's mail server that never answers waits this long before it greets: a task without a
+# timeout would wait all of it.  Three attempts with timeout=0.5 take under 2 s; the check gives a
+# task five times that, so that only a missing timeout, never a busy machine, makes it too late.
+_NEVER_ANSWERS_SECONDS = 30.0
+_GIVE_UP_SECONDS = 10.0
 
 
 class MailSettings(Protocol):
@@ -151,17 +156,17 @@ def ex02(send_welcome_email: Callable[[str], Any], settings: MailSettings) -> st
         target=_call, args=(send_welcome_email, "cy@example.com", failures), name="ex02-task", daemon=True
     )
     with capture_logs("mail") as mail_log:
-        with smtp_server(delay=30) as mail:  # a mail server that never answers
+        with smtp_server(delay=_NEVER_ANSWERS_SECONDS) as mail:  # a mail server that never answers
             settings.smtp_port = mail.port
             started = time.monotonic()
             worker.start()
-            worker.join(5)
+            worker.join(_GIVE_UP_SECONDS)
             elapsed, connections = time.monotonic() - started, mail.connections
             in_time = not worker.is_alive()
         worker.join(10)  # the mail server has stopped and hung up, so even a task without a timeout ends now
     assert in_time, (
-        "against a mail server that never answers, your task was still waiting after 5 s: give smtplib.SMTP a "
-        "timeout (timeout=0.5)"
+        f"against a mail server that never answers, your task was still waiting after {_GIVE_UP_SECONDS:.0f} s "
+        "(three attempts with a 0.5 s timeout take under 2 s): give smtplib.SMTP a timeout (timeout=0.5)"
     )
     assert not failures, f"the task raised {failures[0]!r}; it must catch and log its last failure"
     assert connections == 3, (
