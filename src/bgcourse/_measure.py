@@ -9,9 +9,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-import httpx
+if TYPE_CHECKING:  # only for type hints: a process-pool worker that imports this module needs no HTTP client
+    import httpx
 
 __all__ = ["LatencySample", "ProcessStatus", "count_primes", "cpu_time_of", "probe_latency", "process_status"]
 
@@ -20,12 +21,20 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class LatencySample:
-    """One probe request: when it was sent (seconds after the first), how long its answer took, what it said."""
+    """One probe request: when it was sent (seconds after the first), how long its answer took, what it said.
+
+    ``sent`` and ``answered`` are the same two moments as readings of ``time.perf_counter()``, the
+    clock a server's code in the same process can read too: so a probe can be placed before or
+    after an event the server recorded ("answered before the task ended"), which is a comparison
+    that a busy machine cannot turn around, unlike a latency compared with a fixed number.
+    """
 
     sent_at: float
     seconds: float
     status_code: int
     body: str
+    sent: float = 0.0
+    answered: float = 0.0
 
 
 async def probe_latency(
@@ -44,7 +53,8 @@ async def probe_latency(
         await asyncio.sleep(max(0.0, origin + index * every - time.perf_counter()))
         sent = time.perf_counter()
         response = await client.get(path)
-        return LatencySample(sent - origin, time.perf_counter() - sent, response.status_code, response.text)
+        answered = time.perf_counter()
+        return LatencySample(sent - origin, answered - sent, response.status_code, response.text, sent, answered)
 
     return list(await asyncio.gather(*(one(index) for index in range(count))))
 

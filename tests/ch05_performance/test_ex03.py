@@ -70,3 +70,26 @@ def test_abandoning_the_thread_with_anyio_passes() -> None:
         return {"status": "refreshing"}
 
     assert "solved" in checks.ex03(app, outcomes, calls)
+
+
+def test_recording_timed_out_after_waiting_for_the_thread_is_caught() -> None:
+    calls: list[str] = []
+    outcomes: list[str] = []
+    app = FastAPI()
+
+    def fetch_rates() -> None:
+        time.sleep(1)
+        calls.append("fetched")
+
+    async def refresh_rates() -> None:
+        started = time.perf_counter()
+        await run_in_threadpool(fetch_rates)  # the mistake: it waits for the thread, then judges the time
+        outcomes.append("timed out" if time.perf_counter() - started > 0.3 else "ok")
+
+    @app.post("/refresh", status_code=status.HTTP_202_ACCEPTED)
+    async def refresh(background_tasks: BackgroundTasks) -> dict[str, str]:
+        background_tasks.add_task(refresh_rates)
+        return {"status": "refreshing"}
+
+    with pytest.raises(AssertionError, match="the task waited for the thread"):
+        checks.ex03(app, outcomes, calls)

@@ -12,7 +12,6 @@ from anyio.from_thread import start_blocking_portal
 from starlette.types import ASGIApp
 
 from bgcourse._logs import capture_logs
-from bgcourse._measure import probe_latency
 from bgcourse._server import serve
 
 __all__ = ["ex01", "ex02", "ex03"]
@@ -21,33 +20,44 @@ T = TypeVar("T")
 
 
 def ex01(app: ASGIApp, rendered: list[str]) -> str:
-    """Exercise 5.1: reports render in the background while ``/ping`` keeps answering."""
+    """Exercise 5.1: reports render in the background while ``/ping`` keeps answering.
+
+    The check compares events, not latencies with a fixed number: a busy machine can make any
+    request slow, but it cannot make the 0.5 s render end before a response that came first.
+    """
     rendered.clear()
 
-    async def scenario(url: str) -> tuple[httpx.Response, float, list[float]]:
+    async def scenario(url: str) -> tuple[httpx.Response, list[str], httpx.Response, float, list[str]]:
         async with httpx.AsyncClient(base_url=url) as client:
-            started = time.perf_counter()
             response = await client.post("/reports/q3")
-            answered = time.perf_counter() - started
-            samples = await probe_latency(client, "/ping", count=5, every=0.1)
-        assert all(sample.status_code == 200 for sample in samples), "GET /ping must answer 200"
-        return response, answered, [sample.seconds for sample in samples]
+            rendered_at_response = list(rendered)  # the render takes 0.5 s: it cannot be done yet
+            sent = time.perf_counter()
+            ping = await client.get("/ping")
+            ping_seconds = time.perf_counter() - sent
+            rendered_at_ping = list(rendered)  # a loop blocked by the render answers only after it
+        return response, rendered_at_response, ping, ping_seconds, rendered_at_ping
 
-    with serve(app) as url:
-        response, answered, pings = _in_own_loop(scenario, url)
+    with serve(app) as url:  # leaving the block waits for the background task
+        response, rendered_at_response, ping, ping_seconds, rendered_at_ping = _in_own_loop(scenario, url)
     assert response.status_code == 202, f"expected 202 Accepted, got {response.status_code}: {response.text}"
     assert response.json() == {"report": "q3", "status": "rendering"}, (
         f"expected the body {{'report': 'q3', 'status': 'rendering'}}, got {response.json()}"
     )
-    assert answered < 0.4, (
-        f"POST /reports took {answered:.2f} s: render the report in a background task, after the response"
+    assert not rendered_at_response, (
+        "the report was already rendered when the response to POST /reports arrived: "
+        "render the report in a background task, after the response"
     )
-    assert max(pings) < 0.25, (
-        f"a GET /ping waited {max(pings):.2f} s while the report rendered: the blocking call runs on the event "
-        "loop. Make the task a def function (Starlette runs it on a worker thread) or await run_in_threadpool(...)"
+    assert ping.status_code == 200, f"GET /ping must answer 200, got {ping.status_code}: {ping.text}"
+    assert not rendered_at_ping, (
+        f"a GET /ping sent while the report rendered was answered only after the render had finished (it "
+        f"waited {ping_seconds:.2f} s): the blocking call runs on the event loop. Make the task a def function "
+        "(Starlette runs it on a worker thread) or await run_in_threadpool(...)"
     )
     assert rendered == ["q3"], f"after the task ran, rendered was {rendered}; expected ['q3']"
-    return f"Exercise 5.1 solved: 202 at once, /ping answered within {max(pings):.3f} s while the report rendered."
+    return (
+        f"Exercise 5.1 solved: 202 before the report was rendered, and /ping answered while it rendered "
+        f"(in {ping_seconds:.3f} s)."
+    )
 
 
 def ex02(app: ASGIApp, events: list[tuple[str, int]]) -> str:
@@ -77,12 +87,17 @@ def ex02(app: ASGIApp, events: list[tuple[str, int]]) -> str:
             peak = max(peak, running)
         peaks.append(peak)
     assert max(peaks) <= 2, f"{max(peaks)} exports ran at once; the semaphore must allow two at most"
-    assert min(peaks) == 2, "the exports ran one at a time; allow two at once (asyncio.Semaphore(2))"
+    # In either start: on a busy machine, six requests sent at once may still reach the server one by one.
+    assert 2 in peaks, "the exports ran one at a time; allow two at once (asyncio.Semaphore(2))"
     return "Exercise 5.2 solved: never more than two exports at once, and the app starts twice."
 
 
 def ex03(app: ASGIApp, outcomes: list[str], calls: list[str]) -> str:
-    """Exercise 5.3: a task that stops waiting for a blocking call after 0.3 s."""
+    """Exercise 5.3: a task that stops waiting for a blocking call after 0.3 s.
+
+    "As soon as the deadline passes" is checked as an order of events: ``"timed out"`` must be
+    recorded before ``fetch_rates`` (1 s) has finished, not within a fixed time.
+    """
     outcomes.clear()
     calls.clear()
     with serve(app) as url, httpx.Client(base_url=url) as client:
@@ -92,23 +107,24 @@ def ex03(app: ASGIApp, outcomes: list[str], calls: list[str]) -> str:
         assert response.json() == {"status": "refreshing"}, (
             f"expected {{'status': 'refreshing'}}, got {response.json()}"
         )
-        while not outcomes and time.perf_counter() - started < 3:
+        while not outcomes and time.perf_counter() - started < 10:  # only ends a wait that would never end
             time.sleep(0.01)
         recorded_after = time.perf_counter() - started
-    seen = list(outcomes)
+        seen, calls_when_recorded = list(outcomes), list(calls)
     # A thread cannot be stopped: wait until it has finished, so that it is not left running.
-    while not calls and time.perf_counter() - started < 5:
+    while not calls and time.perf_counter() - started < 15:
         time.sleep(0.02)
-    assert seen, "nothing was appended to outcomes within 3 s: append 'ok' or 'timed out' in the task"
+    assert seen, "nothing was appended to outcomes within 10 s: append 'ok' or 'timed out' in the task"
     assert seen == ["timed out"], (
         f"outcomes was {seen} after {recorded_after:.2f} s; fetch_rates takes 1 s, so with a deadline of 0.3 s "
         "the task should record 'timed out'. anyio.fail_after cannot stop waiting for run_in_threadpool "
         "(AnyIO shields that wait); use asyncio.timeout, or anyio.to_thread.run_sync(..., abandon_on_cancel=True)"
     )
-    assert recorded_after < 0.8, (
-        f"'timed out' was recorded {recorded_after:.2f} s after the request: the task waited for the thread; "
-        "it should give up as soon as the 0.3 s deadline passes"
+    assert not calls_when_recorded, (
+        f"'timed out' was recorded {recorded_after:.2f} s after the request, when fetch_rates had already "
+        "finished: the task waited for the thread; it should give up as soon as the 0.3 s deadline passes"
     )
+    # A lower bound, safe on a busy machine: a deadline never passes early (0.25 leaves room for clock resolution).
     assert recorded_after > 0.25, f"'timed out' came after {recorded_after:.2f} s, before the 0.3 s deadline"
     assert calls == ["fetched"], f"fetch_rates should still have run to its end (calls is {calls})"
     return f"Exercise 5.3 solved: the task gave up after {recorded_after:.2f} s; the thread ran on to its end."
