@@ -45,14 +45,17 @@ class Run:
 
 
 def kernel_tree_rss(root: psutil.Process) -> int:
-    """Resident memory of every kernel below ``root`` and of the kernels' own children."""
+    """Resident memory of every kernel below ``root`` and of everything the kernels started.
+
+    A kernel started by a kernel (a fresh-kernel demonstration) counts once, as its parent's child.
+    """
     total = 0
     for child in root.children(recursive=True):
         try:
-            if "ipykernel" in " ".join(child.cmdline()):
+            if "ipykernel" in " ".join(child.cmdline()) and "ipykernel" not in " ".join(child.parent().cmdline()):
                 total += child.memory_info().rss + sum(c.memory_info().rss for c in child.children(recursive=True))
-        except psutil.Error:
-            continue  # it ended while we looked
+        except (psutil.Error, AttributeError):
+            continue  # it ended while we looked (its parent may be gone: None)
     return total
 
 
@@ -110,14 +113,21 @@ def run_notebook(mode: str, slug: str) -> Run:
         started = time.monotonic()
         with log.open("w") as out:
             process = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
-            if cgroup is not None:
-                (cgroup / "cgroup.procs").write_text(str(process.pid))  # before it starts its kernel
-            peak = 0
             watched = psutil.Process(process.pid)
-            while process.poll() is None:
+            try:
+                if cgroup is not None:
+                    (cgroup / "cgroup.procs").write_text(str(process.pid))  # before it starts its kernel
+                peak = 0
+                while process.poll() is None:
+                    with suppress(psutil.Error):
+                        peak = max(peak, kernel_tree_rss(watched))
+                    time.sleep(0.1)
+            finally:  # if we are stopped, or pytest left something running: its kernel starts a session of its own
                 with suppress(psutil.Error):
-                    peak = max(peak, kernel_tree_rss(watched))
-                time.sleep(0.1)
+                    for leftover in [*watched.children(recursive=True), watched]:
+                        with suppress(psutil.Error):
+                            leftover.kill()
+                process.wait()
         seconds = time.monotonic() - started
         lines = log.read_text(errors="replace").splitlines()
         summary = next((line for line in reversed(lines) if " passed" in line or " failed" in line), "")

@@ -1,32 +1,45 @@
-"""Helpers for the FastAPI background tasks course: a real server, a timeline, and quizzes."""
+"""Helpers for the FastAPI background tasks course: a real server, a timeline, and quizzes.
+
+Each name is imported on first use (PEP 562), so that `import bgcourse` stays cheap: a process-pool
+worker that unpickles `count_primes` loads `bgcourse._measure` alone, not SQLAlchemy, matplotlib
+and huey.
+"""
 
 from __future__ import annotations
 
-from bgcourse._db import (
-    DATABASE_URL_VARIABLE,
-    Database,
-    DatabaseNotEmptyError,
-    create_tables,
-    database_url,
-    drop_tables,
-    make_engine,
-    make_sessionmaker,
-    temporary_database,
-)
-from bgcourse._kernel import KernelRun, run_in_fresh_kernel
-from bgcourse._logs import capture_logs
-from bgcourse._measure import LatencySample, ProcessStatus, count_primes, cpu_time_of, probe_latency, process_status
-from bgcourse._plot import NotebookFigure, plot_timeline
-from bgcourse._postgres import PostgresNotFoundError, PostgresServer, find_postgres_bin, throwaway_postgres
-from bgcourse._processes import ChildProcess, huey_consumer_process, read_module_source, uvicorn_process, wait_until
-from bgcourse._queue import QUEUE_URL_VARIABLE, TemporaryQueue, make_huey, queue_url, run_consumer, temporary_queue
-from bgcourse._quiz import Question, Quiz, QuizFormatError, WrongAnswer, find_quiz_file, load_quiz
-from bgcourse._redis import RedisNotFoundError, RedisServer, find_redis_server, throwaway_redis
-from bgcourse._server import ServerStartError, serve
-from bgcourse._smtp import MailServer, smtp_server
-from bgcourse._source import SourceHit, find_in_source
-from bgcourse._timeline import LANE_HEADER, Event, Timeline, TimelineMiddleware
-from bgcourse._tracebacks import LoggedError, logged_errors
+import ast
+import importlib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+# The one list of where each name lives: type checkers read these imports, and `__getattr__` reads
+# them from this file's source.
+if TYPE_CHECKING:
+    from bgcourse._db import (
+        DATABASE_URL_VARIABLE,
+        Database,
+        DatabaseNotEmptyError,
+        create_tables,
+        database_url,
+        drop_tables,
+        make_engine,
+        make_sessionmaker,
+        temporary_database,
+    )
+    from bgcourse._kernel import KernelRun, run_in_fresh_kernel
+    from bgcourse._logs import capture_logs
+    from bgcourse._measure import LatencySample, ProcessStatus, count_primes, cpu_time_of, probe_latency, process_status
+    from bgcourse._plot import NotebookFigure, plot_timeline
+    from bgcourse._postgres import PostgresNotFoundError, PostgresServer, find_postgres_bin, throwaway_postgres
+    from bgcourse._processes import ChildProcess, huey_consumer_process, read_module_source, uvicorn_process, wait_until
+    from bgcourse._queue import QUEUE_URL_VARIABLE, TemporaryQueue, make_huey, queue_url, run_consumer, temporary_queue
+    from bgcourse._quiz import Question, Quiz, QuizFormatError, WrongAnswer, find_quiz_file, load_quiz
+    from bgcourse._redis import RedisNotFoundError, RedisServer, find_redis_server, throwaway_redis
+    from bgcourse._server import ServerStartError, serve
+    from bgcourse._smtp import MailServer, smtp_server
+    from bgcourse._source import SourceHit, find_in_source
+    from bgcourse._timeline import LANE_HEADER, Event, Timeline, TimelineMiddleware
+    from bgcourse._tracebacks import LoggedError, logged_errors
 
 __all__ = [
     "ChildProcess",
@@ -87,3 +100,29 @@ __all__ = [
     "uvicorn_process",
     "wait_until",
 ]
+
+
+def _where() -> dict[str, str]:
+    tree = ast.parse(Path(__file__).read_text(encoding="utf-8"))
+    block = next(node for node in tree.body if isinstance(node, ast.If))
+    return {
+        alias.name: f"{node.module}" for node in block.body if isinstance(node, ast.ImportFrom) for alias in node.names
+    }
+
+
+_WHERE: dict[str, str] = {}
+
+
+def __getattr__(name: str) -> Any:
+    if not _WHERE:
+        _WHERE.update(_where())
+    module = _WHERE.get(name) if name in __all__ else None
+    if module is None:
+        raise AttributeError(f"module 'bgcourse' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # the next lookup does not come here
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
