@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -93,6 +95,7 @@ from fastapi.testclient import TestClient
 from starlette.background import BackgroundTask
 from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.responses import Response
+from tqdm.auto import tqdm
 
 from bgcourse import capture_logs, find_in_source, load_quiz, logged_errors, run_in_fresh_kernel, serve
 
@@ -356,7 +359,8 @@ def leave_early(url: str, path: str) -> None:
         connection.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
 
 
-def wait_until(condition, timeout: float = 5.0) -> bool:
+def wait_until(condition, timeout: float = 30.0) -> bool:
+    """Poll until ``condition()`` holds; the deadline only ends a wait for something that never happens."""
     deadline = time.monotonic() + timeout
     while not condition() and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -871,7 +875,7 @@ sent: list[str] = []
 async def send_in_turn(lock: asyncio.Lock, n: int) -> None:
     arrived.append(n)
     async with lock:  # the second task has to wait here, and waiting binds the lock to this loop
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 30  # only so that a mistake cannot hang the cell for ever
         while len(arrived) < 2 and time.monotonic() < deadline:  # hold on until the other task waits
             await asyncio.sleep(0.01)
         sent.append(f"e-mail {n}")
@@ -984,7 +988,9 @@ all_three("without nest_asyncio")
 nest_asyncio.apply()
 all_three("after nest_asyncio.apply()")
 '''
-outcome = run_in_fresh_kernel(probe, timeout=60)
+with tqdm(total=1, desc="running the probe in a fresh kernel") as progress:
+    outcome = run_in_fresh_kernel(probe, timeout=60)
+    progress.update()
 lines = [line.removeprefix("-> ") for line in outcome.output.splitlines() if line.startswith("-> ")]
 print(*lines, sep="\n")
 assert not outcome.error and len(lines) == 6, outcome

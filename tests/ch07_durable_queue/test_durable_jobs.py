@@ -88,15 +88,18 @@ def test_the_stamp_endpoints_record_when_a_job_started(queue_url: str, tmp_path:
     assert 0 <= float(started_at) - float(enqueued_at) < 30
 
 
+# Under SIGKILL the jobs last long enough (3 s) that no stall between the request and the kill lets one finish.
 @pytest.mark.parametrize(
-    ("stop", "done", "lifespan"),
-    [(signal.SIGTERM, 2, "lifespan shutdown ran"), (signal.SIGKILL, 0, None)],
+    ("stop", "seconds", "done", "lifespan"),
+    [(signal.SIGTERM, 0.3, 2, "lifespan shutdown ran"), (signal.SIGKILL, 3.0, 0, None)],
     ids=["SIGTERM waits", "SIGKILL loses"],
 )
-def test_background_app_on_a_signal(stop: signal.Signals, done: int, lifespan: str | None, tmp_path: Path) -> None:
+def test_background_app_on_a_signal(
+    stop: signal.Signals, seconds: float, done: int, lifespan: str | None, tmp_path: Path
+) -> None:
     task_log = tmp_path / "tasks.log"
     with uvicorn_process(BACKGROUND_APP, env={"TASK_LOG": str(task_log)}) as server:
-        httpx.post(f"{server.url}/jobs", params={"count": 2, "seconds": 0.3}).raise_for_status()
+        httpx.post(f"{server.url}/jobs", params={"count": 2, "seconds": seconds}).raise_for_status()
         server.send_signal(stop)
         assert server.wait(timeout=30) == -stop
     assert len(lines(task_log, "done")) == done

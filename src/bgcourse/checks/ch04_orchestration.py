@@ -23,6 +23,12 @@ __all__ = ["ex01", "ex02", "ex03"]
 _EXPORT = "order,total\n1,9.50\n2,12.00\n"
 # What wait_exponential(multiplier=0.05, max=0.5) waits before the 2nd, 3rd, 4th and 5th attempt.
 _WAITS = (0.05, 0.1, 0.2, 0.4)
+# How long the shop's server waits for the payment tasks when it stops: only a task that never
+# stops retrying needs that long (the solution's five attempts wait 0.75 s in all).
+_GRACEFUL_SECONDS = 10
+# A busy machine adds its delays to every attempt, so the bound on a whole retry sequence is
+# loose: many times the waits asked for. It still catches waits of the wrong order (seconds).
+_SLACK_FACTOR = 5
 
 
 class _Provider:
@@ -91,7 +97,11 @@ def ex01(charge_order: Callable[[str, str, int], Any]) -> str:
         background_tasks.add_task(run, request.app.state.provider_url, order_id, amount)
         return {"status": "payment pending"}
 
-    with capture_logs("tasks") as records, serve(provider.app) as provider_url, serve(shop, graceful_seconds=4) as url:
+    with (
+        capture_logs("tasks") as records,
+        serve(provider.app) as provider_url,
+        serve(shop, graceful_seconds=_GRACEFUL_SECONDS) as url,
+    ):
         shop.state.provider_url = provider_url
         for order_id, amount in orders.items():
             response = httpx.post(f"{url}/orders/{order_id}/pay", params={"amount": amount})
@@ -108,8 +118,8 @@ def ex01(charge_order: Callable[[str, str, int], Any]) -> str:
     )
     assert provider.charged("B-2") == [500], f"order B-2: expected one charge of 500, got {provider.charged('B-2')}"
     assert "C-3" in outcomes, (
-        "order C-3: the provider stayed down and your task was still retrying 4 s later; bound it "
-        "(stop=stop_after_attempt(5)) and keep each wait at most 0.5 s"
+        f"order C-3: the provider stayed down and your task was still retrying {_GRACEFUL_SECONDS} s later; "
+        "bound it (stop=stop_after_attempt(5)) and keep each wait at most 0.5 s"
     )
     down = provider.attempts("C-3")
     assert len(down) == 5, f"order C-3: your task made {len(down)} attempts; make 5 (stop_after_attempt(5))"
@@ -137,7 +147,13 @@ def ex01(charge_order: Callable[[str, str, int], Any]) -> str:
                 f"attempt {number} of order {order} came {gap:.2f} s after the one before; it should wait at least "
                 f"{wait} s (wait_exponential(multiplier=0.05, max=0.5))"
             )
-            assert gap <= wait + 0.5, f"order {order}: your task waited {gap:.1f} s before attempt {number}; {wait} s"
+    # An upper bound on each gap would fail whenever the machine stalls once; the whole sequence,
+    # against many times its waits, only fails for waits that are far too long.
+    span, asked = down[-1][0] - down[0][0], sum(_WAITS)
+    assert span <= _SLACK_FACTOR * asked, (
+        f"order C-3: your task's 5 attempts took {span:.1f} s, more than {_SLACK_FACTOR} times the {asked:.2f} s "
+        "of waiting that wait_exponential(multiplier=0.05, max=0.5) asks for: keep the waits that short"
+    )
     retries = len(lost) + len(refused) + len(down) - len(orders)
     warnings = [record for record in records if record.levelno == logging.WARNING]
     assert len(warnings) == retries, (
@@ -165,13 +181,17 @@ def ex02(notify_all: Callable[[list[str], dict[str, str]], Awaitable[dict[str, s
     async def receive(service: str, request: Request) -> Response:
         if service not in received:
             return Response("down for maintenance", status_code=503)
+        arrived[service] = time.perf_counter()
         await asyncio.sleep(0.4)
         received[service].append(await request.json())
+        answered[service] = time.perf_counter()
         return Response(status_code=204)
 
     results: dict[str, str] = {}
     errors: list[BaseException] = []
     seconds: list[float] = []
+    arrived: dict[str, float] = {}  # when each slow service got its request, and when it answered
+    answered: dict[str, float] = {}
 
     async def run(urls: list[str]) -> None:
         started = time.perf_counter()
@@ -206,9 +226,13 @@ def ex02(notify_all: Callable[[list[str], dict[str, str]], Awaitable[dict[str, s
     assert received == {"inventory": [{"order": "42"}], "analytics": [{"order": "42"}]}, (
         f"each working service should have received the event once, as JSON; they received {received}"
     )
-    assert seconds[0] < 0.7, (
-        f"notify_all took {seconds[0]:.2f} s, and the slowest service answers in 0.4 s: send the notifications "
-        "at the same time (asyncio.gather), not one after another"
+    # At the same time: the last slow service got its request before the first had answered (one
+    # after another, each request leaves after the previous answer). An order of events, not a
+    # duration, so a busy machine cannot turn a right answer wrong.
+    assert max(arrived.values()) < min(answered.values()), (
+        f"notify_all took {seconds[0]:.2f} s: the analytics service got its request only after the inventory "
+        "service had answered (each takes 0.4 s). Send the notifications at the same time (asyncio.gather), "
+        "not one after another"
     )
     for failed in (email, unreachable):
         logged = [r for r in records if r.levelno >= logging.ERROR and failed in r.getMessage()]

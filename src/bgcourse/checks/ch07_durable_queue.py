@@ -19,6 +19,14 @@ from bgcourse._server import serve
 
 __all__ = ["ex01", "ex02", "ex03"]
 
+# Deadlines that only end a wait for something that never happens: generous, since a busy machine
+# is slow but gets there.
+_PATIENCE_SECONDS = 60.0
+# How long a worker inside send waits for the other worker to arrive there too. A right answer
+# keeps the other worker out (it waits for the lock), so this is waited in full; a wrong one lets
+# it in, and the wait ends as soon as it arrives.
+_MEETING_SECONDS = 1.0
+
 
 def ex01(make_app: Callable[[Any], FastAPI]) -> str:
     """Exercise 7.1: ``POST /receipts/{order_id}`` stores a job in the queue; ``GET /jobs/{id}`` reports it."""
@@ -47,7 +55,7 @@ def ex01(make_app: Callable[[Any], FastAPI]) -> str:
                 return seen[-1].get("status") == "done"
 
             with run_consumer(queue.huey):
-                wait_until(reported_done, timeout=20, what="GET /jobs/{job_id} saying 'done'")
+                wait_until(reported_done, timeout=_PATIENCE_SECONDS, what="GET /jobs/{job_id} saying 'done'")
             again = client.get(f"/jobs/{job_id}").json()
     expected = {"status": "done", "result": "receipt sent for o-42"}
     assert seen[-1] == expected, f"once the job ran, expected {expected}; got {seen[-1]}"
@@ -68,8 +76,20 @@ def ex02(deliver_once: Callable[[str, str, Callable[[str], None]], bool]) -> str
     def broken_send(order_id: str) -> None:
         raise ConnectionError("the mail server is down")
 
+    # Two workers deliver the same job at once. Each says when it has entered deliver_once; a send
+    # waits until both have, and then gives the other worker the chance to reach send too (which a
+    # right answer prevents). Events, not a sleep: a busy machine that starts the second worker
+    # late cannot let a wrong answer through.
+    meeting = threading.Condition()
+    entered: list[str] = []
+    sending: list[str] = []
+
     def slow_send(order_id: str) -> None:
-        time.sleep(0.3)  # a slow mail server: two workers are both inside deliver_once now
+        with meeting:
+            sending.append(threading.current_thread().name)
+            meeting.notify_all()
+            meeting.wait_for(lambda: len(entered) == 2, timeout=_PATIENCE_SECONDS)
+            meeting.wait_for(lambda: len(sending) == 2, timeout=_MEETING_SECONDS)
         sent.append(order_id)
 
     with tempfile.TemporaryDirectory(prefix="bgcourse-ex02-") as folder:
@@ -97,6 +117,9 @@ def ex02(deliver_once: Callable[[str, str, Callable[[str], None]], bool]) -> str
         outcomes: list[object] = []
 
         def worker() -> None:
+            with meeting:
+                entered.append(threading.current_thread().name)
+                meeting.notify_all()
             try:
                 outcomes.append(deliver_once(db_path, "o-3", slow_send))
             except Exception as error:  # noqa: BLE001 - reported below as the learner's error
@@ -106,7 +129,7 @@ def ex02(deliver_once: Callable[[str, str, Callable[[str], None]], bool]) -> str
         for thread in workers:
             thread.start()
         for thread in workers:
-            thread.join(30)
+            thread.join(2 * _PATIENCE_SECONDS)
         errors = [outcome for outcome in outcomes if isinstance(outcome, Exception)]
         assert not errors, f"two workers delivering the same job at once: one raised {errors[0]!r}"
         assert sent.count("o-3") == 1, (
