@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -133,7 +134,9 @@ def run_notebook(mode: str, slug: str) -> Run:
         summary = next((line for line in reversed(lines) if " passed" in line or " failed" in line), "")
         if process.returncode != 0:
             failures = [line for line in lines if line.startswith(("FAILED", "ERROR"))]
-            summary = "; ".join(failures[:3]) or "\n".join(lines[-15:])
+            kept = Path(tempfile.mkdtemp(prefix=f"stress-{mode}-{slug}-")) / "pytest.log"
+            shutil.copy(log, kept)  # the whole story, for after the run
+            summary = ("; ".join(failures[:3]) or "\n".join(lines[-15:])) + f"  (log: {kept})"
         return Run(mode, slug, process.returncode == 0, seconds, peak, summary.strip())
 
 
