@@ -111,7 +111,8 @@ def test_retrying_at_once_is_caught() -> None:
 
 
 def test_waits_that_do_not_grow_are_caught() -> None:
-    with pytest.raises(AssertionError, match=r"it should wait at least 0\.[12] s"):
+    # Which gap gives it away depends on the machine: a stall can stretch an early 0.05 s gap past its minimum.
+    with pytest.raises(AssertionError, match=r"it should wait at least 0\.[1-5] s"):
         checks.ex01(make_charge(per_order, wait=wait_fixed(0.05)))
 
 

@@ -86,6 +86,7 @@ def test_run_consumer_says_so_when_a_job_does_not_stop() -> None:
         def note_start(task: object) -> None:
             started.set()
 
+        before = set(threading.enumerate())
         try:
             with (
                 pytest.raises(RuntimeError, match=r"did not stop within 0\.2 s: a job hangs"),
@@ -94,3 +95,5 @@ def test_run_consumer_says_so_when_a_job_does_not_stop() -> None:
                 assert started.wait(20)
         finally:
             release.set()  # let the worker thread end, so that no thread outlives the test
+            for thread in set(threading.enumerate()) - before:
+                thread.join(30)  # before the queue's folder goes: the job's end still writes to it

@@ -8,6 +8,7 @@ SQLite in a temporary folder, or the database that ``$DATABASE_URL`` names.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import Counter
@@ -234,21 +235,29 @@ async def ex03(process_outbox: Callable[[Sessions, Callable[[str], Awaitable[Non
         await create_billing_account(email)
 
     async with temporary_database(ExerciseBase.metadata) as db:
+        stopping = asyncio.Event()
 
         async def work() -> None:
-            while True:
+            while not stopping.is_set():
                 try:
                     await process_outbox(db.sessions, open_account)
                 except Exception as error:  # noqa: BLE001 - a worker loop carries on; the check reads `failures`
                     failures.append(f"{type(error).__name__}: {error}")
-                await asyncio.sleep(0.02)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stopping.wait(), 0.02)
 
         @asynccontextmanager
         async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             worker = asyncio.create_task(work())
             yield
-            worker.cancel()
-            await asyncio.gather(worker, return_exceptions=True)
+            # Let the round in progress end: cancelled in the middle of a query, the database driver's
+            # thread would answer a loop that is gone by then.
+            stopping.set()
+            try:
+                await asyncio.wait_for(asyncio.shield(worker), 30)
+            except TimeoutError:
+                worker.cancel()
+                await asyncio.gather(worker, return_exceptions=True)
 
         app = FastAPI(lifespan=lifespan)
 
