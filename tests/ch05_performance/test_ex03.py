@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 
 import anyio
 import pytest
@@ -15,6 +16,28 @@ from solutions.ch05_performance import ex03
 pytestmark = pytest.mark.usefixtures("no_leftover_threads")
 
 
+def slow_fetch(calls: list[str]) -> Callable[[], None]:
+    """A rates service that takes 1 s, then notes that it answered."""
+
+    def fetch_rates() -> None:
+        time.sleep(1)
+        calls.append("fetched")
+
+    return fetch_rates
+
+
+def app_scheduling(refresh_rates: Callable[[], Awaitable[None]]) -> FastAPI:
+    """An app whose POST /refresh schedules ``refresh_rates`` as a background task."""
+    app = FastAPI()
+
+    @app.post("/refresh", status_code=status.HTTP_202_ACCEPTED)
+    async def refresh(background_tasks: BackgroundTasks) -> dict[str, str]:
+        background_tasks.add_task(refresh_rates)
+        return {"status": "refreshing"}
+
+    return app
+
+
 def test_solution_passes() -> None:
     assert "solved" in checks.ex03(ex03.app, ex03.outcomes, ex03.calls)
 
@@ -22,11 +45,7 @@ def test_solution_passes() -> None:
 def test_fail_after_around_run_in_threadpool_is_caught() -> None:
     calls: list[str] = []
     outcomes: list[str] = []
-    app = FastAPI()
-
-    def fetch_rates() -> None:
-        time.sleep(1)
-        calls.append("fetched")
+    fetch_rates = slow_fetch(calls)
 
     async def refresh_rates() -> None:
         try:
@@ -37,10 +56,7 @@ def test_fail_after_around_run_in_threadpool_is_caught() -> None:
         else:
             outcomes.append("ok")
 
-    @app.post("/refresh", status_code=status.HTTP_202_ACCEPTED)
-    async def refresh(background_tasks: BackgroundTasks) -> dict[str, str]:
-        background_tasks.add_task(refresh_rates)
-        return {"status": "refreshing"}
+    app = app_scheduling(refresh_rates)
 
     with pytest.raises(AssertionError, match=r"anyio\.fail_after cannot stop waiting for run_in_threadpool"):
         checks.ex03(app, outcomes, calls)
@@ -49,11 +65,7 @@ def test_fail_after_around_run_in_threadpool_is_caught() -> None:
 def test_abandoning_the_thread_with_anyio_passes() -> None:
     calls: list[str] = []
     outcomes: list[str] = []
-    app = FastAPI()
-
-    def fetch_rates() -> None:
-        time.sleep(1)
-        calls.append("fetched")
+    fetch_rates = slow_fetch(calls)
 
     async def refresh_rates() -> None:
         try:
@@ -64,10 +76,7 @@ def test_abandoning_the_thread_with_anyio_passes() -> None:
         else:
             outcomes.append("ok")
 
-    @app.post("/refresh", status_code=status.HTTP_202_ACCEPTED)
-    async def refresh(background_tasks: BackgroundTasks) -> dict[str, str]:
-        background_tasks.add_task(refresh_rates)
-        return {"status": "refreshing"}
+    app = app_scheduling(refresh_rates)
 
     assert "solved" in checks.ex03(app, outcomes, calls)
 
@@ -75,21 +84,14 @@ def test_abandoning_the_thread_with_anyio_passes() -> None:
 def test_recording_timed_out_after_waiting_for_the_thread_is_caught() -> None:
     calls: list[str] = []
     outcomes: list[str] = []
-    app = FastAPI()
-
-    def fetch_rates() -> None:
-        time.sleep(1)
-        calls.append("fetched")
+    fetch_rates = slow_fetch(calls)
 
     async def refresh_rates() -> None:
         started = time.perf_counter()
         await run_in_threadpool(fetch_rates)  # the mistake: it waits for the thread, then judges the time
         outcomes.append("timed out" if time.perf_counter() - started > 0.3 else "ok")
 
-    @app.post("/refresh", status_code=status.HTTP_202_ACCEPTED)
-    async def refresh(background_tasks: BackgroundTasks) -> dict[str, str]:
-        background_tasks.add_task(refresh_rates)
-        return {"status": "refreshing"}
+    app = app_scheduling(refresh_rates)
 
     with pytest.raises(AssertionError, match="the task waited for the thread"):
         checks.ex03(app, outcomes, calls)
