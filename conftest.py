@@ -149,12 +149,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         )
         ordered += [*first, probes[0], *second, probes[1], compare]
     rank = {prefix: number for number, prefix in enumerate(LONG_UNITS)}
-    everything = ordered + others
-    position = {id(item): number for number, item in enumerate(everything)}  # a stable sort within a rank
 
-    def order(item: pytest.Item) -> tuple[int, int]:
+    def order(item: pytest.Item) -> int:  # sorted() is stable: the order within a rank stays
         where = item.nodeid.split("::")[0]
-        first_rank = min((rank[prefix] for prefix in LONG_UNITS if where.startswith(prefix)), default=len(LONG_UNITS))
-        return first_rank, position[id(item)]
+        return min((rank[prefix] for prefix in LONG_UNITS if where.startswith(prefix)), default=len(LONG_UNITS))
 
-    items[:] = sorted(everything, key=order)
+    items[:] = sorted(ordered + others, key=order)

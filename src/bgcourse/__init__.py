@@ -8,6 +8,7 @@ and huey.
 from __future__ import annotations
 
 import ast
+import functools
 import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -102,21 +103,17 @@ __all__ = [
 ]
 
 
+@functools.cache
 def _where() -> dict[str, str]:
     tree = ast.parse(Path(__file__).read_text(encoding="utf-8"))
     block = next(node for node in tree.body if isinstance(node, ast.If))
     return {
-        alias.name: f"{node.module}" for node in block.body if isinstance(node, ast.ImportFrom) for alias in node.names
+        alias.name: node.module or "" for node in block.body if isinstance(node, ast.ImportFrom) for alias in node.names
     }
 
 
-_WHERE: dict[str, str] = {}
-
-
 def __getattr__(name: str) -> Any:
-    if not _WHERE:
-        _WHERE.update(_where())
-    module = _WHERE.get(name) if name in __all__ else None
+    module = _where().get(name) if name in __all__ else None
     if module is None:
         raise AttributeError(f"module 'bgcourse' has no attribute {name!r}")
     value = getattr(importlib.import_module(module), name)
