@@ -75,7 +75,7 @@ from fastapi import BackgroundTasks, Depends, FastAPI
 from fastapi.testclient import TestClient
 from tqdm.auto import tqdm
 
-from bgcourse import Timeline, TimelineMiddleware, capture_logs, load_quiz, serve, wait_until
+from bgcourse import Timeline, TimelineMiddleware, capture_logs, load_quiz, serve, shows_error, wait_until
 
 # %% [markdown]
 # ## 1. The response leaves first, then the task runs
@@ -121,8 +121,10 @@ timeline.plot("POST /signup: the response leaves, then the task runs")
 
 # %% [markdown]
 # In the picture the blue bar is the client waiting for its response (a sliver: a few
-# milliseconds), the cross is the moment the server finished sending it, and the orange bar is
-# the task, labelled with the thread it ran on. The dashed line marks the client's receipt.
+# milliseconds). On its top edge, the dark downward triangle is the moment the server received
+# the request; on its bottom edge, the purple upward triangle is the moment it finished sending
+# the response. The orange bar is the task, labelled with the thread it ran on. The dashed line
+# marks the client's receipt of the response.
 #
 # A detail worth knowing: *sent* is not the same as *received*. The server hands the last bytes
 # to the operating system and goes straight on to the task; the client's thread reads them a few
@@ -565,10 +567,15 @@ assert after_success == "200, then the next request on the same connection got 2
 # %% [markdown]
 # In tests the failure is loud instead: `TestClient` re-raises the task's exception in the test,
 # unless it is created with `raise_server_exceptions=False`.
+#
+# The cell below lets that happen. `shows_error(ValueError)` (from the course's helpers) catches
+# the error it expects, shows its type, message and the lines that matter, folds the full
+# traceback (about 300 lines) underneath, and lets the notebook go on: the cells below still run.
 
-# %% tags=["raises-exception"]
-with TestClient(app) as test_client:
+# %%
+with shows_error(ValueError) as raised, TestClient(app) as test_client:
     test_client.post("/fragile")
+assert str(raised) == "ValueError: second could not reach the mail server"
 
 # %% [markdown]
 # That was the real `ValueError` from `fail`, raised in the test, after the response was built.

@@ -403,8 +403,8 @@ assert answered < delivered
 timeline.plot("POST /register: the 201 first, the welcome e-mail after")
 
 # %% [markdown]
-# The blue bar is the request, most of it spent hashing the password; the cross marks the
-# moment the server sent the `201`. The orange bar is the e-mail task: it starts as the response
+# The blue bar is the request, most of it spent hashing the password; the purple triangle on its
+# bottom edge marks the moment the server sent the `201`. The orange bar is the e-mail task: it starts as the response
 # leaves, on the event loop's thread (`uvicorn-<port>`), and spends about half a second waiting
 # for the slow mail server to greet it.
 

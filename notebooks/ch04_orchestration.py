@@ -83,7 +83,16 @@ from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from tqdm.auto import tqdm
 
-from bgcourse import Timeline, TimelineMiddleware, capture_logs, load_quiz, run_in_fresh_kernel, serve, wait_until
+from bgcourse import (
+    Timeline,
+    TimelineMiddleware,
+    capture_logs,
+    load_quiz,
+    run_in_fresh_kernel,
+    serve,
+    shows_error,
+    wait_until,
+)
 
 logger = logging.getLogger("tasks")
 logger.setLevel(logging.INFO)
@@ -680,9 +689,10 @@ timeline.plot("order A's task fails after its response; order B is not affected"
 # **Fact 3.2.** In a test, `TestClient` re-raises the task's exception in the test itself (the
 # log lines are still written; `capture_logs` keeps them out of this notebook's output).
 
-# %% tags=["raises-exception"]
-with capture_logs("tasks"), TestClient(app) as test_client:
+# %%
+with shows_error(ConnectionError) as raised, capture_logs("tasks"), TestClient(app) as test_client:
     test_client.post("/orders/A")
+assert type(raised.error) is ConnectionError
 
 # %% [markdown]
 # That is the task's own `ConnectionError`, raised by `test_client.post` after the response was

@@ -97,7 +97,7 @@ from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.responses import Response
 from tqdm.auto import tqdm
 
-from bgcourse import capture_logs, find_in_source, load_quiz, logged_errors, run_in_fresh_kernel, serve
+from bgcourse import capture_logs, find_in_source, load_quiz, logged_errors, run_in_fresh_kernel, serve, shows_error
 
 # %% [markdown]
 # ## 1. A popular explanation, tested: a task that returns a response
@@ -594,9 +594,10 @@ assert len(task_records) == 1 and task_records[0].exc_info is not None
 # **Fact 6.15.** Against the unwrapped tasks of 6.1, `test_client.post(...)` raises the task's
 # `ValueError` in the calling cell.
 
-# %% tags=["raises-exception"]
-with TestClient(fragile_app()) as test_client:
+# %%
+with shows_error(ValueError) as raised, TestClient(fragile_app()) as test_client:
     test_client.post("/fragile")
+assert type(raised.error) is ValueError
 
 # %% [markdown]
 # **Fix:** fix the app, not the test. With the tasks wrapped as in 6.1, the same test passes and

@@ -97,6 +97,7 @@ from huey.exceptions import TaskException
 from IPython.display import Markdown
 from sqlalchemy import Column, Engine, Float, Integer, MetaData, String, Table, create_engine, func, insert, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from huey.exceptions import ConfigurationError
 from tqdm.auto import tqdm
 
 from bgcourse import (
@@ -110,6 +111,7 @@ from bgcourse import (
     read_module_source,
     run_consumer,
     serve,
+    shows_error,
     temporary_queue,
     throwaway_redis,
     uvicorn_process,
@@ -403,12 +405,14 @@ assert first_read == results[0] and second_read is None
 # **Fact 7.7.** huey refuses `async def` tasks: the decorator raises `ConfigurationError`. Its
 # workers are threads (or processes, or greenlets) that call plain functions.
 
-# %% tags=["raises-exception"]
-with temporary_queue("ch07-async") as queue:
+# %%
+with shows_error(ConfigurationError) as raised, temporary_queue("ch07-async") as queue:
 
     @queue.huey.task()
     async def build_report_async(month: str) -> str:
         return f"report for {month}"
+
+assert type(raised.error) is ConfigurationError
 
 # %% [markdown]
 # An async client library can still be used inside a task: the task is a plain function, and it

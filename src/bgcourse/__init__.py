@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from bgcourse._smtp import MailServer, smtp_server
     from bgcourse._source import SourceHit, find_in_source
     from bgcourse._timeline import LANE_HEADER, Event, Timeline, TimelineMiddleware
-    from bgcourse._tracebacks import LoggedError, logged_errors
+    from bgcourse._tracebacks import LoggedError, ShownError, logged_errors, shows_error
 
 __all__ = [
     "ChildProcess",
@@ -64,6 +64,7 @@ __all__ = [
     "RedisNotFoundError",
     "RedisServer",
     "ServerStartError",
+    "ShownError",
     "SourceHit",
     "TemporaryQueue",
     "Timeline",
@@ -93,6 +94,7 @@ __all__ = [
     "run_consumer",
     "run_in_fresh_kernel",
     "serve",
+    "shows_error",
     "smtp_server",
     "temporary_database",
     "temporary_queue",

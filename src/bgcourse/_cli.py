@@ -1,8 +1,9 @@
-"""The instructors' command line: ``bgcourse release`` and ``bgcourse grade`` (also ``python -m bgcourse``)."""
+"""The course's command line (also ``python -m bgcourse``): ``lab`` for learners; ``release``, ``grade``."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,7 +20,11 @@ class UsageError(Exception):
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; return its exit status (0: done; 1: `release --check` found it stale; 2: bad usage)."""
     parser = _parser()
-    options = parser.parse_args(argv)
+    # `lab` passes what it does not know on to JupyterLab (`make lab LAB_OPTIONS="--no-browser"`).
+    options, unknown = parser.parse_known_args(argv)
+    if unknown and options.command != "lab":
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    options.jupyter_options = unknown
     try:
         course = find_course(options.course)
         result: int = options.run(options, course)
@@ -32,6 +37,16 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bgcourse", description="Release and grade the course's notebooks.")
     parser.add_argument("--course", type=Path, help="the course folder (default: the one at or above the cwd)")
     commands = parser.add_subparsers(dest="command", required=True)
+
+    lab = commands.add_parser(
+        "lab",
+        help="open JupyterLab on chapter 1 of your own copy of the course (my-course/)",
+        description="Copy the course's practice notebooks into COURSE/my-course/ (new chapters are added; "
+        "a chapter you have edited is never overwritten: a newer version goes beside it as "
+        "<chapter>.updated.ipynb), then start JupyterLab there, on chapter 1. Other options go to JupyterLab.",
+    )
+    lab.add_argument("--master", action="store_true", help="the master notebooks instead (authors, instructors)")
+    lab.set_defaults(run=_lab)
 
     release = commands.add_parser(
         "release",
@@ -78,6 +93,17 @@ def _release(options: argparse.Namespace, course: Path) -> int:
     written = build_release(course, output, options.chapters)
     print(f"Wrote {len(written)} files to {output}.")
     return 0
+
+
+def _lab(options: argparse.Namespace, course: Path) -> int:
+    from bgcourse._lab import lab_arguments, prepare_lab
+
+    folder, said = prepare_lab(course, master=options.master)
+    for line in said:
+        print(line)
+    arguments = lab_arguments(course, folder, master=options.master, extra=options.jupyter_options)
+    sys.stdout.flush()
+    os.execv(arguments[0], arguments)  # JupyterLab takes over this process: Ctrl-C reaches it directly
 
 
 def _grade(options: argparse.Namespace, course: Path) -> int:

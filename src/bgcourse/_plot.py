@@ -23,7 +23,13 @@ __all__ = ["NotebookFigure", "plot_timeline"]
 _REQUEST_COLOUR = "#4c72b0"
 _TASK_COLOUR = "#dd8452"
 _FAILED_COLOUR = "#c44e52"
-_MARKERS = {REQUEST_RECEIVED: ("|", "server received"), RESPONSE_SENT: ("x", "server sent response")}
+# The server's two moments are often a fraction of a millisecond apart, so they would hide each
+# other at one point: "received" sits on the bar's top edge, "sent" on its bottom edge, each with a
+# shape and colour of its own.  (marker, colour, offset from the lane's centre, legend text)
+_MARKERS = {
+    REQUEST_RECEIVED: ("v", "#2f2f2f", 0.25, "server received request"),
+    RESPONSE_SENT: ("^", "#8c1c8c", -0.25, "server sent response"),
+}
 
 
 class NotebookFigure(Figure):
@@ -40,7 +46,8 @@ def plot_timeline(events: Sequence[Event], title: str | None = None) -> Figure:
 
     Request lanes span "request sent" to "response received" (the client's view) and mark the
     server's "request received" and "response sent"; task lanes span "task start" to "task end"
-    and name the thread the task ran on.  Dashed lines mark each response's arrival.
+    and name the thread the task ran on.  A dashed line marks each response's arrival at the
+    client.  Every mark has its entry in the legend, and none is a glyph of a font.
     """
     lanes = list(dict.fromkeys(event.lane for event in events))
     # Figure() rather than pyplot: no global state, and the notebook displays the returned object.
@@ -75,28 +82,38 @@ def plot_timeline(events: Sequence[Event], title: str | None = None) -> Figure:
                     alpha=0.8,
                     label=label,
                 )
-            for what, (marker, text) in _MARKERS.items():
+            for what, (marker, colour, offset, text) in _MARKERS.items():
                 if what in by_kind:
                     label = None if what in used_labels else text
                     used_labels.add(what)
                     axes.plot(
                         by_kind[what].seconds,
-                        y,
+                        y + offset,
                         marker=marker,
-                        color="black",
-                        markersize=10,
+                        color=colour,
+                        markersize=8,
                         linestyle="none",
                         label=label,
                     )
             if RESPONSE_RECEIVED in by_kind:
-                axes.axvline(by_kind[RESPONSE_RECEIVED].seconds, color=_REQUEST_COLOUR, linestyle="--", linewidth=0.8)
+                label = None if RESPONSE_RECEIVED in used_labels else "client has the response"
+                used_labels.add(RESPONSE_RECEIVED)
+                axes.axvline(
+                    by_kind[RESPONSE_RECEIVED].seconds,
+                    color=_REQUEST_COLOUR,
+                    linestyle="--",
+                    linewidth=0.8,
+                    label=label,
+                )
         elif TASK_START in by_kind:
             start_event = by_kind[TASK_START]
             stop_event = by_kind.get(TASK_END)
             finish = stop_event.seconds if stop_event is not None else end
             colour = _TASK_COLOUR if stop_event is not None else _FAILED_COLOUR
-            label = None if "task" in used_labels else "background task runs"
-            used_labels.add("task")
+            kind = "task" if stop_event is not None else "unfinished task"
+            text = "background task runs" if stop_event is not None else "task with no end (raised, or still running)"
+            label = None if kind in used_labels else text
+            used_labels.add(kind)
             axes.barh(
                 y,
                 finish - start_event.seconds,
@@ -117,9 +134,10 @@ def plot_timeline(events: Sequence[Event], title: str | None = None) -> Figure:
             )
     axes.set_yticks(range(len(lanes)), list(reversed(lanes)))
     axes.set_xlabel("seconds since the first event")
-    axes.set_xlim(left=0, right=end * 1.25 if end > 0 else 1)
+    span = end if end > 0 else 1
+    axes.set_xlim(left=-0.02 * span, right=span * 1.25)  # a margin: marks at 0 are not cut in half
     axes.grid(axis="x", alpha=0.3)
-    figure.legend(loc="outside lower center", ncol=4, fontsize=8, frameon=False)
+    figure.legend(loc="outside lower center", ncol=3, fontsize=8, frameon=False)
     if title:
         axes.set_title(title)
     return figure

@@ -9,15 +9,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from bgcourse._feedback import copy_mode
+
 __all__ = ["Question", "Quiz", "QuizFormatError", "WrongAnswer", "find_quiz_file", "load_quiz"]
 
 Kind = Literal["choice", "code"]
 _KEYS: dict[str, set[str]] = {
-    "choice": {"id", "kind", "points", "prompt", "choices", "answer", "explanation"},
-    "code": {"id", "kind", "points", "prompt", "name", "answer", "check", "explanation"},
+    "choice": {"id", "kind", "points", "prompt", "choices", "answer", "hint", "explanation"},
+    "code": {"id", "kind", "points", "prompt", "name", "answer", "check", "hint", "explanation"},
 }
-# An assessed quiz file (`assessed = true`, written by `bgcourse release --mode assessed`) has no answer key.
-_KEY_ONLY = {"answer", "check", "explanation"}
+# An assessed quiz file (`assessed = true`, written by `bgcourse release --mode assessed`) has no
+# answer key, and no feedback: the hint and the explanation come with the grade.
+_KEY_ONLY = {"answer", "check", "hint", "explanation"}
 
 
 class QuizFormatError(ValueError):
@@ -25,10 +28,15 @@ class QuizFormatError(ValueError):
 
 
 class WrongAnswer(AssertionError):
-    """The learner's answer is not right yet; the message says why and what to look at.
+    """The learner's answer is not right yet; the message says so, with a hint, in one line.
 
-    It is an ``AssertionError`` so that nbgrader-style graders count the cell as failed.
+    It is an ``AssertionError`` so that nbgrader-style graders count the cell as failed. In a
+    learner's practice copy, :meth:`Quiz.check` shows the same message instead of raising it.
     """
+
+    def _render_traceback_(self) -> list[str]:
+        # IPython shows these lines instead of a traceback through the course's code.
+        return [f"\x1b[31mNot yet.\x1b[0m {self}"]
 
 
 @dataclass(frozen=True)
@@ -45,6 +53,7 @@ class Question:
     name: str = ""
     check_source: str = ""
     assessed: bool = False
+    hint: str = ""  # shown after a wrong answer: where to look, without giving the answer away
 
     def markdown(self) -> str:
         """The question as Markdown, as the learner sees it."""
@@ -73,7 +82,7 @@ class Question:
             if self.assessed:
                 return f"{given} recorded; feedback after grading."
             if given != self.answer:
-                raise WrongAnswer(f"Question {self.id}: {given} is not right. Hint: {self.explanation.strip()}")
+                raise WrongAnswer(f"Question {self.id}: {given} is not right. Hint: {self.hint.strip()}")
             return self.explanation.strip()
         if self.assessed:
             if not callable(answer):
@@ -83,7 +92,7 @@ class Question:
         try:
             check(answer)
         except AssertionError as failure:
-            raise WrongAnswer(f"Question {self.id}: not right yet. {failure}") from None
+            raise WrongAnswer(f"Question {self.id}: not right yet. {failure} Hint: {self.hint.strip()}") from None
         except Exception as error:  # the learner's code raised: say so, with its own message
             raise WrongAnswer(
                 f"Question {self.id}: your `{self.name}` raised {type(error).__name__}: {error}"
@@ -109,21 +118,23 @@ class Question:
 
 
 class _Verdict:
-    """What a check cell shows when the answer is right."""
+    """What a check cell shows: right (with the explanation), recorded, or not yet (with the hint)."""
 
-    def __init__(self, question: Question, explanation: str) -> None:
+    def __init__(self, question: Question, message: str, *, right: bool = True) -> None:
         self.question = question
-        self.explanation = explanation
+        self.message = message
+        self.right = right
+
+    @property
+    def _label(self) -> str:
+        return "Recorded." if self.question.assessed else "Right!" if self.right else "Not yet."
 
     def __repr__(self) -> str:
-        if self.question.assessed:
-            return f"Question {self.question.id}: {self.explanation}"
-        return f"Right! Question {self.question.id}: {self.explanation}"
+        return f"{self._label} {self.message}"
 
     def _repr_markdown_(self) -> str:
-        if self.question.assessed:
-            return f"📝 Question {self.question.id}: {self.explanation}"
-        return f"✅ **Right!** Question {self.question.id}: {self.explanation}"
+        # Words, not emoji: a learner without an emoji font would see an empty box.
+        return f"**{self._label}** {self.message}"
 
 
 @dataclass(frozen=True)
@@ -147,9 +158,28 @@ class Quiz:
         return self[question_id]
 
     def check(self, question_id: str, answer: object) -> _Verdict:
-        """Say whether ``answer`` is right, with the explanation; raise :class:`WrongAnswer` if not."""
+        """Say whether ``answer`` is right, with the explanation; if not, say so with a hint.
+
+        A wrong answer raises :class:`WrongAnswer`, except in a learner's practice copy, where the
+        verdict is shown and nothing raises (so that Run All goes on).
+        """
         question = self[question_id]
-        return _Verdict(question, question.grade(answer))
+        try:
+            explanation = question.grade(answer)
+        except WrongAnswer as wrong:
+            if copy_mode() != "practice":
+                raise
+            return _Verdict(question, str(wrong), right=False)
+        return _Verdict(question, f"Question {question.id}: {explanation}")
+
+    def explain(self, question_id: str) -> _Verdict:
+        """Show the explanation of a question's answer (it gives the answer away: try first)."""
+        question = self[question_id]
+        if question.assessed:
+            raise ValueError(
+                f"question {question.id} comes from an assessed quiz file: explanations come with the grade"
+            )
+        return _Verdict(question, f"Question {question.id}, explained: {question.explanation.strip()}", right=True)
 
     @property
     def total_points(self) -> float:
@@ -229,7 +259,7 @@ def _parse_question(path: Path, position: int, raw: dict[str, Any], *, assessed:
     points = raw["points"]
     if isinstance(points, bool) or not isinstance(points, (int, float)) or points <= 0:
         raise fail(f"'points' must be a positive number, not {points!r}")
-    for key in ("prompt", "explanation", "answer"):
+    for key in ("prompt", "hint", "explanation", "answer"):
         if key in expected and (not isinstance(raw[key], str) or not raw[key].strip()):
             raise fail(f"{key!r} must be a non-empty string")
     if kind == "choice":
@@ -244,7 +274,9 @@ def _parse_question(path: Path, position: int, raw: dict[str, Any], *, assessed:
         answer = raw["answer"].strip().upper()
         if answer not in choices:
             raise fail(f"'answer' {raw['answer']!r} is not one of the choices {', '.join(choices)}")
-        return Question(qid, kind, float(points), raw["prompt"], raw["explanation"], answer, dict(choices))
+        return Question(
+            qid, kind, float(points), raw["prompt"], raw["explanation"], answer, dict(choices), hint=raw["hint"]
+        )
     name = raw["name"]
     if not isinstance(name, str) or not name.isidentifier():
         raise fail(f"'name' must be the Python name the answer defines, not {name!r}")
@@ -258,5 +290,13 @@ def _parse_question(path: Path, position: int, raw: dict[str, Any], *, assessed:
     if "def check(" not in raw["check"]:
         raise fail("'check' must define `def check(answer)`, raising AssertionError when the answer is wrong")
     return Question(
-        qid, kind, float(points), raw["prompt"], raw["explanation"], raw["answer"], name=name, check_source=raw["check"]
+        qid,
+        kind,
+        float(points),
+        raw["prompt"],
+        raw["explanation"],
+        raw["answer"],
+        name=name,
+        check_source=raw["check"],
+        hint=raw["hint"],
     )

@@ -13,6 +13,7 @@ Output is deterministic (sorted keys, no dates), so a test can regenerate it and
 
 from __future__ import annotations
 
+import ast
 import copy
 import hashlib
 import json
@@ -23,6 +24,7 @@ from typing import Any
 
 import nbformat
 
+from bgcourse._feedback import COPY_MARKER
 from bgcourse._files import replaced_directory, write_atomic
 from bgcourse._nbgrader import CODE_STUB, ReleaseError, compute_checksum, grade_id, is_grade, is_locked, student_cell
 from bgcourse._quiz import Quiz, load_quiz
@@ -34,7 +36,9 @@ __all__ = [
     "ReleaseError",
     "build_release",
     "chapters",
+    "copy_marker",
     "find_course",
+    "practice_stub",
     "release_files",
     "release_tree",
     "stale_files",
@@ -46,8 +50,9 @@ MANIFEST = "checksums.json"
 _JUPYTEXT_CELL_KEYS = ("lines_to_next_cell", "cell_marker")
 _BANNER = {
     "practice": (
-        "> **Practice copy.** Each check cell tells you at once whether the answer above it is right, "
-        "and why. Run this notebook from its folder: the quiz files are in `../quizzes`."
+        "> **Your practice copy.** Each exercise and quiz question has a cell for your answer (replace "
+        "the `...`) and a check cell below it that says at once whether it is right, with a hint if not. "
+        "Nothing here stops *Run All*: a check you have not attempted yet just says so."
     ),
     "assessed": (
         "> **Assessed copy.** Quiz answers are recorded, not marked: a quiz check cell only says that "
@@ -99,17 +104,51 @@ def student_notebook(chapter: Chapter, master: nbformat.NotebookNode, quiz: Quiz
     notebook = copy.deepcopy(master)
     notebook.metadata.pop("jupytext", None)
     choice_ids = {question.id for question in quiz.questions if question.kind == "choice"} if quiz else set()
+    checks = {grade_id(cell): cell.source for cell in notebook.cells if is_grade(cell)}
     for index, cell in enumerate(notebook.cells):
         for key in _JUPYTEXT_CELL_KEYS:
             cell.metadata.pop(key, None)
         cell_id = grade_id(cell) or f"#{index}"
         owner = cell_id.removesuffix("_answer")
-        stub = f"answer_{owner} = ..." if owner in choice_ids and cell_id.endswith("_answer") else CODE_STUB
+        if owner in choice_ids and cell_id.endswith("_answer"):
+            stub = f"answer_{owner} = ..."
+        elif mode == "practice" and cell.cell_type == "code" and owner in checks:
+            stub = practice_stub(cell.source, checks[owner])
+        else:
+            stub = CODE_STUB
         student_cell(cell, stub, f"{chapter.notebook.name}, cell {cell_id}")
     banner = nbformat.v4.new_markdown_cell(_BANNER[mode], id=f"bgcourse-{mode}-copy")
     notebook.cells.insert(1 if notebook.cells else 0, banner)
     nbformat.validate(notebook)
     return notebook
+
+
+def practice_stub(solution: str, check: str) -> str:
+    """The practice copy's stub: ``name = ...`` for each name the check uses that the solution defines.
+
+    Unlike nbgrader's ``raise NotImplementedError()``, it lets Run All go on: the check cell below
+    sees the ``...`` and says "not attempted yet" instead of failing.
+    """
+    defined = _defined_names(solution)
+    used = [name for name in _loaded_names(check) if name in defined]
+    lines = ["# YOUR CODE HERE: replace each ... with your own code (as many lines as you need)."]
+    return "\n".join([*lines, *(f"{name} = ..." for name in used)])
+
+
+def _defined_names(source: str) -> set[str]:
+    names: set[str] = set()
+    for node in ast.parse(source).body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names |= {target.id for target in targets if isinstance(target, ast.Name)}
+    return names
+
+
+def _loaded_names(source: str) -> list[str]:
+    loaded = [node for node in ast.walk(ast.parse(source)) if isinstance(node, ast.Name)]
+    return list(dict.fromkeys(node.id for node in sorted(loaded, key=lambda n: (n.lineno, n.col_offset))))
 
 
 def _notebook_bytes(notebook: Any) -> bytes:
@@ -158,10 +197,16 @@ def _manifest_bytes(chapters_manifest: dict[str, Any], files: dict[str, bytes]) 
     return (json.dumps(document, indent=1, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
 
 
+def copy_marker(mode: str, **more: object) -> bytes:
+    """The ``.course-copy.json`` of a learner's copy: its check cells say "not yet" instead of raising."""
+    return (json.dumps({"mode": mode, **more}, indent=1, sort_keys=True) + "\n").encode("utf-8")
+
+
 def release_tree(course: Path) -> dict[str, bytes]:
     """The whole release folder of the course: every file's relative path and bytes."""
     files, chapters_manifest = release_files(course)
     files["README.md"] = _README.encode("utf-8")
+    files[f"practice/notebooks/{COPY_MARKER}"] = copy_marker("practice")
     files[MANIFEST] = _manifest_bytes(chapters_manifest, files)
     return files
 
@@ -205,8 +250,10 @@ _README = """\
 Generated by `make release` (`bgcourse release`) from `notebooks/` and `quizzes/`; never edit
 these files by hand: a test regenerates them and fails if they differ.
 
-- `practice/`: the notebooks with stubs where the solutions were, and the full quiz files:
-  every check cell gives instant feedback. Hand out the whole folder.
+- `practice/`: the notebooks with stubs where the solutions were (`name = ...`), and the full quiz
+  files: every check cell gives instant feedback, and says "not yet" (with a hint) instead of
+  raising, so Run All goes through a whole chapter. `notebooks/.course-copy.json` marks the folder
+  as a practice copy. Hand out the whole folder; `make lab` gives each learner their own copy of it.
 - `assessed/`: the same notebooks, and quiz files without answers, explanations or checks: a quiz
   check cell only records the answer. Hand out the whole folder; grade the returned notebooks
   with `bgcourse grade SUBMISSIONS_DIR`.

@@ -60,10 +60,11 @@ def score_choice(assignment: Assignment, submission: Submission, item: Item) -> 
     if problem:
         return ItemResult(item.grade_id, item.points, 0.0, problem)
     assert assignment.quiz is not None  # a choice item comes from the quiz
+    question = assignment.quiz[item.grade_id]
     try:
-        explanation = assignment.quiz[item.grade_id].grade(value)
-    except WrongAnswer as wrong:
-        return ItemResult(item.grade_id, item.points, 0.0, str(wrong))
+        explanation = question.grade(value)
+    except WrongAnswer as wrong:  # after grading, the explanation may be told: the answer is in
+        return ItemResult(item.grade_id, item.points, 0.0, f"{wrong} Explanation: {question.explanation.strip()}")
     return ItemResult(item.grade_id, item.points, item.points, f"Right. {explanation}")
 
 

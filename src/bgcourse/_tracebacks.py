@@ -1,14 +1,17 @@
-"""The exceptions a server logged, each with the innermost frame of its traceback."""
+"""Errors shown briefly: those a server logged (innermost frame), and those a cell raises on purpose."""
 
 from __future__ import annotations
 
+import html
 import logging
 import sys
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["LoggedError", "logged_errors"]
+__all__ = ["LoggedError", "ShownError", "logged_errors", "shows_error"]
 
 
 @dataclass(frozen=True)
@@ -72,3 +75,73 @@ def _clear(exception: BaseException, seen: set[int] | None = None) -> None:
         if exception.__cause__ is not None:
             _clear(exception.__cause__, seen)
         exception = exception.__context__  # type: ignore[assignment]
+
+
+@dataclass
+class ShownError:
+    """The error a :func:`shows_error` block raised on purpose (``None`` until the block ends)."""
+
+    error: BaseException | None = None
+    frames: int = 0  # how many frames its full traceback had
+
+    def __str__(self) -> str:
+        return f"{type(self.error).__name__}: {self.error}" if self.error else "no error"
+
+
+@contextmanager
+def shows_error(*expected: type[BaseException]) -> Iterator[ShownError]:
+    """Run a block that raises one of ``expected`` on purpose; show the error in a few lines, and go on.
+
+    The cell does not fail, so Run All carries on past it. What is shown: the exception's type and
+    message, the line that raised it and the line of this notebook that led there; the full
+    traceback is folded underneath (plain-text outputs get the short form only). Any other
+    exception propagates as usual, and a block that raises nothing fails with ``AssertionError``.
+    """
+    shown = ShownError()
+    try:
+        yield shown
+    except expected as error:
+        shown.error, shown.frames = error, len(traceback.extract_tb(error.__traceback__))
+        from IPython.display import display  # imported here: only notebooks call this
+
+        display(_Shown(error))  # type: ignore[no-untyped-call]
+        _clear(error)  # the frames' locals would otherwise live as long as the notebook
+    else:
+        names = " or ".join(kind.__name__ for kind in expected)
+        raise AssertionError(f"expected the block to raise {names}; it finished without an error")
+
+
+class _Shown:
+    """An exception's short form (text) and, in HTML, its full traceback folded below it."""
+
+    def __init__(self, error: BaseException) -> None:
+        frames = traceback.extract_tb(error.__traceback__)
+        self.short = [f"{type(error).__name__}: {error}"]
+        if frames:
+            self.short.append(f"    raised in {_where(frames[-1])}")
+            ours = [frame for frame in frames if _in_notebook(frame.filename)]
+            if ours and ours[0] is not frames[-1]:
+                self.short.append(f"    from {_where(ours[0])}")
+        self.full = "".join(traceback.format_exception(error)).rstrip()
+        self.frames = len(frames)
+
+    def __repr__(self) -> str:
+        return "\n".join(self.short)
+
+    def _repr_html_(self) -> str:
+        short = html.escape("\n".join(self.short))
+        return (
+            f"<pre>{short}</pre><details><summary>The full traceback ({self.frames} frames)</summary>"
+            f"<pre>{html.escape(self.full)}</pre></details>"
+        )
+
+
+def _in_notebook(filename: str) -> bool:
+    # ipykernel compiles each cell to a file of its own in a temporary "ipykernel_<pid>" folder.
+    return "ipykernel_" in filename or filename.startswith("<ipython-input")
+
+
+def _where(frame: traceback.FrameSummary) -> str:
+    place = "this notebook" if _in_notebook(frame.filename) else _shorten(frame.filename)
+    code = f": {frame.line.strip()}" if frame.line else ""
+    return f"{place}, line {frame.lineno}, in {frame.name}{code}"

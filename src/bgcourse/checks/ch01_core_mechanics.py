@@ -13,6 +13,7 @@ import httpx
 from fastapi import BackgroundTasks, FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from bgcourse._feedback import exercise_check
 from bgcourse._logs import capture_logs
 from bgcourse._server import serve
 
@@ -37,6 +38,7 @@ def _watch_receipts(app: ASGIApp, receipts: list[str]) -> tuple[ASGIApp, list[tu
     return watched, at_response
 
 
+@exercise_check("1.1")
 def ex01(app: ASGIApp, receipts: list[str]) -> str:
     """Exercise 1.1: ``POST /orders`` answers 202 at once; the receipt is sent afterwards."""
     receipts.clear()
@@ -67,6 +69,7 @@ def ex01(app: ASGIApp, receipts: list[str]) -> str:
     return f"Exercise 1.1 solved: 202 first, receipt for order {order_id} afterwards."
 
 
+@exercise_check("1.2")
 def ex02(app: ASGIApp, audit_log: list[str]) -> str:
     """Exercise 1.2: a dependency's task and the endpoint's task share one BackgroundTasks, in order."""
     audit_log.clear()
@@ -81,6 +84,7 @@ def ex02(app: ASGIApp, audit_log: list[str]) -> str:
     return "Exercise 1.2 solved: one BackgroundTasks per request, dependency's task first."
 
 
+@exercise_check("1.3")
 def ex03(keep_going: Callable[[Callable[..., Any]], Callable[..., Any]]) -> str:
     """Exercise 1.3: ``keep_going`` logs a task's failure and lets the later tasks run."""
     ran: list[str] = []

@@ -16,6 +16,7 @@ from fastapi import BackgroundTasks, FastAPI, HTTPException, status
 from pydantic import BaseModel, EmailStr, SecretStr
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from bgcourse._feedback import exercise_check
 from bgcourse._logs import capture_logs
 from bgcourse._server import serve
 from bgcourse._smtp import MailServer, smtp_server
@@ -59,6 +60,7 @@ def _watch_audit_log(app: ASGIApp, audit_log: list[str]) -> tuple[ASGIApp, list[
     return watched, lengths
 
 
+@exercise_check("2.1")
 def ex01(app: ASGIApp, settings: MailSettings, audit_log: list[str]) -> str:
     """Exercise 2.1: the audit entry is written after the response, even when the e-mail fails."""
     audit_log.clear()
@@ -110,6 +112,7 @@ def _errors_naming(records: list[logging.LogRecord], address: str) -> list[loggi
     return [record for record in records if record.levelno >= logging.ERROR and address in record.getMessage()]
 
 
+@exercise_check("2.2")
 def ex02(send_welcome_email: Callable[[str], Any], settings: MailSettings) -> str:
     """Exercise 2.2: a def task with smtplib that times out, retries 3 times in all, and logs its failure."""
     assert not inspect.iscoroutinefunction(send_welcome_email), (
@@ -243,6 +246,7 @@ def _outcome(test: Callable[[httpx.Client, MailServer], object], flaw: str | Non
     return None
 
 
+@exercise_check("2.3")
 def ex03(test_registration: Callable[[httpx.Client, MailServer], object]) -> str:
     """Exercise 2.3: the learner's test passes against a correct app and fails against each broken one."""
     failure = _outcome(test_registration, None)

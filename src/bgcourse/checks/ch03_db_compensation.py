@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from bgcourse._db import Database, temporary_database
+from bgcourse._feedback import exercise_check
 from bgcourse._logs import capture_logs
 from bgcourse._server import serve
 from bgcourse._tracebacks import logged_errors
@@ -121,6 +122,7 @@ def _error_lines(records: list[logging.LogRecord]) -> list[str]:
     ]
 
 
+@exercise_check("3.1")
 async def ex01(make_app: Callable[[Sessions], FastAPI]) -> str:
     """Exercise 3.1: the user and the billing call in one transaction; a refusal leaves nothing behind."""
     async with temporary_database(ExerciseBase.metadata) as db:
@@ -167,6 +169,7 @@ async def ex01(make_app: Callable[[Sessions], FastAPI]) -> str:
     return "Exercise 3.1 solved: a refusal rolls the user back before the response; nothing is left to undo."
 
 
+@exercise_check("3.2")
 async def ex02(cancel_booking: Callable[[Sessions, int], Awaitable[None]]) -> str:
     """Exercise 3.2: a compensation with its own session, harmless when it runs more than once."""
     async with temporary_database(ExerciseBase.metadata) as db:
@@ -223,6 +226,7 @@ async def ex02(cancel_booking: Callable[[Sessions, int], Awaitable[None]]) -> st
     return "Exercise 3.2 solved: one seat given back, however often the compensation runs."
 
 
+@exercise_check("3.3")
 async def ex03(process_outbox: Callable[[Sessions, Callable[[str], Awaitable[None]]], Awaitable[int]]) -> str:
     """Exercise 3.3: an outbox worker: each message carried out once, a failed one tried again later."""
     calls: Counter[str] = Counter()

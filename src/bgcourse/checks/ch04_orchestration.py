@@ -15,6 +15,7 @@ from fastapi import BackgroundTasks, FastAPI, Header, Request, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from bgcourse._feedback import exercise_check
 from bgcourse._logs import capture_logs
 from bgcourse._server import serve
 
@@ -79,6 +80,7 @@ async def _call(func: Callable[..., Any], *args: Any) -> Any:
 _WAIT_FOR_THE_OTHER_SECONDS = 3.0  # exercise 4.2: how long a slow service waits for the other's request
 
 
+@exercise_check("4.1")
 def ex01(charge_order: Callable[[str, str, int], Any]) -> str:
     """Exercise 4.1: bounded, logged retries with backoff, and exactly one charge per order."""
     provider = _Provider(outage={"B-2": 2, "C-3": 1000}, lost_answers={"A-1": 1})
@@ -174,6 +176,7 @@ def _closed_port() -> int:
     return port
 
 
+@exercise_check("4.2")
 def ex02(notify_all: Callable[[list[str], dict[str, str]], Awaitable[dict[str, str]]]) -> str:
     """Exercise 4.2: concurrent notifications; failures reported and logged, never fatal."""
     assert inspect.iscoroutinefunction(notify_all), "notify_all must be an `async def` function"
@@ -251,6 +254,7 @@ def ex02(notify_all: Callable[[list[str], dict[str, str]], Awaitable[dict[str, s
     return f"Exercise 4.2 solved: all four notified in {seconds[0]:.1f} s, two failures reported and logged."
 
 
+@exercise_check("4.3")
 def ex03(app: ASGIApp, events: list[str]) -> str:
     """Exercise 4.3: the dependency's audit task and the release task both run, after the CSV is sent."""
     events.clear()

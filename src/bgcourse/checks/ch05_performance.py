@@ -11,6 +11,7 @@ import httpx
 from anyio.from_thread import start_blocking_portal
 from starlette.types import ASGIApp
 
+from bgcourse._feedback import exercise_check
 from bgcourse._logs import capture_logs
 from bgcourse._server import serve
 
@@ -19,6 +20,7 @@ __all__ = ["ex01", "ex02", "ex03"]
 T = TypeVar("T")
 
 
+@exercise_check("5.1")
 def ex01(app: ASGIApp, rendered: list[str]) -> str:
     """Exercise 5.1: reports render in the background while ``/ping`` keeps answering.
 
@@ -60,6 +62,7 @@ def ex01(app: ASGIApp, rendered: list[str]) -> str:
     )
 
 
+@exercise_check("5.2")
 def ex02(app: ASGIApp, events: list[tuple[str, int]]) -> str:
     """Exercise 5.2: at most two exports at once, with a semaphore that survives a restart of the app."""
     peaks: list[int] = []
@@ -92,6 +95,7 @@ def ex02(app: ASGIApp, events: list[tuple[str, int]]) -> str:
     return "Exercise 5.2 solved: never more than two exports at once, and the app starts twice."
 
 
+@exercise_check("5.3")
 def ex03(app: ASGIApp, outcomes: list[str], calls: list[str]) -> str:
     """Exercise 5.3: a task that stops waiting for a blocking call after 0.3 s.
 

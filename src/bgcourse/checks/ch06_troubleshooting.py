@@ -22,6 +22,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, rela
 from sqlalchemy.pool import NullPool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from bgcourse._feedback import exercise_check
 from bgcourse._logs import capture_logs
 from bgcourse._server import ServerStartError, serve
 from bgcourse._tracebacks import logged_errors
@@ -90,6 +91,7 @@ def _wait_until(condition: Callable[[], bool], timeout: float = _PATIENCE_SECOND
     return condition()
 
 
+@exercise_check("6.1")
 def ex01(middleware_class: Callable[[ASGIApp], ASGIApp]) -> str:
     """Exercise 6.1: a pure ASGI middleware adds ``x-process-time``; a client that leaves breaks nothing."""
     lifespan_ran: list[bool] = []
@@ -146,6 +148,7 @@ def ex01(middleware_class: Callable[[ASGIApp], ASGIApp]) -> str:
     return f"Exercise 6.1 solved: x-process-time {seconds:.2f} s, and a client that left caused no error."
 
 
+@exercise_check("6.2")
 def ex02(create_app: Callable[[async_sessionmaker[AsyncSession], list[str]], FastAPI]) -> str:
     """Exercise 6.2: the summary task opens its own session instead of using the request's objects."""
     summaries: list[str] = []
@@ -233,6 +236,7 @@ def _four_at_once(app: FastAPI, log: list[str]) -> tuple[list[httpx.Response], l
     return responses, _errors(records)
 
 
+@exercise_check("6.3")
 def ex03(create_app: Callable[[list[str]], FastAPI]) -> str:
     """Exercise 6.3: at most two sends at once, however many times (on however many loops) the app is served."""
     log: list[str] = []

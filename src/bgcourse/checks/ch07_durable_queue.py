@@ -13,6 +13,7 @@ import httpx
 from fastapi import FastAPI
 from sqlalchemy import Engine, create_engine, text
 
+from bgcourse._feedback import exercise_check
 from bgcourse._processes import wait_until
 from bgcourse._queue import run_consumer, temporary_queue
 from bgcourse._server import serve
@@ -28,6 +29,7 @@ _PATIENCE_SECONDS = 60.0
 _MEETING_SECONDS = 1.0
 
 
+@exercise_check("7.1")
 def ex01(make_app: Callable[[Any], FastAPI]) -> str:
     """Exercise 7.1: ``POST /receipts/{order_id}`` stores a job in the queue; ``GET /jobs/{id}`` reports it."""
     with temporary_queue("ch07-ex01") as queue:
@@ -66,6 +68,7 @@ def ex01(make_app: Callable[[Any], FastAPI]) -> str:
     return "Exercise 7.1 solved: the job waited in the queue until a consumer ran it, and its result stays readable."
 
 
+@exercise_check("7.2")
 def ex02(deliver_once: Callable[[str, str, Callable[[str], None]], bool]) -> str:
     """Exercise 7.2: ``deliver_once`` sends each order's receipt once, whatever the re-deliveries."""
     sent: list[str] = []
@@ -150,6 +153,7 @@ def _marks(engine: Engine) -> dict[int, tuple[float | None, float | None]]:
     return {row.id: (row.enqueued_at, row.done_at) for row in rows}
 
 
+@exercise_check("7.3")
 def ex03(relay_outbox: Callable[..., int]) -> str:
     """Exercise 7.3: the relay enqueues new outbox rows and re-enqueues stale ones, and never loses one."""
     with tempfile.TemporaryDirectory(prefix="bgcourse-ex03-") as folder:

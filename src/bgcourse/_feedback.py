@@ -1,0 +1,149 @@
+"""What a learner sees from a check: one short verdict in their own terms, never a traceback wall.
+
+Two behaviours, chosen by the copy the notebook belongs to:
+
+- in a learner's **practice** copy (its folder holds a ``.course-copy.json`` that says
+  ``"mode": "practice"``), a check that is not satisfied *returns* a "Not yet" verdict: nothing
+  raises, so Run All goes through the whole chapter and every check says where the learner is;
+- everywhere else (the master notebooks, an assessed copy, a grader, nbgrader), it *raises*
+  :class:`NotSolved`, an ``AssertionError``, so that a grader counts the cell as failed. IPython
+  shows such an exception as its message alone (``_render_traceback_``), not as a traceback
+  through the course's code.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+__all__ = ["COPY_MARKER", "NotSolved", "Verdict", "copy_mode", "exercise_check", "learner_frame"]
+
+# The file that marks a folder as a learner's copy; written by `bgcourse lab` and `bgcourse release`.
+COPY_MARKER = ".course-copy.json"
+_PACKAGE = Path(__file__).resolve().parent
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def copy_mode(folder: Path | None = None) -> str:
+    """``"practice"`` if ``folder`` (default: the cwd, the notebook's folder) is a practice copy, else ``"strict"``."""
+    marker = (folder or Path.cwd()) / COPY_MARKER
+    try:
+        mode = json.loads(marker.read_text(encoding="utf-8")).get("mode")
+    except (OSError, ValueError, AttributeError):
+        return "strict"
+    return "practice" if mode == "practice" else "strict"
+
+
+class NotSolved(AssertionError):
+    """A check is not satisfied yet; the message says what was wrong, in the learner's terms."""
+
+    def _render_traceback_(self) -> list[str]:
+        # IPython shows these lines instead of a traceback (the frames are the course's, not yours).
+        return [f"\x1b[31mNot solved yet.\x1b[0m {self}"]
+
+
+class Verdict(str):
+    """A check's verdict, shown as one line of Markdown: right, or not yet and why. It is the message itself."""
+
+    solved: bool
+
+    def __new__(cls, message: str, *, solved: bool) -> Verdict:
+        verdict = super().__new__(cls, message)
+        verdict.solved = solved
+        return verdict
+
+    def __repr__(self) -> str:
+        return f"{'Solved' if self.solved else 'Not yet'}: {self}"
+
+    def _repr_markdown_(self) -> str:
+        # Words, not an emoji: a learner without an emoji font would see an empty box.
+        return f"**{'Solved.' if self.solved else 'Not yet.'}** {self}"
+
+
+def learner_frame(error: BaseException) -> str:
+    """Where in the learner's own code ``error`` was raised ("line 12, in send_receipt"), or ``""``.
+
+    The innermost frame outside the Python installation and outside this package: a notebook
+    cell, or a module of the learner's.
+    """
+    roots = {Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve(), _PACKAGE}
+    for frame in reversed(traceback.extract_tb(error.__traceback__)):
+        path = Path(frame.filename)
+        if path.is_absolute() and any(path.resolve().is_relative_to(root) for root in roots):
+            continue
+        code = f": `{frame.line.strip()}`" if frame.line else ""
+        return f"line {frame.lineno}, in {frame.name}{code}"
+    return ""
+
+
+def exercise_check(number: str) -> Callable[[F], F]:
+    """Make a check function (which asserts, and returns a confirmation) give a :class:`Verdict`.
+
+    An argument that is still ``...`` (the practice copy's stub) means "not attempted yet".
+    A failed assertion is the check's own message; any other exception came from the learner's
+    code, and the verdict names it and the line of their code that raised it. Works for a plain
+    and for an ``async def`` check.
+    """
+
+    def decorate(check: F) -> F:
+        if inspect.iscoroutinefunction(check):
+
+            @functools.wraps(check)
+            async def run_async(*args: Any, **kwargs: Any) -> Verdict:
+                if _unattempted(args, kwargs):
+                    return _not_yet(_UNATTEMPTED.format(number=number))
+                try:
+                    message = await check(*args, **kwargs)
+                except Exception as error:  # noqa: BLE001  # the learner's code may raise anything; it becomes the verdict
+                    return _failed(number, error)
+                return Verdict(message, solved=True)
+
+            return cast(F, run_async)
+
+        @functools.wraps(check)
+        def run(*args: Any, **kwargs: Any) -> Verdict:
+            if _unattempted(args, kwargs):
+                return _not_yet(_UNATTEMPTED.format(number=number))
+            try:
+                message = check(*args, **kwargs)
+            except Exception as error:  # noqa: BLE001  # the learner's code may raise anything; it becomes the verdict
+                return _failed(number, error)
+            return Verdict(message, solved=True)
+
+        return cast(F, run)
+
+    return decorate
+
+
+_UNATTEMPTED = (
+    "Exercise {number}: not attempted yet. Write your answer in the cell above (replace each `...`), "
+    "run it, then run this cell again."
+)
+
+
+def _unattempted(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    return any(value is Ellipsis for value in (*args, *kwargs.values()))
+
+
+def _failed(number: str, error: Exception) -> Verdict:
+    if isinstance(error, NotSolved):
+        raise error
+    if isinstance(error, AssertionError):
+        return _not_yet(f"Exercise {number}: {error}")
+    # Anything else came from the learner's code: say what and where, not the check's frames.
+    where = learner_frame(error)
+    return _not_yet(
+        f"Exercise {number}: your code raised {type(error).__name__}: {error}" + (f" ({where})" if where else "")
+    )
+
+
+def _not_yet(message: str) -> Verdict:
+    if copy_mode() == "practice":
+        return Verdict(message, solved=False)
+    raise NotSolved(message) from None

@@ -1,0 +1,105 @@
+"""`bgcourse lab`: JupyterLab on the learner's own copy (or, with ``--master``, on the master notebooks).
+
+What the learner sees first is chosen here, each setting for a reason:
+
+- the file browser's root is the learner's folder, which holds only their chapters, and the link
+  JupyterLab prints (and opens) goes straight to chapter 1 (``default_url``), so that a learner
+  with no local browser (a container, WSL, a remote machine) lands on it too;
+- the learner's copy is not paired with a jupytext script (jupytext's server and JupyterLab
+  extensions are off), so opening or saving a notebook writes that one file and nothing else;
+- the kernel talks to JupyterLab over IPC sockets on POSIX systems, not TCP: nothing listens on a
+  port, and ipykernel has no reason to warn that the connection is unencrypted;
+- the language-server extension is off (the course needs none; it only logs a long list of the
+  servers it did not find), and JupyterLab does not ask about fetching news or check for updates;
+- the notebooks it copies are signed with a key kept in the folder, so JupyterLab does not
+  report them as untrusted (nothing in them has run yet).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from bgcourse._files import write_atomic
+from bgcourse._workspace import prepare_workspace
+
+__all__ = ["FIRST_CHAPTER", "LEARNER_FOLDER", "lab_arguments", "prepare_lab"]
+
+LEARNER_FOLDER = "my-course"
+FIRST_CHAPTER = "ch01_core_mechanics.ipynb"
+_SETTINGS = ".jupyter"  # inside the folder JupyterLab serves; hidden from its file browser
+
+# JupyterLab settings that are not the learner's business on a first visit.
+_OVERRIDES = {
+    "@jupyterlab/apputils-extension:notification": {"checkForUpdates": False, "fetchNews": "false"},
+}
+
+
+def prepare_lab(course: Path, *, master: bool = False) -> tuple[Path, list[str]]:
+    """Make the folder JupyterLab will serve ready; return it and what to tell the learner."""
+    if master:
+        folder = course / "notebooks"
+        settings = Path(sys.prefix) / "bgcourse-lab-master"  # in the environment: nothing in the checkout
+        said = [f"The master notebooks (reference solutions filled in, answers given): {folder}"]
+        to_sign = sorted(folder.glob("ch*.ipynb"))
+    else:
+        folder = course / LEARNER_FOLDER
+        report = prepare_workspace(course, folder)
+        settings = folder / _SETTINGS
+        said = report.lines() or [f"Your copy of the course: {folder}"]
+        to_sign = [folder / name for name in [*report.created, *report.restored, *report.refreshed]]
+        to_sign += [folder / f"{name.removesuffix('.ipynb')}.updated.ipynb" for name in report.offered]
+    _write_settings(settings, master=master)
+    _sign(to_sign, settings)
+    return folder, said
+
+
+def lab_arguments(course: Path, folder: Path, *, master: bool = False, extra: Sequence[str] = ()) -> list[str]:
+    """The ``jupyter lab`` command line for ``folder``."""
+    settings = (Path(sys.prefix) / "bgcourse-lab-master") if master else folder / _SETTINGS
+    jupyter = shutil.which("jupyter", path=str(Path(sys.executable).parent)) or "jupyter"
+    arguments = [
+        jupyter,
+        "lab",
+        f"--config={settings / 'jupyter_server_config.json'}",
+        f"--ServerApp.root_dir={folder}",
+        f"--LabApp.default_url=/lab/tree/{FIRST_CHAPTER}",
+        f"--LabApp.app_settings_dir={settings / 'lab'}",
+        f"--NotebookNotary.data_dir={settings}",
+    ]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        arguments.append("--allow-root")  # JupyterLab refuses root (as in many containers) unless told
+    return [*arguments, *extra]
+
+
+def _write_settings(settings: Path, *, master: bool) -> None:
+    server: dict[str, object] = {
+        "ServerApp": {
+            "jpserver_extensions": {"jupyter_lsp": False, **({} if master else {"jupyterlab_jupytext": False})}
+        },
+    }
+    if os.name == "posix":
+        server["KernelManager"] = {"transport": "ipc"}
+    page_config = {"disabledExtensions": [] if master else ["jupyterlab-jupytext"]}
+    for path, document in (
+        (settings / "jupyter_server_config.json", server),
+        (settings / "lab" / "overrides.json", _OVERRIDES),
+        (settings / "lab" / "page_config.json", page_config),
+    ):
+        write_atomic(path, json.dumps(document, indent=1, sort_keys=True) + "\n")
+
+
+def _sign(notebooks: Sequence[Path], settings: Path) -> None:
+    """Trust the notebooks the course just wrote (JupyterLab signs what the learner saves)."""
+    if not notebooks:
+        return
+    import nbformat
+    from nbformat.sign import NotebookNotary
+
+    notary = NotebookNotary(data_dir=str(settings))
+    for path in notebooks:
+        notary.sign(nbformat.read(path, as_version=4))
