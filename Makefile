@@ -18,7 +18,7 @@ UV     := $(BIN)/uv
 # its kernel). TEST_WORKERS=1 runs them one at a time: the proofs do not rely on an idle machine.
 TEST_WORKERS ?= auto
 
-.PHONY: lab test check bench stress notebooks lock clean release nbgrader-env
+.PHONY: lab lab-master test check bench stress notebooks lock clean release nbgrader-env
 
 $(READY): pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; ok = (3, 11) <= v <= (3, 13); \
@@ -31,14 +31,16 @@ $(READY): pyproject.toml requirements.lock
 	$(UV) pip install --python $(BIN)/python --no-deps -e .
 	@touch $(READY)
 
-# JupyterLab refuses to run as root (containers often are) unless told that it is on purpose.
-LAB_FLAGS := $(if $(filter 0,$(shell id -u)),--allow-root,)
 # More options for JupyterLab, e.g. `make lab LAB_OPTIONS="--no-browser --port=8900"`.
 LAB_OPTIONS ?=
 
-## lab: set up (first time only) and open JupyterLab on chapter 1
+## lab: set up (first time only), copy the course into my-course/ (your own copy), open JupyterLab on chapter 1
 lab: $(READY)
-	$(BIN)/jupyter lab $(LAB_FLAGS) $(LAB_OPTIONS) notebooks/ch01_core_mechanics.ipynb
+	$(BIN)/bgcourse lab $(LAB_OPTIONS)
+
+## lab-master: JupyterLab on the master notebooks, solutions and answers filled in (authors, instructors)
+lab-master: $(READY)
+	$(BIN)/bgcourse lab --master $(LAB_OPTIONS)
 
 ## test: set up (first time only), then lint, type-check, and run every test and notebook
 test: $(READY) $(NBGRADER_READY)

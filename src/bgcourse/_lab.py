@@ -9,8 +9,11 @@ What the learner sees first is chosen here, each setting for a reason:
   extensions are off), so opening or saving a notebook writes that one file and nothing else;
 - the kernel talks to JupyterLab over IPC sockets on POSIX systems, not TCP: nothing listens on a
   port, and ipykernel has no reason to warn that the connection is unencrypted;
-- the language-server extension is off (the course needs none; it only logs a long list of the
-  servers it did not find), and JupyterLab does not ask about fetching news or check for updates;
+- the language-server extension looks for no servers (the course needs none; looking only logs a
+  long list of those it did not find), the websocket ping timeout is one tornado accepts without a
+  warning, and JupyterLab does not ask about fetching news or check for updates;
+- the copies carry the ``language_info`` of this Python's kernel, so that opening one does not
+  mark it modified (the master notebooks are not autosaved, so opening one writes nothing);
 - the notebooks it copies are signed with a key kept in the folder, so JupyterLab does not
   report them as untrusted (nothing in them has run yet).
 """
@@ -79,15 +82,25 @@ def lab_arguments(course: Path, folder: Path, *, master: bool = False, extra: Se
 def _write_settings(settings: Path, *, master: bool) -> None:
     server: dict[str, object] = {
         "ServerApp": {
-            "jpserver_extensions": {"jupyter_lsp": False, **({} if master else {"jupyterlab_jupytext": False})}
+            "jpserver_extensions": {} if master else {"jupyterlab_jupytext": False},
+            # jupyter_server asks tornado for a ping timeout of 3 pings (90 s), longer than the ping
+            # interval (30 s); tornado warns and uses the interval. Asking for the interval: no warning.
+            "tornado_settings": {"ws_ping_timeout": 30_000},
         },
+        # The course needs no language server; looking for 19 of them only logs a list of those missing.
+        "LanguageServerManager": {"autodetect": False},
     }
     if os.name == "posix":
         server["KernelManager"] = {"transport": "ipc"}
     page_config = {"disabledExtensions": [] if master else ["jupyterlab-jupytext"]}
+    overrides: dict[str, object] = dict(_OVERRIDES)
+    if master:
+        # A master notebook is paired with its script: an autosave would rewrite both as soon as it is
+        # opened (JupyterLab fills in the kernel's language_info). Authors save when they mean to.
+        overrides["@jupyterlab/docmanager-extension:plugin"] = {"autosave": False}
     for path, document in (
         (settings / "jupyter_server_config.json", server),
-        (settings / "lab" / "overrides.json", _OVERRIDES),
+        (settings / "lab" / "overrides.json", overrides),
         (settings / "lab" / "page_config.json", page_config),
     ):
         write_atomic(path, json.dumps(document, indent=1, sort_keys=True) + "\n")

@@ -6,7 +6,7 @@ notebook it copied. Run again after the course has changed, it:
 
 - adds the chapters that are new;
 - replaces a chapter the learner has not changed since it was copied (its bytes are still the
-  ones copied: nothing of theirs is lost);
+  ones written: nothing of theirs is lost);
 - leaves a chapter the learner has changed alone, and puts the new version beside it, as
   ``<chapter>.updated.ipynb`` (once per new version; an edited ``.updated`` copy is kept too);
 - copies a chapter again if the learner deleted it.
@@ -27,7 +27,7 @@ from bgcourse._feedback import COPY_MARKER
 from bgcourse._files import write_atomic
 from bgcourse._release import copy_marker, release_tree
 
-__all__ = ["UPDATED_SUFFIX", "WorkspaceReport", "prepare_workspace"]
+__all__ = ["UPDATED_SUFFIX", "WorkspaceReport", "for_this_python", "prepare_workspace"]
 
 UPDATED_SUFFIX = ".updated.ipynb"
 _SOURCE = "practice/notebooks/"
@@ -67,7 +67,11 @@ class WorkspaceReport:
 
 
 def prepare_workspace(course: Path, folder: Path) -> WorkspaceReport:
-    """Bring the learner's ``folder`` up to date with the course's practice release, losing nothing."""
+    """Bring the learner's ``folder`` up to date with the course's practice release, losing nothing.
+
+    The record keeps two digests a chapter: ``release``, of the released notebook (has the course
+    changed?), and ``written``, of the file as written here (has the learner changed it?).
+    """
     released = {
         name.removeprefix(_SOURCE): data
         for name, data in release_tree(course).items()
@@ -77,35 +81,49 @@ def prepare_workspace(course: Path, folder: Path) -> WorkspaceReport:
     record = _read_record(folder)
     copied: dict[str, Any] = record.get("chapters", {})
     report = WorkspaceReport(folder)
-    for name, data in sorted(released.items()):
-        digest = _sha256(data)
+    for name, release in sorted(released.items()):
+        digest = _sha256(release)
         target = folder / name
         entry = copied.get(name, {})
-        if not target.exists():
-            write_atomic(target, data)
-            (report.restored if entry else report.created).append(name)
-            copied[name] = {"sha256": digest}
-        elif entry.get("sha256") == digest:
+        if target.exists() and entry.get("release") == digest:
             report.kept.append(name)
-        elif _sha256(target.read_bytes()) == entry.get("sha256"):
-            write_atomic(target, data)  # the learner's file is exactly what was copied: nothing to lose
-            report.refreshed.append(name)
-            copied[name] = {"sha256": digest}
-        elif not entry and _sha256(target.read_bytes()) == digest:
-            report.kept.append(name)  # a copy made by hand from the same release
-            copied[name] = {"sha256": digest}
-        elif entry.get("offered") != digest:
+            continue
+        data = for_this_python(release)
+        if not target.exists():
+            (report.restored if entry else report.created).append(name)
+        elif _sha256(target.read_bytes()) == entry.get("written"):
+            report.refreshed.append(name)  # the learner's file is exactly what was written: nothing to lose
+        elif entry.get("offered") == digest:
+            report.kept.append(name)  # this version was offered before; the learner's copy stays theirs
+            continue
+        else:
             beside = folder / f"{name.removesuffix('.ipynb')}{UPDATED_SUFFIX}"
-            if beside.exists() and _sha256(beside.read_bytes()) != entry.get("offered"):
+            if beside.exists() and _sha256(beside.read_bytes()) != entry.get("offered_written"):
                 report.blocked.append(beside.name)  # the learner edited the offered copy too: keep it
                 continue
             write_atomic(beside, data)
             report.offered.append(name)
-            copied[name] = {**entry, "offered": digest}
-        else:
-            report.kept.append(name)  # the new version was offered before; the learner's copy stays theirs
+            copied[name] = {**entry, "offered": digest, "offered_written": _sha256(data)}
+            continue
+        write_atomic(target, data)
+        copied[name] = {"release": digest, "written": _sha256(data)}
     write_atomic(folder / COPY_MARKER, copy_marker("practice", chapters=copied))
     return report
+
+
+def for_this_python(notebook: bytes) -> bytes:
+    """The notebook with the ``language_info`` that this Python's kernel reports.
+
+    JupyterLab fills in a notebook's ``language_info`` as soon as it opens it, and again when the
+    kernel says which Python it is; a notebook without the kernel's exact values (the Python
+    version among them) is therefore marked modified the moment it is opened, before the learner
+    has done anything.
+    """
+    from ipykernel.ipkernel import IPythonKernel
+
+    document = json.loads(notebook)
+    document.setdefault("metadata", {})["language_info"] = dict(IPythonKernel.language_info)
+    return (json.dumps(document, indent=1, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
 
 
 def _read_record(folder: Path) -> dict[str, Any]:
