@@ -1477,7 +1477,9 @@ checks.ex03(app, events)
 # ## Quiz
 #
 # Each question shows itself in a cell; answer in the cell below it; the cell after that says
-# whether you are right, and why.
+# whether you are right. A right answer comes with the explanation; a wrong one with a hint
+# that does not give the answer away (`quiz.explain("q01")` shows the explanation of q01 at
+# any time, if you would rather read it).
 
 # %% nbgrader={"grade": false, "grade_id": "q01_question", "locked": true, "schema_version": 3, "solution": false, "task": false}
 quiz = load_quiz("ch04_orchestration")

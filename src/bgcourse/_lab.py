@@ -10,8 +10,8 @@ What the learner sees first is chosen here, each setting for a reason:
 - the kernel talks to JupyterLab over IPC sockets on POSIX systems, not TCP: nothing listens on a
   port, and ipykernel has no reason to warn that the connection is unencrypted;
 - the language-server extension looks for no servers (the course needs none; looking only logs a
-  long list of those it did not find), the websocket ping timeout is one tornado accepts without a
-  warning, and JupyterLab does not ask about fetching news or check for updates;
+  long list of those it did not find), the kernel's websocket sends no keep-alive pings (on
+  loopback they only earn a warning, see below), and JupyterLab does not ask about fetching news or check for updates;
 - the copies carry the ``language_info`` of this Python's kernel, so that opening one does not
   mark it modified (the master notebooks are not autosaved, so opening one writes nothing);
 - the notebooks it copies are signed with a key kept in the folder, so JupyterLab does not
@@ -83,9 +83,14 @@ def _write_settings(settings: Path, *, master: bool) -> None:
     server: dict[str, object] = {
         "ServerApp": {
             "jpserver_extensions": {} if master else {"jupyterlab_jupytext": False},
-            # jupyter_server asks tornado for a ping timeout of 3 pings (90 s), longer than the ping
-            # interval (30 s); tornado warns and uses the interval. Asking for the interval: no warning.
-            "tornado_settings": {"ws_ping_timeout": 30_000},
+            # No websocket keep-alive pings: JupyterLab and its kernels talk over loopback, with no
+            # proxy to keep a connection open through. With pings, every kernel connection logs
+            # "The websocket_ping_timeout (90000) cannot be longer than the websocket_ping_interval
+            # (30000)": jupyter_server hands its millisecond settings to tornado 6.5, which reads
+            # seconds and refuses a timeout above the interval (jupyter_server issue #1612). A
+            # timeout equal to the interval silences tornado but makes jupyter_server's own ping
+            # loop close the connection every 30 s.
+            "tornado_settings": {"ws_ping_interval": 0},
         },
         # The course needs no language server; looking for 19 of them only logs a list of those missing.
         "LanguageServerManager": {"autodetect": False},

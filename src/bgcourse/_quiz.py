@@ -169,7 +169,8 @@ class Quiz:
         except WrongAnswer as wrong:
             if copy_mode() != "practice":
                 raise
-            return _Verdict(question, str(wrong), right=False)
+            later = f' (Stuck? `quiz.explain("{question.id}")` explains the answer, and so gives it away.)'
+            return _Verdict(question, str(wrong) + ("" if answer is Ellipsis or answer is None else later), right=False)
         return _Verdict(question, f"Question {question.id}: {explanation}")
 
     def explain(self, question_id: str) -> _Verdict:

@@ -174,22 +174,25 @@ def release_files(course: Path, slugs: Sequence[str] = ()) -> tuple[dict[str, by
     manifest: dict[str, Any] = {}
     for chapter in chapters(course, slugs):
         master, quiz = read_master(chapter)
+        cells: dict[str, Any] = {}
         for mode in MODES:
             notebook = student_notebook(chapter, master, quiz, mode)
             files[f"{mode}/notebooks/{chapter.slug}.ipynb"] = _notebook_bytes(notebook)
             if chapter.quiz:
                 text = chapter.quiz.read_bytes() if mode == "practice" else assessed_quiz_text(chapter.quiz).encode()
                 files[f"{mode}/quizzes/{chapter.slug}.toml"] = text
-        manifest[chapter.slug] = {"cells": _cell_checksums(notebook)}
+            cells[mode] = _cell_checksums(notebook)
+        manifest[chapter.slug] = {"cells": cells}
     return files, manifest
 
 
 def _manifest_bytes(chapters_manifest: dict[str, Any], files: dict[str, bytes]) -> bytes:
     document = {
         "about": (
-            "Written by `bgcourse release`; do not edit. For each chapter, the nbgrader checksum "
-            "(nbgrader.utils.compute_checksum) of every graded, locked and solution cell of the "
-            "learners' copy, the same in both modes; and the SHA-256 of every released file."
+            "Written by `bgcourse release`; do not edit. For each chapter and mode, the nbgrader "
+            "checksum (nbgrader.utils.compute_checksum) of every graded, locked and solution cell of "
+            "the learners' copy (the modes differ only in the solution cells' stubs); and the SHA-256 "
+            "of every released file."
         ),
         "chapters": chapters_manifest,
         "files": {name: hashlib.sha256(data).hexdigest() for name, data in sorted(files.items())},

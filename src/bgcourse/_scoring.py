@@ -109,6 +109,8 @@ def _check_problem(check: CellRun, limits: Limits) -> str:
         return f"The check was still running after {limits.cell_timeout:g} s and was stopped."
     if check.status == "error":
         name, _, message = check.error.partition(": ")
+        if name == "NotSolved":  # the check's own verdict ("Exercise 1.1: expected 202 ..."): no class name
+            return f"The check failed: {message}"
         return f"The check failed: {name}: {message}" if message.strip() else f"The check failed: {name}."
     return ""
 

@@ -93,6 +93,8 @@ def prepare_workspace(course: Path, folder: Path) -> WorkspaceReport:
             (report.restored if entry else report.created).append(name)
         elif _sha256(target.read_bytes()) == entry.get("written"):
             report.refreshed.append(name)  # the learner's file is exactly what was written: nothing to lose
+        elif not entry and target.read_bytes() == data:
+            report.kept.append(name)  # no record (lost, or a copy made by hand), but this very version
         elif entry.get("offered") == digest:
             report.kept.append(name)  # this version was offered before; the learner's copy stays theirs
             continue

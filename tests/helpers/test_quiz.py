@@ -18,6 +18,7 @@ kind = "choice"
 points = 1
 prompt = "Which?"
 answer = "A"
+hint = "Look at section 1."
 explanation = "Because."
 [question.choices]
 A = "this"
@@ -118,18 +119,23 @@ def test_a_question_renders_as_markdown() -> None:
         (GOOD_CHOICE.replace("points = 1", "points = 0"), "question 'q01': 'points' must be a positive number"),
         (GOOD_CHOICE.replace('kind = "choice"', 'kind = "essay"'), "question 'q01': 'kind' must be"),
         (GOOD_CHOICE.replace('prompt = "Which?"\n', ""), r"question 'q01': missing \['prompt'\]"),
-        (GOOD_CHOICE.replace('prompt = "Which?"', 'prompt = "Which?"\nhint = "x"'), r"unknown keys \['hint'\]"),
+        (GOOD_CHOICE.replace('prompt = "Which?"', 'prompt = "Which?"\ntip = "x"'), r"unknown keys \['tip'\]"),
+        (GOOD_CHOICE.replace('hint = "Look at section 1."\n', ""), r"question 'q01': missing \['hint'\]"),
+        (
+            GOOD_CHOICE.replace('hint = "Look at section 1."', 'hint = " "'),
+            r"question 'q01': 'hint' must be a non-empty",
+        ),
         (GOOD_CHOICE.replace('id = "q01"', 'id = "1st"'), "question '1st': needs an 'id' that is a Python identifier"),
         (GOOD_CHOICE + GOOD_CHOICE.split('title = "t"')[1], "question 'q01': the id is used twice"),
         (GOOD_CHOICE.replace('B = "that"\n', ""), "'choices' must be a table of at least two"),
         (
             'title = "t"\n[[question]]\nid = "q02"\nkind = "code"\npoints = 1\nprompt = "p"\nname = "f"\n'
-            'answer = "def f(:"\ncheck = "def check(f): pass"\nexplanation = "e"\n',
+            'answer = "def f(:"\ncheck = "def check(f): pass"\nhint = "h"\nexplanation = "e"\n',
             "question 'q02': 'answer' is not valid Python",
         ),
         (
             'title = "t"\n[[question]]\nid = "q02"\nkind = "code"\npoints = 1\nprompt = "p"\nname = "f"\n'
-            'answer = "def f(): pass"\ncheck = "x = 1"\nexplanation = "e"\n',
+            'answer = "def f(): pass"\ncheck = "x = 1"\nhint = "h"\nexplanation = "e"\n',
             "question 'q02': 'check' must define `def check\\(answer\\)`",
         ),
     ],

@@ -7,10 +7,12 @@ import inspect
 import time
 
 import httpx
+import numpy
 import pytest
 from fastapi import BackgroundTasks, FastAPI
 
-from bgcourse import NotebookFigure, Timeline, TimelineMiddleware, serve
+from bgcourse import Event, NotebookFigure, Timeline, TimelineMiddleware, plot_timeline, serve
+from bgcourse._timeline import REQUEST_RECEIVED, REQUEST_SENT, RESPONSE_RECEIVED, RESPONSE_SENT, TASK_END, TASK_START
 
 pytestmark = pytest.mark.usefixtures("no_leftover_threads")
 
@@ -117,3 +119,35 @@ def test_plot_draws_one_lane_per_request_and_task() -> None:
 
 def test_plot_of_nothing_says_so() -> None:
     assert Timeline().plot().axes[0].get_title() == "nothing recorded yet"
+
+
+def test_every_mark_is_in_the_legend_and_the_servers_two_moments_never_coincide() -> None:
+    # A request whose server side took 0.5 ms: at one point on a 1 s axis.
+    events = [
+        Event(0.0, "POST /x", REQUEST_SENT, "MainThread"),
+        Event(0.0010, "POST /x", REQUEST_RECEIVED, "uvicorn"),
+        Event(0.0015, "POST /x", RESPONSE_SENT, "uvicorn"),
+        Event(0.0030, "POST /x", RESPONSE_RECEIVED, "MainThread"),
+        Event(0.0020, "task ok", TASK_START, "uvicorn"),
+        Event(1.0, "task ok", TASK_END, "uvicorn"),
+        Event(0.0020, "task raised", TASK_START, "AnyIO worker thread"),
+    ]
+    figure = plot_timeline(events)
+    axes = figure.axes[0]
+    labels = [text.get_text() for text in figure.legends[0].get_texts()]
+    assert sorted(labels) == sorted(
+        [
+            "client waits for response",
+            "server received request",
+            "server sent response",
+            "client has the response",
+            "background task runs",
+            "task with no end (raised, or still running)",
+        ]
+    )
+    marks = {str(line.get_label()): line for line in axes.get_lines() if not str(line.get_label()).startswith("_")}
+    received, sent = marks["server received request"], marks["server sent response"]
+    assert received.get_marker() != sent.get_marker()
+    assert received.get_color() != sent.get_color()
+    heights = [float(numpy.asarray(mark.get_ydata(), dtype=float)[0]) for mark in (received, sent)]
+    assert heights[0] - heights[1] >= 0.5, "received on the bar's top edge, sent on its bottom edge"

@@ -1,13 +1,17 @@
-"""logged_errors: each logged exception with its innermost frame; the frames are released afterwards."""
+"""logged_errors and shows_error: an error in a few lines, its frames released afterwards."""
 
 from __future__ import annotations
 
 import gc
 import json
 import logging
+import traceback
 import weakref
 
-from bgcourse import LoggedError, logged_errors
+import pytest
+
+from bgcourse import LoggedError, logged_errors, shows_error
+from bgcourse._tracebacks import _Shown
 
 
 class Held:
@@ -75,3 +79,43 @@ def test_the_frames_and_the_causes_frames_are_released() -> None:
     [described] = logged_errors([record_of(error)])
     assert described.type == "ValueError"
     assert held[0]() is None, "after logged_errors, nothing keeps them alive"
+
+
+def test_shows_error_shows_the_error_briefly_and_lets_the_cell_finish(capsys: pytest.CaptureFixture[str]) -> None:
+    def deep(level: int) -> None:
+        if level == 0:
+            raise ValueError("the mail server is down")
+        deep(level - 1)
+
+    with shows_error(ValueError) as raised:
+        deep(30)
+    shown = capsys.readouterr().out.strip().splitlines()
+    assert shown[0] == "ValueError: the mail server is down"
+    assert len(shown) <= 3, shown
+    assert "in deep: raise ValueError" in shown[1]
+    assert str(raised) == "ValueError: the mail server is down"
+    assert raised.frames == 33  # this test's frame, 31 of deep(), and the one of shows_error that caught it
+    assert raised.error is not None
+    assert raised.error.__traceback__ is not None
+    finished = [frame for frame, _ in traceback.walk_tb(raised.error.__traceback__) if frame.f_code.co_name == "deep"]
+    assert len(finished) == 31
+    assert all(frame.f_locals == {} for frame in finished), "the finished frames' locals are released"
+
+
+def test_shows_error_folds_the_full_traceback_in_html() -> None:
+    try:
+        raise KeyError("missing")
+    except KeyError as error:
+        html = _Shown(error)._repr_html_()
+    assert html.startswith("<pre>KeyError: &#x27;missing&#x27;")
+    assert "<details><summary>The full traceback (1 frames)</summary>" in html
+
+
+def test_shows_error_lets_other_errors_through_and_fails_when_nothing_is_raised() -> None:
+    with pytest.raises(TypeError), shows_error(ValueError):
+        raise TypeError("not the one expected")
+    with (
+        pytest.raises(AssertionError, match="expected the block to raise ValueError or KeyError"),
+        shows_error(ValueError, KeyError),
+    ):
+        pass

@@ -13,6 +13,7 @@ from typing import Any
 import nbformat
 import pytest
 
+from bgcourse import load_quiz
 from bgcourse._cli import main
 from bgcourse._nbgrader import grade_id
 
@@ -145,7 +146,9 @@ def test_an_untouched_copy_scores_nothing_and_says_why(graded: Path) -> None:
     assert rows(graded)["stub"]["total"] == "0"
     results = feedback(graded, "stub")
     assert results["ex01"][1].startswith("Your answer cell still raises NotImplementedError")
-    assert results["q01"][1] == "Question q01 has no answer yet: replace the ... in the answer cell."
+    # After grading, the feedback may explain the answer: the learner can no longer change it.
+    assert results["q01"][1].startswith("Question q01 has no answer yet: replace the ... in the answer cell. ")
+    assert results["q01"][1].endswith(f"Explanation: {load_quiz('ch01_core_mechanics')['q01'].explanation.strip()}")
     assert results["q06"][1].startswith("Your answer cell still raises NotImplementedError")
 
 
@@ -154,10 +157,10 @@ def test_wrong_and_malformed_answers_say_what_is_wrong(graded: Path) -> None:
     assert [row[item] for item in ("ex01", "ex02", "ex03", "q01", "q02", "q03", "q04", "q05", "q06")] == [
         "0", "2", "2", "0", "0", "0", "0", "0", "0",
     ]  # fmt: skip
-    assert results["ex01"][1].startswith("The check failed: AssertionError: expected 202 Accepted, got 200")
+    assert results["ex01"][1].startswith("The check failed: Exercise 1.1: expected 202 Accepted, got 200")
     assert "<id>" in results["ex01"][1], "random ids are masked, so re-grading gives the same text"
     assert results["q01"][1].startswith("Question q01: C is not right. Hint:")
-    assert results["q02"][1] == "Question q02: 'Z' is not one of the choices A, B, C, D."
+    assert results["q02"][1].startswith("Question q02: 'Z' is not one of the choices A, B, C, D. Explanation: A `def`")
     assert results["q03"][1] == 'answer_q03 must be a letter in quotes, such as "B", not chr(66).'
     assert results["q04"][1].startswith("Your answer cell for q04 is not valid Python")
     assert results["q05"][1].startswith("Your answer cell does not set answer_q05")

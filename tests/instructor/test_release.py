@@ -13,7 +13,7 @@ import pytest
 
 from bgcourse import WrongAnswer, find_quiz_file, load_quiz
 from bgcourse._cli import main
-from bgcourse._nbgrader import CODE_STUB, compute_checksum, grade_id, is_solution
+from bgcourse._nbgrader import CODE_STUB, compute_checksum, grade_id, is_grade, is_solution
 from bgcourse._release import MODES, chapters, read_master
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,11 +68,24 @@ def test_no_solution_answer_or_output_reaches_a_learner(fresh_release: Path, cha
         sources = "\n".join(cell.source for cell in notebook.cells)
         assert not [region for region in regions if region in sources], "a solution region was released"
         assert not [answer for answer in choice_answers if answer in sources], "a quiz answer was released"
+        checks = {grade_id(each): each.source for each in notebook.cells if is_grade(each)}
         for each in notebook.cells:
             if is_solution(each):
                 cell_id = grade_id(each) or ""
                 stub = f"answer_{cell_id.removesuffix('_answer')} = ..."
-                assert each.source in (CODE_STUB, stub), f"{cell_id} is not a stub: {each.source!r}"
+                if mode == "assessed" or each.source == stub or each.cell_type != "code":
+                    assert each.source in (CODE_STUB, stub), f"{cell_id} is not a stub: {each.source!r}"
+                    continue
+                # The practice stub: a comment, then `name = ...` for each name its check cell uses.
+                comment, *names = each.source.split("\n")
+                assert comment.startswith("# YOUR CODE HERE: replace each ..."), each.source
+                assert names, f"{cell_id}: the practice stub names nothing for its check"
+                for line in names:
+                    name, equals, value = line.partition(" = ")
+                    assert equals, f"{cell_id}: {line!r}"
+                    assert value == "...", f"{cell_id}: {line!r}"
+                    assert name.isidentifier(), f"{cell_id}: {line!r}"
+                    assert re.search(rf"\b{name}\b", checks[cell_id.removesuffix("_answer")]), (cell_id, name)
             if each.cell_type == "code":
                 assert each.outputs == [], "outputs are cleared"
                 assert each.execution_count is None
@@ -126,14 +139,19 @@ def test_a_released_notebook_finds_its_own_quiz_file(fresh_release: Path, monkey
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=IDS)
 def test_checksums_are_nbgraders_and_in_the_manifest(fresh_release: Path, chapter: Any) -> None:
     manifest = json.loads((fresh_release / "checksums.json").read_text(encoding="utf-8"))
-    recorded = manifest["chapters"][chapter.slug]["cells"]
     for mode in MODES:
+        recorded = manifest["chapters"][chapter.slug]["cells"][mode]
         notebook = released(fresh_release, mode, chapter.slug)
         graded = {grade_id(c): c for c in notebook.cells if "checksum" in c.metadata.get("nbgrader", {})}
         assert graded.keys() == recorded.keys()
         for cell_id, each in graded.items():
             assert each.metadata.nbgrader.checksum == compute_checksum(each) == recorded[cell_id]["checksum"]
             assert each.metadata.nbgrader.cell_type == each.cell_type
+    # The two copies differ only in their stubs: every graded and locked cell is the same in both.
+    practice, assessed = (manifest["chapters"][chapter.slug]["cells"][mode] for mode in ("practice", "assessed"))
+    for cell_id, entry in assessed.items():
+        if entry["role"] != "solution":
+            assert practice[cell_id] == entry, cell_id
     for name, digest in manifest["files"].items():
         assert len(digest) == 64, name
         assert (fresh_release / name).is_file(), name

@@ -1,0 +1,109 @@
+"""Checks give one short verdict: "Not yet" (and Run All goes on) in a practice copy, a short failure elsewhere."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from bgcourse import load_quiz
+from bgcourse._feedback import COPY_MARKER, NotSolved, Verdict, copy_mode, exercise_check
+from bgcourse._quiz import WrongAnswer
+
+
+@exercise_check("9.1")
+def check_double(double: object) -> str:
+    assert callable(double), "define `double` as a function"
+    result = double(2)  # may raise: that is the learner's code
+    assert result == 4, f"double(2) returned {result!r}, expected 4"
+    return "Exercise 9.1 solved: double(2) == 4."
+
+
+@exercise_check("9.2")
+async def check_double_async(double: object) -> str:
+    await asyncio.sleep(0)
+    assert callable(double), "define `double` as a function"
+    return "Exercise 9.2 solved."
+
+
+def broken_double(number: int) -> int:
+    return int(number * undefined_factor)  # type: ignore[name-defined]  # noqa: F821  # a learner's mistake
+
+
+@pytest.fixture
+def practice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    (tmp_path / COPY_MARKER).write_text(json.dumps({"mode": "practice"}), encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
+def strict(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_the_mode_is_practice_only_where_the_marker_says_so(tmp_path: Path) -> None:
+    assert copy_mode(tmp_path) == "strict"
+    for text, mode in (('{"mode": "practice"}', "practice"), ('{"mode": "assessed"}', "strict"), ("{", "strict")):
+        (tmp_path / COPY_MARKER).write_text(text, encoding="utf-8")
+        assert copy_mode(tmp_path) == mode, text
+
+
+def test_a_solved_check_says_so_in_every_copy(practice: Path) -> None:
+    verdict = check_double(lambda number: number * 2)
+    assert isinstance(verdict, Verdict)
+    assert verdict.solved
+    assert "solved" in verdict
+    assert verdict._repr_markdown_() == "**Solved.** Exercise 9.1 solved: double(2) == 4."
+
+
+def test_in_a_practice_copy_a_failed_check_returns_not_yet(practice: Path) -> None:
+    verdict = check_double(lambda number: number + 1)
+    assert isinstance(verdict, Verdict)
+    assert not verdict.solved
+    # (The first line: pytest adds its own explanation to an assert in a test module.)
+    assert verdict.splitlines()[0] == "Exercise 9.1: double(2) returned 3, expected 4"
+    assert verdict._repr_markdown_().startswith("**Not yet.** Exercise 9.1:")
+
+
+def test_an_untouched_stub_is_not_attempted_yet(practice: Path) -> None:
+    assert "Exercise 9.1: not attempted yet" in check_double(...)
+    assert "Exercise 9.2: not attempted yet" in asyncio.run(check_double_async(...))
+
+
+def test_the_learners_own_exception_is_named_with_their_line(practice: Path) -> None:
+    verdict = check_double(broken_double)
+    assert verdict.startswith("Exercise 9.1: your code raised NameError: name 'undefined_factor' is not defined")
+    assert "in broken_double: `return number * undefined_factor" in verdict
+
+
+def test_elsewhere_a_failed_check_raises_a_short_not_solved(strict: Path) -> None:
+    with pytest.raises(NotSolved, match=r"^Exercise 9\.1: double\(2\) returned 3") as caught:
+        check_double(lambda number: number + 1)
+    assert isinstance(caught.value, AssertionError), "graders count an AssertionError as a failed check"
+    assert caught.value._render_traceback_() == ["\x1b[31mNot solved yet.\x1b[0m " + str(caught.value)]
+    assert caught.value.__cause__ is None
+    with pytest.raises(NotSolved, match="not attempted yet"):
+        asyncio.run(check_double_async(...))
+
+
+def test_a_wrong_quiz_answer_gives_a_hint_not_the_explanation(practice: Path) -> None:
+    quiz = load_quiz("ch01_core_mechanics")
+    question = quiz["q01"]
+    verdict = quiz.check("q01", "A")
+    assert repr(verdict).startswith(f"Not yet. Question q01: A is not right. Hint: {question.hint}")
+    assert 'quiz.explain("q01")' in repr(verdict)
+    assert question.explanation.strip() not in repr(verdict)
+    assert repr(quiz.check("q01", question.answer)).startswith("Right! Question q01: ")
+    assert question.explanation.strip() in repr(quiz.explain("q01"))
+
+
+def test_outside_a_practice_copy_a_wrong_answer_raises_in_one_line(strict: Path) -> None:
+    quiz = load_quiz("ch01_core_mechanics")
+    with pytest.raises(WrongAnswer) as caught:
+        quiz.check("q01", "A")
+    (line,) = caught.value._render_traceback_()
+    assert line.endswith(f"Question q01: A is not right. Hint: {quiz['q01'].hint}")
