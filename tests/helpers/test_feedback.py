@@ -77,7 +77,7 @@ def test_an_untouched_stub_is_not_attempted_yet(practice: Path) -> None:
 def test_the_learners_own_exception_is_named_with_their_line(practice: Path) -> None:
     verdict = check_double(broken_double)
     assert verdict.startswith("Exercise 9.1: your code raised NameError: name 'undefined_factor' is not defined")
-    assert "in broken_double: `return number * undefined_factor" in verdict
+    assert "in broken_double: `return int(number * undefined_factor)" in verdict
 
 
 def test_elsewhere_a_failed_check_raises_a_short_not_solved(strict: Path) -> None:
