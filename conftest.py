@@ -119,8 +119,14 @@ def probe(parent: IPyNbFile, name: str) -> IPyNbCell:
 
 
 # Started first, since a worker that starts a long unit last finishes last: every notebook, then the
-# test files that execute notebooks or grade them (each a unit of its own under --dist loadfile).
-LONG_UNITS = ("notebooks/", "tests/instructor/", "tests/ch03_db_compensation/test_notebook_on_postgres.py")
+# test files that execute notebooks, grade them or drive them in a browser (each a unit of its own
+# under --dist loadfile).
+LONG_UNITS = (
+    "notebooks/",
+    "tests/instructor/",
+    "tests/browser/",
+    "tests/ch03_db_compensation/test_notebook_on_postgres.py",
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -146,3 +147,20 @@ def test_malformed_quiz_files_name_file_question_and_problem(tmp_path: Path, tex
     with pytest.raises(QuizFormatError, match=message) as caught:
         load_quiz(path)
     assert str(path) in str(caught.value)
+
+
+@pytest.mark.parametrize("path", QUIZZES, ids=lambda path: path.stem)
+def test_no_hint_gives_its_answer_away(path: Path) -> None:
+    for question in load_quiz(path).questions:
+        hint = " ".join(question.hint.split())
+        assert hint, question.id
+        assert hint != " ".join(question.explanation.split()), question.id
+        first_sentence = " ".join(question.explanation.split(". ")[0].split())
+        assert first_sentence not in hint, f"{question.id}: the hint repeats the explanation"
+        assert not re.search(r"\b(?:choice|answer|option)\s+[A-Z]\b|\(\s*[A-Z]\s*\)", hint), question.id
+        if question.kind == "choice":
+            right = " ".join(question.choices[question.answer].split())
+            assert right not in hint, f"{question.id}: the hint quotes the right choice"
+        else:
+            lines = [line.strip() for line in question.answer.splitlines() if len(line.strip()) > 15]
+            assert not [line for line in lines if line in hint], f"{question.id}: the hint holds the answer's code"
