@@ -570,7 +570,8 @@ assert after_success == "200, then the next request on the same connection got 2
 #
 # The cell below lets that happen. `shows_error(ValueError)` (from the course's helpers) catches
 # the error it expects, shows its type, message and the lines that matter, folds the full
-# traceback (about 300 lines) underneath, and lets the notebook go on: the cells below still run.
+# traceback (dozens of frames, through Starlette and AnyIO) underneath, and lets the notebook go on:
+# the cells below still run.
 
 # %%
 with shows_error(ValueError) as raised, TestClient(app) as test_client:

@@ -81,7 +81,8 @@ def _feedback(assignment: Assignment, result: LearnerResult) -> str:
         lines += ["Notes on your notebook:", "", *(f"- {note}" for note in result.notes), ""]
     lines += ["| Question | Score | |", "|---|---|---|"]
     for item in result.items:
-        mark = "✅" if item.passed else "❌" if item.score == 0 else "partial"
+        # Words, not emoji: a reader without an emoji font would see empty boxes.
+        mark = "passed" if item.passed else "failed" if item.score == 0 else "partial"
         lines.append(f"| {item.grade_id} | {_number(item.score)} / {_number(item.points)} | {mark} |")
     lines.append("")
     for item in result.items:

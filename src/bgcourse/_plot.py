@@ -135,7 +135,8 @@ def plot_timeline(events: Sequence[Event], title: str | None = None) -> Figure:
     axes.set_yticks(range(len(lanes)), list(reversed(lanes)))
     axes.set_xlabel("seconds since the first event")
     span = end if end > 0 else 1
-    axes.set_xlim(left=-0.02 * span, right=span * 1.25)  # a margin: marks at 0 are not cut in half
+    # Margins: marks at 0 are not cut in half, and a thread's name after the last bar fits.
+    axes.set_xlim(left=-0.02 * span, right=span * 1.4)
     axes.grid(axis="x", alpha=0.3)
     figure.legend(loc="outside lower center", ncol=3, fontsize=8, frameon=False)
     if title:

@@ -11,7 +11,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["LoggedError", "ShownError", "logged_errors", "shows_error"]
+__all__ = ["IN_NOTEBOOK", "LoggedError", "ShownError", "logged_errors", "shows_error"]
+
+IN_NOTEBOOK = "this notebook"  # where code typed into a cell is said to be
 
 
 @dataclass(frozen=True)
@@ -20,14 +22,15 @@ class LoggedError:
 
     type: str  # "RuntimeError"
     message: str  # "No response returned."
-    file: str  # the innermost frame's file, from its package folder on: "starlette/middleware/base.py"
+    file: str  # the innermost frame's file, from its package folder on ("starlette/middleware/base.py"), or IN_NOTEBOOK
     line: int
     function: str  # the innermost frame's function
 
     def __str__(self) -> str:
         """The first line of the message (some run to many lines) and where the exception was raised."""
         first_line = self.message.splitlines()[0] if self.message else ""
-        return f"{self.type}: {first_line}\n    raised in {self.file}:{self.line}, in {self.function}"
+        where = f"{self.file}, line {self.line}" if self.file == IN_NOTEBOOK else f"{self.file}:{self.line}"
+        return f"{self.type}: {first_line}\n    raised in {where}, in {self.function}"
 
 
 def logged_errors(records: list[logging.LogRecord]) -> list[LoggedError]:
@@ -60,7 +63,12 @@ def logged_errors(records: list[logging.LogRecord]) -> list[LoggedError]:
 
 
 def _shorten(filename: str) -> str:
-    """``.../site-packages/starlette/middleware/base.py`` -> ``starlette/middleware/base.py``."""
+    """``.../site-packages/starlette/middleware/base.py`` -> ``starlette/middleware/base.py``.
+
+    A notebook cell's code (a temporary file of ipykernel's) is "this notebook".
+    """
+    if _in_notebook(filename):
+        return IN_NOTEBOOK
     path = Path(filename)
     roots = [Path(entry) for entry in sys.path if entry and path.is_relative_to(entry)]
     return path.relative_to(max(roots, key=lambda root: len(root.parts))).as_posix() if roots else filename
@@ -142,6 +150,6 @@ def _in_notebook(filename: str) -> bool:
 
 
 def _where(frame: traceback.FrameSummary) -> str:
-    place = "this notebook" if _in_notebook(frame.filename) else _shorten(frame.filename)
+    place = _shorten(frame.filename)
     code = f": {frame.line.strip()}" if frame.line else ""
     return f"{place}, line {frame.lineno}, in {frame.name}{code}"
