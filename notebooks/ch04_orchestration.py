@@ -1139,7 +1139,10 @@ for strategy in strategies:  # concurrent: every part began before the first one
 timeline.plot("one failing part: TaskGroup cancels the rest, gather lets them finish")
 
 # %% [markdown]
-# In the picture, the `TaskGroup` bars all stop at 0.1 s; the `gather` bars run to about 0.3 s. Only
+# In the picture, the `TaskGroup` bars all stop at 0.1 s: the failing e-mail part in red and
+# cross-hatched, the two parts it cancelled in grey and striped. With either `gather`, the e-mail
+# part fails at 0.1 s just the same (red), and the other two run on to about 0.3 s (orange: they
+# finished). Only
 # `gather(return_exceptions=True)` ended its background task normally; the two others raised,
 # so uvicorn logged them and any later task of their request would have been skipped.
 #

@@ -13,7 +13,9 @@ from bgcourse._timeline import (
     REQUEST_SENT,
     RESPONSE_RECEIVED,
     RESPONSE_SENT,
+    TASK_CANCELLED,
     TASK_END,
+    TASK_RAISED,
     TASK_START,
     Event,
 )
@@ -21,8 +23,14 @@ from bgcourse._timeline import (
 __all__ = ["NotebookFigure", "plot_timeline"]
 
 _REQUEST_COLOUR = "#4c72b0"
-_TASK_COLOUR = "#dd8452"
-_FAILED_COLOUR = "#c44e52"
+# How a task's bar looks, by how it ended: (colour, hatch, legend text). Hatching as well as
+# colour, so that the kinds differ for a reader who does not tell red from orange.
+_TASK_LOOKS = {
+    TASK_END: ("#dd8452", "", "background task runs"),
+    TASK_RAISED: ("#c44e52", "xx", "task that raised"),
+    TASK_CANCELLED: ("#8c8c8c", "//", "task that was cancelled"),
+    "running": ("#f0c9a8", "..", "task still running when drawn"),
+}
 # The server's two moments are often a fraction of a millisecond apart, so they would hide each
 # other at one point: "received" sits on the bar's top edge, "sent" on its bottom edge, each with a
 # shape and colour of its own.  (marker, colour, offset from the lane's centre, legend text)
@@ -109,9 +117,11 @@ def plot_timeline(events: Sequence[Event], title: str | None = None) -> Figure:
             start_event = by_kind[TASK_START]
             stop_event = by_kind.get(TASK_END)
             finish = stop_event.seconds if stop_event is not None else end
-            colour = _TASK_COLOUR if stop_event is not None else _FAILED_COLOUR
-            kind = "task" if stop_event is not None else "unfinished task"
-            text = "background task runs" if stop_event is not None else "task with no end (raised, or still running)"
+            if stop_event is None:
+                kind = "running"
+            else:
+                kind = next((what for what in (TASK_RAISED, TASK_CANCELLED) if what in by_kind), TASK_END)
+            colour, hatch, text = _TASK_LOOKS[kind]
             label = None if kind in used_labels else text
             used_labels.add(kind)
             axes.barh(
@@ -121,6 +131,8 @@ def plot_timeline(events: Sequence[Event], title: str | None = None) -> Figure:
                 height=0.5,
                 color=colour,
                 alpha=0.85,
+                hatch=hatch,
+                edgecolor="white" if hatch else None,
                 label=label,
             )
             axes.annotate(

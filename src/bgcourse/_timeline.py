@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import threading
@@ -31,6 +32,10 @@ RESPONSE_SENT = "response sent"
 RESPONSE_RECEIVED = "response received"
 TASK_START = "task start"
 TASK_END = "task end"
+# Recorded just before "task end" when a task did not return: so that a picture can tell a task
+# that raised, or was cancelled, from one that finished ("task end" is there in every case).
+TASK_RAISED = "task raised"
+TASK_CANCELLED = "task cancelled"
 
 
 @dataclass(frozen=True)
@@ -96,7 +101,8 @@ class Timeline:
 
         An ``async def`` function stays a coroutine function and a ``def`` function stays a plain
         function, so Starlette still runs the first on the event loop and the second in a thread.
-        The end is recorded even when the task raises.
+        The end is recorded even when the task raises; then "task raised" (or, for a cancelled
+        coroutine, "task cancelled") is recorded just before it.
         """
         if inspect.iscoroutinefunction(func):
             async_func = cast(Callable[P, Awaitable[Any]], func)
@@ -106,6 +112,9 @@ class Timeline:
                 self.record(lane, TASK_START)
                 try:
                     return await async_func(*args, **kwargs)
+                except BaseException as error:
+                    self.record(lane, TASK_CANCELLED if isinstance(error, asyncio.CancelledError) else TASK_RAISED)
+                    raise
                 finally:
                     self.record(lane, TASK_END)
 
@@ -116,6 +125,9 @@ class Timeline:
             self.record(lane, TASK_START)
             try:
                 return func(*args, **kwargs)
+            except BaseException:
+                self.record(lane, TASK_RAISED)
+                raise
             finally:
                 self.record(lane, TASK_END)
 

@@ -12,7 +12,16 @@ import pytest
 from fastapi import BackgroundTasks, FastAPI
 
 from bgcourse import Event, NotebookFigure, Timeline, TimelineMiddleware, plot_timeline, serve
-from bgcourse._timeline import REQUEST_RECEIVED, REQUEST_SENT, RESPONSE_RECEIVED, RESPONSE_SENT, TASK_END, TASK_START
+from bgcourse._timeline import (
+    REQUEST_RECEIVED,
+    REQUEST_SENT,
+    RESPONSE_RECEIVED,
+    RESPONSE_SENT,
+    TASK_CANCELLED,
+    TASK_END,
+    TASK_RAISED,
+    TASK_START,
+)
 
 pytestmark = pytest.mark.usefixtures("no_leftover_threads")
 
@@ -80,8 +89,26 @@ def test_track_keeps_a_function_sync_or_async_and_records_failures() -> None:
         ("x", "task start"),
         ("x", "task end"),
         ("y", "task start"),
+        ("y", "task raised"),
         ("y", "task end"),
     ]
+
+
+def test_track_records_a_cancelled_coroutine_as_cancelled() -> None:
+    timeline = Timeline()
+
+    async def forever() -> None:
+        await asyncio.Event().wait()
+
+    async def cancel_it() -> None:
+        task = asyncio.create_task(timeline.track("z", forever)())
+        await asyncio.sleep(0)  # let it start
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(cancel_it())
+    assert [event.what for event in timeline.events] == ["task start", "task cancelled", "task end"]
 
 
 def test_requests_without_a_lane_header_get_method_and_path() -> None:
@@ -130,7 +157,13 @@ def test_every_mark_is_in_the_legend_and_the_servers_two_moments_never_coincide(
         Event(0.0030, "POST /x", RESPONSE_RECEIVED, "MainThread"),
         Event(0.0020, "task ok", TASK_START, "uvicorn"),
         Event(1.0, "task ok", TASK_END, "uvicorn"),
-        Event(0.0020, "task raised", TASK_START, "AnyIO worker thread"),
+        Event(0.0020, "task failed", TASK_START, "AnyIO worker thread"),
+        Event(0.1, "task failed", TASK_RAISED, "AnyIO worker thread"),
+        Event(0.1, "task failed", TASK_END, "AnyIO worker thread"),
+        Event(0.0020, "task cancelled", TASK_START, "uvicorn"),
+        Event(0.1, "task cancelled", TASK_CANCELLED, "uvicorn"),
+        Event(0.1, "task cancelled", TASK_END, "uvicorn"),
+        Event(0.5, "task running", TASK_START, "uvicorn"),
     ]
     figure = plot_timeline(events)
     axes = figure.axes[0]
@@ -142,9 +175,14 @@ def test_every_mark_is_in_the_legend_and_the_servers_two_moments_never_coincide(
             "server sent response",
             "client has the response",
             "background task runs",
-            "task with no end (raised, or still running)",
+            "task that raised",
+            "task that was cancelled",
+            "task still running when drawn",
         ]
     )
+    labelled = [bars for bars in axes.containers if not str(bars.get_label()).startswith("_")]
+    colours = {str(bars.patches[0].get_facecolor()) for bars in labelled}  # type: ignore[attr-defined]
+    assert len(labelled) == len(colours) == 5, "the request and each kind of task bar have a colour of their own"
     marks = {str(line.get_label()): line for line in axes.get_lines() if not str(line.get_label()).startswith("_")}
     received, sent = marks["server received request"], marks["server sent response"]
     assert received.get_marker() != sent.get_marker()
