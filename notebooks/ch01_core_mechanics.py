@@ -70,7 +70,9 @@ print(f"{'python':10} {platform.python_version()}")
 # - `load_quiz(...)`: the quiz at the end of the chapter.
 
 # %%
+import fastapi.background
 import httpx
+import starlette.background
 from fastapi import BackgroundTasks, Depends, FastAPI
 from fastapi.testclient import TestClient
 from tqdm.auto import tqdm
@@ -81,7 +83,9 @@ from bgcourse import Timeline, TimelineMiddleware, capture_logs, load_quiz, serv
 # ## 1. The response leaves first, then the task runs
 #
 # An endpoint adds a task with `background_tasks.add_task(func, *args)` and returns. The task
-# does not run yet: FastAPI attaches the task list to the response, and Starlette's
+# does not run yet: FastAPI attaches the task list to the response (`fastapi/routing.py`, and
+# only if that response has no `background` of its own: chapter 4, section 9 shows what happens
+# to the tasks otherwise), and Starlette's
 # `Response.__call__` (in `starlette/responses.py`) first sends the status line, the headers and
 # the whole body, then awaits the tasks. So:
 #
@@ -174,7 +178,10 @@ for kind in ("async", "def"):
 #
 # ## 2. The tasks of one request run one after another, in the order added
 #
-# `BackgroundTasks.__call__` is a plain loop: `for task in self.tasks: await task()`.
+# The object an endpoint receives is FastAPI's `fastapi.background.BackgroundTasks`, a subclass
+# of Starlette's (section 5 checks its class). In the pinned FastAPI 0.163.2 its `__call__`
+# (`fastapi/background.py`) is a plain loop, `for task in self.tasks: await task()`, with each
+# call inside FastAPI's telemetry `_operation`, which does nothing unless tracing is set up.
 #
 # **Fact 2.1.** Each task starts only after the previous one has ended, in the order of the
 # `add_task` calls, whether the tasks are `def` or `async def`.
@@ -379,6 +386,7 @@ assert timeline.at(ping_lane["def"], "response sent") < timeline.at("def task", 
 app = FastAPI()
 seen: list[tuple[str, int, int]] = []  # (who, request number, id of the object)
 ran: list[str] = []
+kinds: set[type] = set()  # the class of the object the endpoint received
 
 
 def sub_dependency(request_number: int, background_tasks: BackgroundTasks) -> None:
@@ -396,6 +404,7 @@ def dependency(
 @app.get("/shared/{request_number}", dependencies=[Depends(dependency)])
 def shared(request_number: int, background_tasks: BackgroundTasks) -> dict[str, int]:
     seen.append(("endpoint", request_number, id(background_tasks)))
+    kinds.add(type(background_tasks))
     background_tasks.add_task(ran.append, f"endpoint task, request {request_number}")
     return {"tasks": len(background_tasks.tasks)}
 
@@ -407,6 +416,10 @@ with serve(app) as url, httpx.Client(base_url=url) as client:
 for who, request_number, object_id in seen:
     print(f"request {request_number}: {who:14} got BackgroundTasks object {object_id:#x}")
 print(*ran, sep="\n")
+(kind,) = kinds
+print(f"its class: {kind.__module__}.{kind.__qualname__}, a subclass of {kind.__mro__[1].__module__}.BackgroundTasks")
+assert kind is fastapi.background.BackgroundTasks
+assert issubclass(kind, starlette.background.BackgroundTasks)
 ids = {request_number: {object_id for _, number, object_id in seen if number == request_number} for request_number in (1, 2)}
 assert len(ids[1]) == 1 and len(ids[2]) == 1, "one object per request"
 assert first == second == {"tasks": 3}
@@ -589,6 +602,28 @@ print(quiet.status_code, quiet.json())
 assert quiet.status_code == 200
 
 # %% [markdown]
+# `httpx.ASGITransport` behaves the same way: it calls the app directly and re-raises what the
+# app raised, a task's exception included, unless it is created with `raise_app_exceptions=False`.
+#
+# **Fact 7.3.** Through `httpx.ASGITransport`, the same request raises the task's `ValueError`;
+# with `raise_app_exceptions=False` it returns the `200`.
+
+
+# %%
+async def post_fragile_in_process(raise_app_exceptions: bool) -> httpx.Response:
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=raise_app_exceptions)
+    async with httpx.AsyncClient(transport=transport, base_url="http://in-process") as client:
+        return await client.post("/fragile")
+
+
+with shows_error(ValueError) as raised:
+    await post_fragile_in_process(raise_app_exceptions=True)
+quiet = await post_fragile_in_process(raise_app_exceptions=False)
+print("raise_app_exceptions=False:", quiet.status_code, quiet.json())
+assert str(raised) == "ValueError: second could not reach the mail server"
+assert quiet.status_code == 200
+
+# %% [markdown]
 # ## 8. Why a server in a thread, and what `nest_asyncio` can and cannot do
 #
 # `uvicorn.run(app)` starts an event loop and runs the server on it until you stop it. A Jupyter
@@ -597,9 +632,13 @@ assert quiet.status_code == 200
 #
 # **Fact 8.1.** `uvicorn.run(app)` in a notebook cell fails at once. The message depends on the
 # Python version, because uvicorn 0.54 starts its loop with `asyncio.Runner` on Python 3.11 and
-# with `asyncio.run(..., loop_factory=...)` on 3.12 and later (`uvicorn/_compat.py`); on 3.11
-# it is `RuntimeError: Cannot run the event loop while another loop is running`, on 3.12 and
-# 3.13 `RuntimeError: asyncio.run() cannot be called from a running event loop`.
+# with `asyncio.run(..., loop_factory=...)` on 3.12 and later (`uvicorn/_compat.py`). On 3.12
+# and 3.13 it is `RuntimeError: asyncio.run() cannot be called from a running event loop`. On
+# 3.11 the error that reaches you, `RuntimeError: Cannot run the event loop while another loop is
+# running`, is the second one: `Runner.run()` refused first ("Runner.run() cannot be called from a
+# running event loop"), then leaving the `with asyncio.Runner()` block called `Runner.close()`,
+# which runs the loop once more to shut it down, and failed too. The first error survives only as
+# the second one's `__context__`; the cell prints both.
 #
 # The failed start also leaves coroutines behind that never ran, and Python warns about each
 # (`RuntimeWarning: coroutine 'Server.serve' was never awaited`) whenever it gets round to
@@ -610,6 +649,8 @@ assert quiet.status_code == 200
 # a few seconds; the progress bar shows it at work.
 
 # %%
+import sys
+
 from bgcourse import run_in_fresh_kernel
 
 with tqdm(total=1, desc="uvicorn.run in a fresh kernel") as progress:
@@ -622,6 +663,8 @@ with warnings.catch_warnings(record=True) as caught:
         uvicorn.run(FastAPI(), host="127.0.0.1", port=0, log_config=None)
     except RuntimeError as error:
         print(f"{type(error).__name__}: {error}")
+        if error.__context__ is not None:  # Python 3.11: the error that came first
+            print(f"  raised while handling {type(error.__context__).__name__}: {error.__context__}")
     gc.collect()  # collect what the failed start left behind, so its warnings show here
 for warning in caught:
     print(f"{warning.category.__name__}: {warning.message}")
@@ -629,8 +672,14 @@ for warning in caught:
     )
     progress.update()
 print(uvicorn_in_a_cell.output)
-assert uvicorn_in_a_cell.output.startswith("RuntimeError: ")
 assert "coroutine 'Server.serve' was never awaited" in uvicorn_in_a_cell.output
+if sys.version_info < (3, 12):
+    assert uvicorn_in_a_cell.output.startswith(
+        "RuntimeError: Cannot run the event loop while another loop is running\n"
+        "  raised while handling RuntimeError: Runner.run() cannot be called from a running event loop\n"
+    )
+else:
+    assert uvicorn_in_a_cell.output.startswith("RuntimeError: asyncio.run() cannot be called from a running event loop\n")
 
 # %% [markdown]
 # `serve(app)` avoids all this by running the server on a thread of its own, which has its own
