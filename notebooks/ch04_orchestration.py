@@ -412,7 +412,12 @@ assert not mirror.error
 # - `@functools.wraps(func)`: the task keeps its name, docstring and signature;
 # - an `async def` function is awaited; any other function is sent to the thread pool with
 #   `starlette.concurrency.run_in_threadpool`, the very function Starlette's `BackgroundTask`
-#   uses for `def` tasks (it calls `anyio.to_thread.run_sync`), so the event loop stays free;
+#   uses for `def` tasks (it calls `anyio.to_thread.run_sync`), so the event loop stays free.
+#   "Async" is decided as Starlette decides it (`is_async_callable` in `starlette/_utils.py`): a
+#   coroutine function, a `functools.partial` of one, or an object whose `__call__` is one.
+#   `inspect.iscoroutinefunction` sees through a partial too, but says no to such an object, and
+#   the wrapper would send it to a thread, where calling it only makes a coroutine that nobody
+#   awaits;
 # - a failure is logged with `logger.exception`, which attaches the traceback, and re-raised, so
 #   that the request's later tasks are skipped as they would be without the decorator (section 3;
 #   chapter 1's exercise 1.3, `keep_going`, is the variant that lets them run);
@@ -428,14 +433,21 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+def is_async_callable(func: object) -> bool:
+    """As Starlette decides it (starlette/_utils.py): unwrap partials, then look at the function or its __call__."""
+    while isinstance(func, functools.partial):
+        func = func.func
+    return inspect.iscoroutinefunction(func) or (callable(func) and inspect.iscoroutinefunction(func.__call__))
+
+
 @overload
 def monitored(func: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]: ...
 @overload
 def monitored(func: Callable[P, R]) -> Callable[P, Awaitable[R]]: ...
 def monitored(func: Callable[P, Any]) -> Callable[P, Awaitable[Any]]:
     """Log a task's start, end and failure (with the traceback); run it where it belongs."""
-    name = func.__qualname__
-    is_async = inspect.iscoroutinefunction(func)
+    name = getattr(func, "__qualname__", type(func).__qualname__)
+    is_async = is_async_callable(func)
 
     @functools.wraps(func)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
@@ -459,7 +471,9 @@ def monitored(func: Callable[P, Any]) -> Callable[P, Awaitable[Any]]:
 # **Fact 2.1.** With `monitored`, the `def` task of section 1 runs on an AnyIO worker thread and
 # `/ping` is answered while it runs; the log names the task and says it finished; the task's
 # name and signature are its own; an `async def` task is still awaited on the event loop, and a
-# return value comes back unchanged.
+# return value comes back unchanged. So are a `functools.partial` of an `async def` function and
+# an object with an `async def __call__`; `inspect.iscoroutinefunction` recognises the first, not
+# the second.
 
 # %%
 timeline = Timeline()
@@ -505,6 +519,22 @@ wrapped = monitored(build_report)
 print(f"monitored(build_report): __name__={wrapped.__name__!r}, signature={inspect.signature(wrapped)}")
 pages = await monitored(count_pages)("monthly")
 print(f"awaiting monitored(count_pages) directly returns {pages}")
+
+
+class PageCounter:
+    async def __call__(self, kind: str) -> int:
+        return await count_pages(kind)
+
+
+seen_as_async = {
+    type(odd_one).__name__: (inspect.iscoroutinefunction(odd_one), is_async_callable(odd_one))
+    for odd_one in (functools.partial(count_pages, "monthly"), PageCounter())
+}
+for kind, (by_inspect, by_starlette) in seen_as_async.items():
+    print(f"{kind:11} inspect.iscoroutinefunction: {by_inspect!s:5}  is_async_callable: {by_starlette}")
+assert seen_as_async == {"partial": (True, True), "PageCounter": (False, True)}
+assert await monitored(functools.partial(count_pages, "monthly"))() == 12  # awaited on the loop, not a coroutine
+assert await monitored(PageCounter())("monthly") == 12
 assert ahead > 0, "/ping was answered while build_report still ran"
 assert timeline.find("monitored(build_report)", "task start").thread.startswith("uvicorn-")  # the wrapper
 assert [r.getMessage().split(" in ")[0] for r in records] == [
@@ -568,7 +598,9 @@ import tempfile
 import typing
 from pathlib import Path
 
-MONITORED_SOURCE = "".join(inspect.getsource(f) for f in [*typing.get_overloads(monitored), monitored])
+MONITORED_SOURCE = "".join(
+    inspect.getsource(f) for f in [is_async_callable, *typing.get_overloads(monitored), monitored]
+)
 HEADER = """\
 from __future__ import annotations
 import functools, inspect, logging, time
@@ -956,8 +988,13 @@ assert all(len(requests_for(order_id)) == 2 for order_id in variants)
 # each result on. A `def` step inside an `async def` chain goes to the thread pool with
 # `run_in_threadpool`, as `monitored` does.
 #
-# **Fact 6.1.** A chain `fetch_upload → summarise (def, CPU work) → store_summary` passes each
+# **Fact 6.1.** A chain `fetch_upload → summarise (def, blocking) → store_summary` passes each
 # result to the next step; the steps run one after another, the `def` step on a worker thread.
+#
+# (`summarise` stands in for a blocking call, such as a synchronous client library, with
+# `time.sleep`, which releases the GIL while it waits. Real CPU work holds the GIL, so worker
+# threads never run more than one piece of it at a time: it belongs in a process pool, as
+# chapter 5, section 5 shows.)
 
 # %%
 timeline = Timeline()
@@ -970,7 +1007,7 @@ async def fetch_upload(upload_id: str) -> str:
 
 
 def summarise(text: str) -> str:
-    time.sleep(0.05)  # CPU-bound work: keep it off the event loop
+    time.sleep(0.05)  # a blocking call (a synchronous library): keep it off the event loop
     return f"{len(text.split())} words, starts: {text[:27]!r}"
 
 
