@@ -626,7 +626,10 @@ assert "ada" not in server_log[0].getMessage() + "".join(traceback.format_except
 # greet, the default `aiosmtplib.send` waits the whole second and delivers; with `timeout=0.3`
 # it gives up after 0.3 s, before the greeting, with `SMTPConnectTimeoutError`. `smtplib` with
 # `timeout=0.3` gives up as fast, but reports it as `SMTPServerDisconnected`, which is *not* a
-# `TimeoutError`: remember that when you choose which errors to retry.
+# `TimeoutError`. That is the slow greeting. A connection that cannot be made in time at all
+# (a firewall that drops the packets) ends differently: `smtplib` connects with
+# `socket.create_connection` (in `smtplib.SMTP._get_socket`), whose timeout is a plain
+# `TimeoutError`. Remember both when you choose which errors to retry.
 
 # %%
 aiosmtplib_default = inspect.signature(aiosmtplib.send).parameters["timeout"].default
@@ -665,6 +668,11 @@ assert not issubclass(smtplib.SMTPServerDisconnected, TimeoutError)
 # Each timed-out attempt waited its 0.3 s, and gave up well before the default one got its greeting.
 for how in ("aiosmtplib, timeout=0.3", "smtplib, timeout=0.3"):
     assert 0.25 < outcomes[how][1] < outcomes["aiosmtplib, default timeout"][1], (how, outcomes[how])
+# How smtplib makes the connection itself, and what that call's timeout raises:
+connect_line = next(line.strip() for line in inspect.getsource(smtplib.SMTP._get_socket).splitlines()
+                    if "create_connection" in line)
+print(f"smtplib.SMTP._get_socket: {connect_line}; socket.timeout is TimeoutError: {socket.timeout is TimeoutError}")
+assert connect_line.startswith("return socket.create_connection(") and socket.timeout is TimeoutError
 
 # %% [markdown]
 # The fix has three parts, each a few lines:
@@ -841,8 +849,8 @@ checks.ex01(app, settings, audit_log)
 # - does not block the event loop (which kind of function must it be?);
 # - gives up on a connection after 0.5 s (`timeout=0.5`);
 # - makes at most 3 attempts in all, 0.05 s apart, using `tenacity`, when the server refuses
-#   (`smtplib.SMTPConnectError`), cannot be reached (`ConnectionError`) or times out (see
-#   Fact 6.2 for how `smtplib` reports a timeout);
+#   (`smtplib.SMTPConnectError`), cannot be reached (`ConnectionError`) or times out (a slow
+#   greeting and a connection that cannot be made in time are reported differently: Fact 6.2);
 # - if the last attempt fails, logs it with the traceback on the logger named `"mail"`, naming
 #   the address, and returns normally.
 #

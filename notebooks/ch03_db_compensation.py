@@ -747,10 +747,11 @@ assert task_saw == {
 assert totals == {"taken": 2, "returned": 1} and still_taken == 1
 
 # %% [markdown]
-# In a real app every such request leaks one connection until the garbage collector finds the
-# session; the pool (5 connections, plus 10 overflow, by default) runs dry under load, and
-# requests start to wait for connections. Here the app's lifespan closed the sessions, so nothing
-# leaked out of the cell.
+# The connection stays taken until someone commits, rolls back or closes that session. A task
+# that does none of these, like this one, leaves it to the garbage collector; in a real app every
+# such request holds one connection until then, and enough of them at once would take all of the
+# pool's (5, plus 10 overflow, by default). This cell shows the one connection left taken, not an
+# exhausted pool. Here the app's lifespan closed the sessions, so nothing leaked out of the cell.
 #
 # **Fact 8.2.** With the default scope on FastAPI 0.163, the task gets the request's session
 # still open, and it works. But the request's connection stays taken for as long as the task
@@ -1277,10 +1278,13 @@ quiz.check("q06", schedule_removal)
 # - The exit code of a dependency with `yield` has run after the tasks (before 0.106), before
 #   the response (0.106 to 0.117), and after the response and the tasks (0.118 and later, by
 #   default; `scope="function"` since 0.121 for the early exit) (section 7).
-# - A task that uses the request's session meets a closed session that quietly takes a new
-#   connection nobody returns, or an open one that holds the request's connection and delays its
-#   commit; the request's ORM objects fail with `MissingGreenlet` or `DetachedInstanceError`; a
-#   shared global session fails under concurrency (section 8).
+# - A task that uses the request's session meets either a closed session, which quietly begins a
+#   new transaction on a new connection that stays taken until the session is committed, rolled
+#   back or closed (or collected), or an open one that holds the request's connection and delays
+#   its commit. Expired or not-yet-loaded attributes of the request's ORM objects fail with
+#   `MissingGreenlet` or `DetachedInstanceError` (with `expire_on_commit=False`, the values loaded
+#   before the commit can still be read); a shared global session fails under concurrency
+#   (section 8).
 # - So: pass ids, and open a session in the task with `async_sessionmaker` (section 9).
 #
 # Next: chapter 4 orchestrates several tasks: order, retries, and what to do when one fails.

@@ -104,7 +104,8 @@ from bgcourse import capture_logs, find_in_source, load_quiz, logged_errors, run
 #
 # A widely shared explanation says that `RuntimeError: No response returned.` comes from
 # returning a response object from a background task. Let us do exactly that, and behind an
-# `@app.middleware("http")`, since (section 2 shows why) every app that meets the message has one.
+# `@app.middleware("http")`, since (section 2 shows why) every app that meets the message has a
+# `BaseHTTPMiddleware`, and that decorator is the commonest way to get one.
 #
 # **Fact 6.1.** A background task that returns a `JSONResponse` changes nothing: the client gets
 # the endpoint's response, the task's response goes nowhere, and the server logs no error.
@@ -191,8 +192,10 @@ assert run_the_app.function == f"{origin.function}.<locals>.coro" and end_of_str
 # %% [markdown]
 # So the message means: **the app inside a `BaseHTTPMiddleware` finished without sending
 # `http.response.start`, and without raising.** Which middleware is a `BaseHTTPMiddleware`? Every
-# `@app.middleware("http")`: FastAPI's decorator (`FastAPI.middleware`, in
-# `fastapi/applications.py`) registers the function as the `dispatch` of a `BaseHTTPMiddleware`.
+# class that subclasses `starlette.middleware.base.BaseHTTPMiddleware` (many third-party
+# middlewares do), and every `@app.middleware("http")`: FastAPI's decorator
+# (`FastAPI.middleware`, in `fastapi/applications.py`) registers the function as the `dispatch`
+# of a `BaseHTTPMiddleware`. What follows holds for both.
 #
 # **Fact 6.4.** The app of section 1 has one `BaseHTTPMiddleware`, made from `add_timing_header`.
 
