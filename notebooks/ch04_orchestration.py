@@ -752,8 +752,11 @@ assert records[-1].levelno == logging.ERROR
 #   the task (and the server's shutdown) waiting for ever;
 # - `wait=wait_exponential(multiplier=0.05, max=1)`: wait 0.05 s, 0.1 s, 0.2 s... between
 #   attempts (kept small here so that the notebook is fast; seconds are usual in production);
-# - `retry=retry_if_exception_type(httpx.HTTPError)`: retry what a retry can cure (connection
-#   errors, and error statuses once `raise_for_status()` turns them into exceptions), not bugs;
+# - `retry=retry_if_exception(worth_retrying)`: retry only what another attempt can cure: a
+#   request or an answer that did not get through (httpx's timeouts, network errors, a server
+#   that hung up), a `5xx`, and `429 Too Many Requests`, once `raise_for_status()` has turned the
+#   status into an exception. Not the other `4xx`: the service understood the request and refused
+#   it (a declined card, a malformed order), and it will refuse it again (Fact 4.3);
 # - `before_sleep=before_sleep_log(logger, logging.WARNING)`: one log line per retry;
 # - `reraise=True`: after the last attempt, raise the last error itself rather than tenacity's
 #   `RetryError`.
@@ -765,11 +768,19 @@ assert records[-1].levelno == logging.ERROR
 # The service to retry against is a small payment provider, a FastAPI app on a second real
 # server. Two dictionaries script its bad days: `outage[order]` refuses that many requests with
 # `503` before doing anything; `lost_answers[order]` charges the card and then answers `504`
-# that many times, as a gateway does when the answer times out on its way back. It honours an
-# `Idempotency-Key` header, as real payment APIs do (section 5).
+# that many times, as a gateway does when the answer times out on its way back; an order in
+# `declined` gets `402 Payment Required`, the card declined. It honours an `Idempotency-Key`
+# header, as real payment APIs do (section 5).
 
 # %%
-from tenacity import before_sleep_log, retry, retry_if_exception_type, stop_after_attempt, wait_exponential
+from tenacity import (
+    before_sleep_log,
+    retry,
+    retry_if_exception,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+)
 
 provider = FastAPI()
 provider_requests: list[tuple[float, str, str | None]] = []  # (when, order, idempotency key)
@@ -777,6 +788,7 @@ charges: list[str] = []  # one entry per charge made: the order it was for
 charge_for_key: dict[str, int] = {}  # idempotency key -> number of the charge it made
 outage: dict[str, int] = {}
 lost_answers: dict[str, int] = {}
+declined: set[str] = set()
 
 
 @provider.post("/charges")
@@ -788,6 +800,9 @@ async def create_charge(
         outage[order_id] -= 1
         response.status_code = 503
         return {"error": "service unavailable, try again"}
+    if order_id in declined:
+        response.status_code = 402
+        return {"error": "card declined"}
     if idempotency_key is not None and idempotency_key in charge_for_key:
         return {"charge": charge_for_key[idempotency_key], "replayed": "yes"}
     charges.append(order_id)
@@ -800,10 +815,19 @@ async def create_charge(
     return {"charge": len(charges), "amount": amount}
 
 
+def worth_retrying(error: BaseException) -> bool:
+    """Could another attempt succeed? Yes if the request or its answer did not get through, or the
+    service said "not now" (5xx, 429); no if it understood the request and refused it (other 4xx)."""
+    if isinstance(error, httpx.HTTPStatusError):
+        status = error.response.status_code
+        return status >= 500 or status == 429
+    return isinstance(error, (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError))
+
+
 with_retries = retry(
     stop=stop_after_attempt(4),
     wait=wait_exponential(multiplier=0.05, max=1),
-    retry=retry_if_exception_type(httpx.HTTPError),
+    retry=retry_if_exception(worth_retrying),
     before_sleep=before_sleep_log(logger, logging.WARNING),
     reraise=True,
 )
@@ -886,6 +910,39 @@ assert len(attempts) == 4 and charges.count("order-2") == 0
 assert all(gap >= wait for gap, wait in zip(gaps, (0.05, 0.1, 0.2)))
 assert records[-1].levelname == "ERROR" and isinstance(records[-1].exc_info[1], httpx.HTTPStatusError)
 assert [type(r.exc_info[1]) for r in server_records] == [httpx.HTTPStatusError]
+
+# %% [markdown]
+# **Fact 4.3.** A declined card (`402`) is asked for once with `worth_retrying`, and four times
+# when every `httpx.HTTPError` is retried (which includes every error status once
+# `raise_for_status()` has raised it); either way the task ends with the `402`.
+
+
+# %%
+async def post_charge(provider_url: str, order_id: str) -> None:
+    async with httpx.AsyncClient(base_url=provider_url) as client:
+        response = await client.post("/charges", params={"order_id": order_id, "amount": 100})
+        response.raise_for_status()
+
+
+retry_every_http_error = retry(
+    stop=stop_after_attempt(4),
+    wait=wait_exponential(multiplier=0.05, max=1),
+    retry=retry_if_exception_type(httpx.HTTPError),
+    reraise=True,
+)
+declined.add("order-9")
+asked: dict[str, tuple[int, int]] = {}  # policy -> (requests for order-9, the status it ended with)
+with capture_logs("tasks"), serve(provider) as provider_url:
+    for policy, with_policy in (("every httpx.HTTPError", retry_every_http_error), ("worth_retrying", with_retries)):
+        before = len(requests_for("order-9"))
+        try:
+            await with_policy(post_charge)(provider_url, "order-9")
+        except httpx.HTTPStatusError as error:
+            asked[policy] = (len(requests_for("order-9")) - before, error.response.status_code)
+for policy, (requests_made, status) in asked.items():
+    print(f"retry on {policy:22}: {requests_made} request(s) for the declined card, ended with {status}")
+assert asked == {"every httpx.HTTPError": (4, 402), "worth_retrying": (1, 402)}
+assert charges.count("order-9") == 0
 
 # %% [markdown]
 # The bound matters twice: a task that retries for ever holds its request's later tasks back
@@ -1386,30 +1443,39 @@ assert ran["fix-2"] == [expected[0].format(fix="fix-2"), *expected[1:]]
 # parameters `order_id` and `amount`, the API of section 4's provider (which honours an
 # `Idempotency-Key` header). With `tenacity`:
 #
-# - retry on `httpx.HTTPError` (connection errors, and error statuses raised by
-#   `response.raise_for_status()`), 5 attempts in all (`stop_after_attempt(5)`), waiting 0.05 s,
+# - retry what another attempt can cure, and only that (section 4's `worth_retrying`: httpx's
+#   timeouts and network errors, a server that hung up, and the statuses `5xx` and `429` once
+#   `response.raise_for_status()` has raised them), 5 attempts in all (`stop_after_attempt(5)`), waiting 0.05 s,
 #   0.1 s, 0.2 s and 0.4 s before the 2nd to the 5th (`wait_exponential(multiplier=0.05, max=0.5)`);
 # - log each retry at `WARNING` on the logger `"tasks"`;
 # - after the last attempt, let the error propagate.
 #
 # And make it safe to retry: however the provider fails, each order is charged at most once. The
 # check runs it against a provider that refuses requests, one that loses an answer after
-# charging, and one that stays down.
+# charging, one that stays down, and one that declines the card.
 
 # %% nbgrader={"grade": false, "grade_id": "ex01_answer", "locked": false, "schema_version": 3, "solution": true, "task": false}
 ### BEGIN SOLUTION
 import logging
 
 import httpx
-from tenacity import before_sleep_log, retry, retry_if_exception_type, stop_after_attempt, wait_exponential
+from tenacity import before_sleep_log, retry, retry_if_exception, stop_after_attempt, wait_exponential
 
 logger = logging.getLogger("tasks")
+
+
+def worth_retrying(error: BaseException) -> bool:
+    """A request or answer that did not get through, or "not now" (5xx, 429); never another 4xx."""
+    if isinstance(error, httpx.HTTPStatusError):
+        status = error.response.status_code
+        return status >= 500 or status == 429
+    return isinstance(error, (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError))
 
 
 @retry(
     stop=stop_after_attempt(5),
     wait=wait_exponential(multiplier=0.05, max=0.5),
-    retry=retry_if_exception_type(httpx.HTTPError),
+    retry=retry_if_exception(worth_retrying),
     before_sleep=before_sleep_log(logger, logging.WARNING),
     reraise=True,
 )
@@ -1606,7 +1672,8 @@ quiz.check("q06", respond_with)
 #   tasks, is logged by the server, leaves other requests alone, and is re-raised by `TestClient`
 #   unless `raise_server_exceptions=False` (section 3).
 # - Retry with `tenacity`: bounded (`stop_after_attempt`), with backoff (`wait_exponential`),
-#   only on errors a retry can cure, logged (`before_sleep_log`) (section 4). A retry repeats
+#   only on errors a retry can cure (transport errors, `5xx`, `429`; never a refusal such as
+#   `402`), logged (`before_sleep_log`) (section 4). A retry repeats
 #   the attempt, so the work must be idempotent: one idempotency key per operation, made
 #   outside the retry (section 5).
 # - Chain dependent steps inside one task; fan out independent ones with

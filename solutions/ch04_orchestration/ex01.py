@@ -3,15 +3,23 @@
 import logging
 
 import httpx
-from tenacity import before_sleep_log, retry, retry_if_exception_type, stop_after_attempt, wait_exponential
+from tenacity import before_sleep_log, retry, retry_if_exception, stop_after_attempt, wait_exponential
 
 logger = logging.getLogger("tasks")
+
+
+def worth_retrying(error: BaseException) -> bool:
+    """A request or answer that did not get through, or "not now" (5xx, 429); never another 4xx."""
+    if isinstance(error, httpx.HTTPStatusError):
+        status = error.response.status_code
+        return status >= 500 or status == 429
+    return isinstance(error, (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError))
 
 
 @retry(
     stop=stop_after_attempt(5),
     wait=wait_exponential(multiplier=0.05, max=0.5),
-    retry=retry_if_exception_type(httpx.HTTPError),
+    retry=retry_if_exception(worth_retrying),
     before_sleep=before_sleep_log(logger, logging.WARNING),
     reraise=True,
 )

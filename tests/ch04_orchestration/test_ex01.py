@@ -12,6 +12,7 @@ import pytest
 from tenacity import (
     before_sleep_log,
     retry,
+    retry_if_exception,
     retry_if_exception_type,
     stop_after_attempt,
     wait_exponential,
@@ -31,7 +32,7 @@ def make_charge(key: Callable[[str], str | None], **overrides: Any) -> Charge:
     settings: dict[str, Any] = {
         "stop": stop_after_attempt(5),
         "wait": wait_exponential(multiplier=0.05, max=0.5),
-        "retry": retry_if_exception_type(httpx.HTTPError),
+        "retry": retry_if_exception(ex01.worth_retrying),
         "before_sleep": before_sleep_log(logger, logging.WARNING),
         "reraise": True,
     }
@@ -60,7 +61,7 @@ def test_a_def_task_with_a_sync_client_passes_too() -> None:
     @retry(
         stop=stop_after_attempt(5),
         wait=wait_exponential(multiplier=0.05, max=0.5),
-        retry=retry_if_exception_type(httpx.HTTPError),
+        retry=retry_if_exception(ex01.worth_retrying),
         before_sleep=before_sleep_log(logger, logging.WARNING),
         reraise=True,
     )
@@ -83,6 +84,29 @@ def test_no_retry_is_caught() -> None:
 
     with pytest.raises(AssertionError, match="did not try again"):
         checks.ex01(charge_once)
+
+
+def test_retrying_every_http_error_is_caught() -> None:
+    # Every error status raised by raise_for_status() is an httpx.HTTPError: a declined card too.
+    with pytest.raises(
+        AssertionError, match=r"order D-4: the provider declined the card \(402\) and your task asked 5"
+    ):
+        checks.ex01(make_charge(per_order, retry=retry_if_exception_type(httpx.HTTPError)))
+
+
+def test_the_reference_predicate_sorts_httpx_errors() -> None:
+    request = httpx.Request("POST", "http://provider/charges")
+
+    def status(code: int) -> httpx.HTTPStatusError:
+        return httpx.HTTPStatusError("status", request=request, response=httpx.Response(code, request=request))
+
+    retried = [code for code in (400, 402, 404, 422, 429, 500, 502, 503, 504) if ex01.worth_retrying(status(code))]
+    assert retried == [429, 500, 502, 503, 504]
+    assert ex01.worth_retrying(httpx.ConnectError("refused", request=request))
+    assert ex01.worth_retrying(httpx.ReadTimeout("slow", request=request))
+    assert ex01.worth_retrying(httpx.RemoteProtocolError("hung up", request=request))
+    assert not ex01.worth_retrying(httpx.UnsupportedProtocol("ftp://", request=request))
+    assert not ex01.worth_retrying(ValueError("a bug"))
 
 
 def test_a_retry_without_a_key_is_caught() -> None:

@@ -35,9 +35,10 @@ _SLACK_FACTOR = 5
 class _Provider:
     """The payment provider of the chapter's section 4: it refuses, loses answers, honours keys."""
 
-    def __init__(self, *, outage: dict[str, int], lost_answers: dict[str, int]) -> None:
+    def __init__(self, *, outage: dict[str, int], lost_answers: dict[str, int], declined: frozenset[str]) -> None:
         self.outage = dict(outage)
         self.lost_answers = dict(lost_answers)
+        self.declined = declined
         self.requests: list[tuple[float, str, str | None]] = []  # (when, order, idempotency key)
         self.charges: list[tuple[str, int]] = []  # (order, amount)
         self._charge_for_key: dict[str, int] = {}
@@ -52,6 +53,9 @@ class _Provider:
             self.outage[order_id] -= 1
             response.status_code = 503
             return {"error": "service unavailable, try again"}
+        if order_id in self.declined:
+            response.status_code = 402
+            return {"error": "card declined"}
         if idempotency_key is not None and idempotency_key in self._charge_for_key:
             return {"charge": self._charge_for_key[idempotency_key], "replayed": "yes"}
         self.charges.append((order_id, amount))
@@ -83,8 +87,8 @@ _WAIT_FOR_THE_OTHER_SECONDS = 3.0  # exercise 4.2: how long a slow service waits
 @exercise_check("4.1")
 def ex01(charge_order: Callable[[str, str, int], Any]) -> str:
     """Exercise 4.1: bounded, logged retries with backoff, and exactly one charge per order."""
-    provider = _Provider(outage={"B-2": 2, "C-3": 1000}, lost_answers={"A-1": 1})
-    orders = {"A-1": 1999, "B-2": 500, "C-3": 700}
+    provider = _Provider(outage={"B-2": 2, "C-3": 1000}, lost_answers={"A-1": 1}, declined=frozenset({"D-4"}))
+    orders = {"A-1": 1999, "B-2": 500, "C-3": 700, "D-4": 300}
     outcomes: dict[str, BaseException | None] = {}
 
     async def run(provider_url: str, order_id: str, amount: int) -> None:
@@ -114,8 +118,8 @@ def ex01(charge_order: Callable[[str, str, int], Any]) -> str:
 
     refused = provider.attempts("B-2")
     assert len(refused) > 1, (
-        "order B-2: the provider answered 503 and your task did not try again; retry on httpx.HTTPError, "
-        "and call response.raise_for_status() so that an error status raises"
+        "order B-2: the provider answered 503 and your task did not try again; retry a 5xx (and 429, and "
+        "httpx's timeouts and network errors), and call response.raise_for_status() so that an error status raises"
     )
     assert len(refused) == 3, (
         f"order B-2: the provider refused twice, then would have charged; your task gave up after {len(refused)} "
@@ -132,6 +136,12 @@ def ex01(charge_order: Callable[[str, str, int], Any]) -> str:
         "order C-3: after the last attempt your task returned as if all was well; let the error propagate "
         "(reraise=True) so that the failure is logged"
     )
+    declined = provider.attempts("D-4")
+    assert len(declined) == 1, (
+        f"order D-4: the provider declined the card (402) and your task asked {len(declined)} times; a 4xx other "
+        "than 429 means the request was understood and refused, and it will be refused again: do not retry it"
+    )
+    assert outcomes.get("D-4") is not None, "order D-4: the card was declined and your task returned as if all was well"
     lost = provider.attempts("A-1")
     keys = [key for _, _, key in lost]
     if len(provider.charged("A-1")) > 1:
@@ -159,7 +169,7 @@ def ex01(charge_order: Callable[[str, str, int], Any]) -> str:
         f"order C-3: your task's 5 attempts took {span:.1f} s, more than {_SLACK_FACTOR} times the {asked:.2f} s "
         "of waiting that wait_exponential(multiplier=0.05, max=0.5) asks for: keep the waits that short"
     )
-    retries = len(lost) + len(refused) + len(down) - len(orders)
+    retries = len(lost) + len(refused) + len(down) + len(declined) - len(orders)
     warnings = [record for record in records if record.levelno == logging.WARNING]
     assert len(warnings) == retries, (
         f"your task retried {retries} times and logged {len(warnings)} WARNING lines on the 'tasks' logger; "
