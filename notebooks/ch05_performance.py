@@ -574,16 +574,86 @@ figure
 
 # %% [markdown]
 # Batches help a job that must run on the loop; a job that can run elsewhere (a thread for
-# blocking I/O, a process for CPU work, section 5) should. The same idea works across tasks:
-# one request can add many small tasks instead of one large one, and each ends on its own.
+# blocking I/O, a process for CPU work, section 5) should.
 #
+# Splitting a job into many small tasks of one request does *not* by itself do what batches do.
+# The request's tasks run one after another in one loop, `for task in self.tasks: await task()`
+# (chapter 1, section 2), and awaiting an `async def` task that never awaits anything itself does
+# not give the loop a turn: forty such tasks hold it as long as one task doing all forty pieces.
+# (And a piece that raises skips all the pieces after it, chapter 1, Fact 7.1.) Splitting frees the
+# loop only when each piece gives it a turn: an `async def` piece that awaits (a real I/O call, or
+# `await asyncio.sleep(0)`), or a `def` piece, which Starlette runs on a worker thread while the
+# loop waits for it; or when the pieces are separate requests, or jobs of a queue (chapter 7).
+#
+# **Fact 3.2.** One request adds 40 tasks of 20 ms of CPU work each. A `/ping` sent once the
+# first piece has started is answered only after all 40 when the pieces are `async def` and
+# never await; it is answered while pieces are still left when each piece ends with
+# `await asyncio.sleep(0)`, or when the pieces are `def`.
+
+# %%
+PIECES = 40
+pieces_done: list[int] = [0]
+first_piece_started = threading.Event()
+all_pieces_done = threading.Event()
+
+
+def piece_of_work() -> None:
+    first_piece_started.set()
+    spin(BATCH_SECONDS)
+    pieces_done[0] += 1
+    if pieces_done[0] == PIECES:
+        all_pieces_done.set()
+
+
+async def async_piece() -> None:
+    piece_of_work()
+
+
+async def async_piece_that_awaits() -> None:
+    piece_of_work()
+    await asyncio.sleep(0)  # give the loop a turn
+
+
+PIECE_KINDS = {"async def, never awaits": async_piece, "async def, awaits": async_piece_that_awaits,
+               "def": piece_of_work}
+app = FastAPI()
+
+
+@app.post("/split/{how}")
+async def split_job(how: str, background_tasks: BackgroundTasks) -> dict[str, int]:
+    for _ in range(PIECES):
+        background_tasks.add_task(PIECE_KINDS[how])
+    return {"pieces": PIECES}
+
+
+@app.get("/ping")
+async def ping() -> dict[str, int]:
+    return {"pieces done": pieces_done[0]}
+
+
+pieces_seen: dict[str, int] = {}  # how -> how many pieces were done when /ping was answered
+for how in PIECE_KINDS:
+    pieces_done[0] = 0
+    first_piece_started.clear()
+    all_pieces_done.clear()
+    with serve(app) as url, httpx.Client(base_url=url, timeout=60) as client:
+        client.post(f"/split/{how}")
+        assert first_piece_started.wait(timeout=60), "the first piece did not start"
+        pieces_seen[how] = client.get("/ping").json()["pieces done"]
+        assert all_pieces_done.wait(timeout=60), "the pieces did not all run"
+for how, seen_done in pieces_seen.items():
+    print(f"pieces {how:24}: /ping answered when {seen_done} of {PIECES} pieces were done")
+assert pieces_seen["async def, never awaits"] == PIECES, "the loop had no turn until every piece was done"
+assert pieces_seen["async def, awaits"] < PIECES and pieces_seen["def"] < PIECES, "the loop had turns in between"
+
+# %% [markdown]
 # The opposite problem: many requests, each starting the same heavy work. Nothing stops 60 of
 # them from taking all 40 thread tokens (section 2). An `asyncio.Semaphore(3)` lets three run
 # and makes the rest wait, *without* holding a token or a thread while they wait. An asyncio
-# primitive belongs to one event loop (Fact 3.3 shows what happens otherwise), so create it
+# primitive belongs to one event loop (Fact 3.4 shows what happens otherwise), so create it
 # when the loop runs, in the lifespan, and keep it on `app.state`.
 #
-# **Fact 3.2.** Nine requests, each adding a task that does 0.25 s of blocking work through
+# **Fact 3.3.** Nine requests, each adding a task that does 0.25 s of blocking work through
 # `run_in_threadpool` under a semaphore of 3 created in the lifespan: never more than 3 run at
 # once, so they finish in three waves, and meanwhile a `def` endpoint is answered while the
 # exports run, because 37 tokens stay free. (As in section 2, the tasks wait for a starting
@@ -661,7 +731,7 @@ timeline.plot("nine exports, at most three at a time")
 # that it refuses every other loop. An app runs on a new event loop each time it is started:
 # here, in a second `serve()`.
 #
-# **Fact 3.3.** A module-level `asyncio.Semaphore` works in the first server. In a second server
+# **Fact 3.4.** A module-level `asyncio.Semaphore` works in the first server. In a second server
 # the first request still gets through, but the first one that has to wait raises
 # `RuntimeError: ... is bound to a different event loop`, in the task, after its client has
 # been told `202`; only the server log sees it. (Each server gets two exports; the first holds
@@ -714,10 +784,10 @@ arrived.clear()
 finished.clear()
 
 # %% [markdown]
-# The fix is the pattern of Fact 3.2: create the semaphore in the lifespan, where each start of
+# The fix is the pattern of Fact 3.3: create the semaphore in the lifespan, where each start of
 # the app has its running loop, and reach it through `request.app.state`.
 #
-# **Fact 3.4.** With the semaphore created in the lifespan, the same two servers run all four
+# **Fact 3.5.** With the semaphore created in the lifespan, the same two servers run all four
 # exports, and nothing is logged.
 
 # %%
