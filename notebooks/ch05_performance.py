@@ -41,6 +41,7 @@
 
 # %%
 import asyncio
+import contextlib
 import json
 import multiprocessing
 import os
@@ -883,12 +884,18 @@ def run_blocking_abandoning(name: str):
     return anyio.to_thread.run_sync(blocking_work, name, abandon_on_cancel=True)
 
 
+async def run_blocking_then_checkpoint(name: str) -> None:
+    await run_in_threadpool(blocking_work, name)
+    await anyio.sleep(0)  # one more await in the block: a checkpoint
+
+
 EXPERIMENTS = {
     "asyncio.timeout, async work": (with_asyncio_timeout, async_work),
     "anyio.fail_after, async work": (with_fail_after, async_work),
     "asyncio.timeout, run_in_threadpool": (with_asyncio_timeout, run_blocking_in_thread),
     "anyio.fail_after, run_in_threadpool": (with_fail_after, run_blocking_in_thread),
     "anyio.fail_after, run_sync(abandon_on_cancel=True)": (with_fail_after, run_blocking_abandoning),
+    "anyio.fail_after, run_in_threadpool, checkpoint": (with_fail_after, run_blocking_then_checkpoint),
 }
 app = FastAPI()
 
@@ -943,9 +950,16 @@ assert sorted(work_cancelled) == sorted(async_names), "the work itself received 
 # **Fact 4.2.** Around `run_in_threadpool` of 0.8 s of blocking work:
 # `asyncio.timeout(0.2)` gives up after 0.2 s with `TimeoutError`, and the thread runs on and
 # finishes its work at 0.8 s. `anyio.fail_after(0.2)` does not give up at all: the await
-# returns normally after 0.8 s and no `TimeoutError` is raised (the scope's cancellation was
-# never delivered). `anyio.to_thread.run_sync(..., abandon_on_cancel=True)` under
+# returns normally after 0.8 s and, when that await is the last one in the block, no
+# `TimeoutError` is raised. `anyio.to_thread.run_sync(..., abandon_on_cancel=True)` under
 # `anyio.fail_after` gives up after 0.2 s, and again the thread finishes at 0.8 s.
+#
+# The rule behind the missing `TimeoutError`: a cancelled AnyIO scope delivers its cancellation
+# at the next *checkpoint* inside it (an `await` that can suspend), and `fail_after` raises
+# `TimeoutError` on leaving the scope only if a cancellation was delivered and caught there. The
+# shielded wait for the thread is no such checkpoint; any later `await` in the block is. So with
+# one `await anyio.sleep(0)` after the thread call, `fail_after` does raise `TimeoutError`: late,
+# once the thread's 0.8 s are over.
 
 # %%
 thread_names = list(EXPERIMENTS)[2:]
@@ -955,7 +969,10 @@ gave_up = ["asyncio.timeout, run_in_threadpool", "anyio.fail_after, run_sync(aba
 for name in thread_names:
     result = outcomes[name]
     assert work_done[name] - result["started"] >= WORK_SECONDS, f"{name}: the thread ran to the end"
-    if name in gave_up:
+    if name == "anyio.fail_after, run_in_threadpool, checkpoint":
+        assert result["outcome"] == "TimeoutError", "the checkpoint delivered the cancellation"
+        assert result["ended"] >= work_done[name], "late: only after the thread had finished"
+    elif name in gave_up:
         assert result["outcome"] == "TimeoutError"
         assert result["ended"] - result["started"] >= DEADLINE - CLOCK_SLACK, "not before the deadline"
         assert result["ended"] < work_done[name], "the await gave up before the thread finished"
@@ -967,11 +984,77 @@ work_done.clear()
 work_cancelled.clear()
 
 # %% [markdown]
+# Giving up on a thread has a second cost. The thread-token limit of section 2 counts *calls*
+# that hold a token, and an abandoned call gives its token back at once, while its thread runs
+# on. Calls abandoned by a timeout therefore do not count against the limit: more threads run
+# than the limit allows.
+#
+# **Fact 4.3.** With a limiter of 1 token, four calls of `anyio.to_thread.run_sync(...,
+# abandon_on_cancel=True)`, each abandoned after 0.05 s, leave four threads running at once and
+# the limiter's one token free. `asyncio.timeout` around `run_in_threadpool` does the same to
+# the default limiter, set to 1 token. The same calls without `abandon_on_cancel`, under AnyIO's
+# own timeout, each hold the token until their thread has returned: never more than one thread
+# runs. (The experiment runs on an event loop of its own, so that this notebook's limiter is left
+# alone.)
+
+
+# %%
+async def four_calls_limited_to_one(how: str) -> dict[str, int]:
+    limiter = anyio.to_thread.current_default_thread_limiter()  # this new loop's own
+    limiter.total_tokens = 1
+    abandon = how != "anyio.move_on_after, abandon_on_cancel=False"
+    lock, running, most = threading.Lock(), [0], [0]
+    release = threading.Event()  # abandoned threads wait for it; the others return after 0.1 s
+
+    def blocking() -> None:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        if abandon:
+            release.wait(timeout=60)
+        else:
+            time.sleep(0.1)
+        with lock:
+            running[0] -= 1
+
+    for _ in range(4):
+        if how == "asyncio.timeout, run_in_threadpool":
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(0.05):
+                    await run_in_threadpool(blocking)
+        else:
+            with anyio.move_on_after(0.05):  # AnyIO's timeout
+                await anyio.to_thread.run_sync(blocking, abandon_on_cancel=abandon)
+    for _ in range(6000 if abandon else 0):  # abandoned threads may still be starting: wait (bounded) for all 4
+        if running[0] == 4:
+            break
+        await anyio.sleep(0.01)
+    seen = {"threads running": running[0], "most at once": most[0], "tokens borrowed": limiter.borrowed_tokens}
+    release.set()
+    while running[0]:  # let every thread finish before the loop closes
+        await anyio.sleep(0.01)
+    return seen
+
+
+HOWS = (
+    "anyio.move_on_after, abandon_on_cancel=True",
+    "asyncio.timeout, run_in_threadpool",
+    "anyio.move_on_after, abandon_on_cancel=False",
+)
+limits = {how: await asyncio.to_thread(anyio.run, four_calls_limited_to_one, how) for how in HOWS}
+for how, seen in limits.items():
+    print(f"{how:44}: {seen}")
+for how in HOWS[:2]:
+    assert limits[how] == {"threads running": 4, "most at once": 4, "tokens borrowed": 0}, f"{how}: no limit"
+assert limits[HOWS[2]]["most at once"] == 1, "held tokens: one thread at a time"
+
+# %% [markdown]
 # Three lessons. A timeout on work that runs in a thread limits how long *you wait*, not how
 # long the work runs: the thread stays busy until the function returns. To really bound such
 # work, bound it inside: give the blocking client its own timeout (most HTTP and database
 # clients take one) or check a flag between steps. And know which kind of timeout you hold:
-# with AnyIO's, pass `abandon_on_cancel=True` if you mean to stop waiting.
+# with AnyIO's, `abandon_on_cancel=True` stops the waiting, and with it the thread limit's hold
+# on that thread (Fact 4.3); without it, the limit holds and you wait for the thread.
 
 # %% [markdown]
 # ## 5. CPU-bound work: a process pool
@@ -1332,7 +1415,8 @@ checks.ex02(app, events)
 # `{"status": "refreshing"}` and adds a task that runs `fetch_rates` on a worker thread with a
 # deadline of 0.3 s: it appends `"ok"` to `outcomes` if the call returned in time, and
 # `"timed out"` *as soon as* the deadline passes (it must not wait for the thread). Section 4
-# shows which timeouts give up on a thread and which do not.
+# shows which timeouts give up on a thread and which do not (and Fact 4.3 what giving up costs:
+# the abandoned thread runs on outside the thread limit).
 
 # %% nbgrader={"grade": false, "grade_id": "ex03_answer", "locked": false, "schema_version": 3, "solution": true, "task": false}
 ### BEGIN SOLUTION
