@@ -20,6 +20,8 @@ __all__ = ["MailServer", "smtp_server"]
 
 # RFC 5321, 4.2.3: 421 is how a server says "not now" and closes the connection.
 _REFUSAL = "421 4.3.2 Service not available, try again later"
+# RFC 5321, 4.2.1: a 4yz reply is a transient failure ("try again later"), a 5yz a permanent one.
+_BUSY_RECIPIENT = "450 4.2.1 Mailbox busy, try again later"
 # Closing the sessions takes milliseconds; this only bounds a server whose loop has stopped answering.
 _STOP_SECONDS = 5.0
 
@@ -27,15 +29,21 @@ _STOP_SECONDS = 5.0
 class MailServer:
     """A running :func:`smtp_server`: where it listens, what it received, and how it behaves.
 
-    ``delay`` (seconds the server waits before it greets a new client) and ``refuse`` (how many of
-    the next clients are turned away with ``421``) can be changed while the server runs.
+    ``delay`` (seconds the server waits before it greets a new client), ``refuse`` (how many of
+    the next clients are turned away, with the reply ``refusal``, ``421`` by default) and
+    ``busy_recipients`` (how many of the next ``RCPT TO`` commands get ``450``, "mailbox busy")
+    can be changed while the server runs.
     """
 
-    def __init__(self, host: str, port: int, *, delay: float, refuse: int) -> None:
+    def __init__(
+        self, host: str, port: int, *, delay: float, refuse: int, refusal: str = _REFUSAL, busy_recipients: int = 0
+    ) -> None:
         self.host = host
         self.port = port
         self.delay = delay
         self.refuse = refuse
+        self.refusal = refusal
+        self.busy_recipients = busy_recipients
         self._changed = threading.Condition()
         self._messages: list[EmailMessage] = []
         self._connections = 0
@@ -77,6 +85,13 @@ class MailServer:
                 self.refuse -= 1
             return self.delay, refuse
 
+    def _recipient_busy(self) -> bool:
+        with self._changed:
+            busy = self.busy_recipients > 0
+            if busy:
+                self.busy_recipients -= 1
+            return busy
+
     def _received(self, message: EmailMessage) -> None:
         with self._changed:
             self._messages.append(message)
@@ -84,10 +99,18 @@ class MailServer:
 
 
 class _Handler:
-    """aiosmtpd calls ``handle_DATA`` once per message, after the client sent it whole."""
+    """aiosmtpd calls ``handle_RCPT`` once per recipient, ``handle_DATA`` once per message sent whole."""
 
     def __init__(self, mail: MailServer) -> None:
         self.mail = mail
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+    ) -> str:
+        if self.mail._recipient_busy():
+            return _BUSY_RECIPIENT
+        envelope.rcpt_tos.append(address)  # what aiosmtpd does when a handler has no handle_RCPT
+        return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         # SMTP sends lines ending in CRLF; a mailbox keeps them as plain newlines, and so do we.
@@ -127,7 +150,7 @@ class _SMTP(SMTP):
             await asyncio.sleep(delay)
         if refuse:
             with contextlib.suppress(ConnectionError):  # the client may already have given up
-                await self.push(_REFUSAL)
+                await self.push(self._controller.mail.refusal)
             if self.transport is not None:
                 self.transport.close()
             return
@@ -163,18 +186,34 @@ class _Controller(Controller):
 
 
 @contextlib.contextmanager
-def smtp_server(*, delay: float = 0.0, refuse: int = 0, start_timeout: float = 5.0) -> Iterator[MailServer]:
+def smtp_server(
+    *,
+    delay: float = 0.0,
+    refuse: int = 0,
+    refusal: str = _REFUSAL,
+    busy_recipients: int = 0,
+    start_timeout: float = 5.0,
+) -> Iterator[MailServer]:
     """Run a real SMTP server on ``127.0.0.1`` and a free port inside the block; yield a :class:`MailServer`.
 
     The server is aiosmtpd's, on a thread and event loop of its own, so blocking clients
     (``smtplib``) and async ones (``aiosmtplib``) both work.  ``delay`` makes it wait that many
     seconds before greeting each client (a slow server); ``refuse`` turns the next that many
-    clients away with ``421`` and closes their connection (a server that is not taking mail).
+    clients away with ``refusal`` (by default ``421``, "try again later"; ``554`` is "never here")
+    and closes their connection; ``busy_recipients`` answers the next that many ``RCPT TO`` with
+    ``450`` ("mailbox busy, try again later").
     On exit every session is closed, the thread has ended and the port is free.
     """
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     listener.bind(("127.0.0.1", 0))
-    mail = MailServer("127.0.0.1", listener.getsockname()[1], delay=delay, refuse=refuse)
+    mail = MailServer(
+        "127.0.0.1",
+        listener.getsockname()[1],
+        delay=delay,
+        refuse=refuse,
+        refusal=refusal,
+        busy_recipients=busy_recipients,
+    )
     # server_hostname: without it aiosmtpd asks the resolver for this machine's name on every connection.
     controller = _Controller(mail, listener, ready_timeout=start_timeout, server_hostname="localhost")
     started = False

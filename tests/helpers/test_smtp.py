@@ -135,3 +135,18 @@ def test_a_server_that_fails_to_start_raises_the_cause_and_leaves_nothing(monkey
     with pytest.raises(OSError, match="no listening today"), smtp_server(start_timeout=0.2) as mail:
         pytest.fail(f"the block must not run ({mail})")  # pragma: no cover
     gc.collect()  # an event loop left open would raise ResourceWarning here
+
+
+def test_a_permanent_refusal_and_a_busy_mailbox_give_their_codes() -> None:
+    message = EmailMessage()
+    message["From"], message["To"], message["Subject"] = "a@example.com", "b@example.com", "hi"
+    message.set_content("hello")
+    with smtp_server(refuse=1, refusal="554 5.3.2 No mail accepted here", busy_recipients=1) as mail:
+        with pytest.raises(aiosmtplib.SMTPConnectResponseError) as refused:
+            asyncio.run(aiosmtplib.send(message, hostname=mail.host, port=mail.port, timeout=5))
+        with pytest.raises(aiosmtplib.SMTPRecipientsRefused) as busy:
+            asyncio.run(aiosmtplib.send(message, hostname=mail.host, port=mail.port, timeout=5))
+        asyncio.run(aiosmtplib.send(message, hostname=mail.host, port=mail.port, timeout=5))
+        assert len(mail.wait_for(1)) == 1
+    assert refused.value.code == 554
+    assert [recipient.code for recipient in busy.value.recipients] == [450]
