@@ -903,7 +903,7 @@ attempts = requests_for("order-2")
 gaps = [later - earlier for earlier, later in zip(attempts, attempts[1:])]
 print(f"{len(attempts)} attempts over {attempts[-1] - attempts[0]:.2f} s, of which 0.35 s were tenacity's waits")
 print(f"gaps between them: {', '.join(f'{g:.2f} s' for g in gaps)}")
-for record in records[-2:] + server_records:
+for record in records + server_records:  # the task's start, its three retries, its failure; then uvicorn's
     print(short(describe(record)))
 outage.pop("order-2")
 assert len(attempts) == 4 and charges.count("order-2") == 0
