@@ -77,7 +77,16 @@ from fastapi import BackgroundTasks, Depends, FastAPI
 from fastapi.testclient import TestClient
 from tqdm.auto import tqdm
 
-from bgcourse import Timeline, TimelineMiddleware, capture_logs, load_quiz, serve, shows_error, wait_until
+from bgcourse import (
+    Timeline,
+    TimelineMiddleware,
+    capture_logs,
+    load_quiz,
+    run_in_fresh_kernel,
+    serve,
+    shows_error,
+    wait_until,
+)
 
 # %% [markdown]
 # ## 1. The response leaves first, then the task runs
@@ -475,6 +484,42 @@ assert returned["httpx.ASGITransport"] >= task_end["httpx.ASGITransport"] and wa
 
 # %% [markdown]
 # Use `TestClient` to test *what* a task did; use a real server (as `serve` does) to test *when*.
+#
+# One more thing about `TestClient` on the pinned Starlette (1.10): it is built on `httpx2`, the
+# successor of `httpx`, and falls back to `httpx` with a warning when `httpx2` is not installed
+# (`starlette/testclient.py`). The course installs both, so you never see that warning here; your
+# own project, with `httpx` alone, would.
+#
+# **Fact 6.2.** In a kernel where `httpx2` cannot be imported, importing `starlette.testclient`
+# issues a `StarletteDeprecationWarning` that says using `httpx` with `starlette.testclient` is
+# deprecated and to install `httpx2` instead, and `TestClient` then works on `httpx`. (In a fresh
+# kernel of its own, so that this notebook keeps its `httpx2`.)
+
+# %%
+with tqdm(total=1, desc="TestClient without httpx2, in a fresh kernel") as progress:
+    without_httpx2 = run_in_fresh_kernel(
+        """import sys, warnings
+sys.modules["httpx2"] = None  # as if it were not installed: importing it raises ModuleNotFoundError
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    from starlette.testclient import TestClient
+for warning in caught:
+    print(f"{warning.category.__name__}: {warning.message}")
+from fastapi import FastAPI
+app = FastAPI()
+app.get("/")(lambda: {"ok": True})
+with TestClient(app) as client:
+    print("TestClient on", type(client).__mro__[1].__module__.split(".")[0], "answered", client.get("/").status_code)
+"""
+    )
+    progress.update()
+print(without_httpx2.output.strip())
+assert not without_httpx2.error, without_httpx2.error
+assert (
+    "StarletteDeprecationWarning: Using `httpx` with `starlette.testclient` is deprecated; install `httpx2` instead."
+    in without_httpx2.output
+)
+assert "TestClient on httpx answered 200" in without_httpx2.output
 
 # %% [markdown]
 # ## 7. When a task fails
