@@ -1022,8 +1022,11 @@ if sys.version_info[:2] == (3, 11):
 #    last question).
 # 2. **Find where the library writes the message.** Search the installed package for a fragment
 #    of the message that fits on one line (messages are often split over two string literals, or
-#    formatted): `find_in_source(package, text)`. Then read the code around it: the condition in
-#    front of the `raise` is the real explanation. With the exact message and your versions, the
+#    formatted): `find_in_source(package, text)`. It gives the line of the text itself, which can
+#    be a line or two below the line a traceback names: a traceback names the line where the
+#    `raise` statement begins, and a message written on the next line of the same statement
+#    is found there. Then read the code around it: the condition in front of the `raise` is the
+#    real explanation. With the exact message and your versions, the
 #    project's issue tracker and release notes tell you whether it is a bug, and which version
 #    fixed it (that is how section 5 was written).
 # 3. **Reproduce it minimally**: the smallest app that shows the error on a real server, as every
