@@ -280,8 +280,10 @@ assert right and not wrong
 # **Fact 3.2.** One argon2id hash takes a noticeable fraction of a second. Send three
 # registrations at once, and a health check as soon as the first hash has begun. When the hashes
 # run in a `def` endpoint, the health check is answered while they are still running. When they
-# run in an `async def` endpoint, it is answered only after the hash that was running when it
-# arrived has ended: while a hash runs there, the event loop answers nothing.
+# run in an `async def` endpoint, the server does not even read it until the hash that was
+# running when it was sent has ended, and often later still: the registrations that reached the
+# loop before it hash first, one after another. While a hash runs there, the event loop answers
+# nothing.
 
 # %%
 started = time.perf_counter()
