@@ -281,7 +281,7 @@ assert right and not wrong
 # registrations at once, and a health check as soon as the first hash has begun. When the hashes
 # run in a `def` endpoint, the health check is answered while they are still running. When they
 # run in an `async def` endpoint, the server does not even read it until the hash that was
-# running when it was sent has ended, and often later still: the registrations that reached the
+# running when it was sent has ended, and it may wait longer still: the registrations that reached the
 # loop before it hash first, one after another. While a hash runs there, the event loop answers
 # nothing.
 
