@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bgcourse._files import write_atomic
-from bgcourse._workspace import prepare_workspace
+from bgcourse._workspace import UPDATED_SUFFIX, prepare_workspace
 
 __all__ = ["FIRST_CHAPTER", "LEARNER_FOLDER", "lab_arguments", "prepare_lab"]
 
@@ -46,16 +46,15 @@ def prepare_lab(course: Path, *, master: bool = False) -> tuple[Path, list[str]]
     """Make the folder JupyterLab will serve ready; return it and what to tell the learner."""
     if master:
         folder = course / "notebooks"
-        settings = Path(sys.prefix) / "bgcourse-lab-master"  # in the environment: nothing in the checkout
         said = [f"The master notebooks (reference solutions filled in, answers given): {folder}"]
         to_sign = sorted(folder.glob("ch*.ipynb"))
     else:
         folder = course / LEARNER_FOLDER
         report = prepare_workspace(course, folder)
-        settings = folder / _SETTINGS
         said = report.lines() or [f"Your copy of the course: {folder}"]
         to_sign = [folder / name for name in [*report.created, *report.restored, *report.refreshed]]
-        to_sign += [folder / f"{name.removesuffix('.ipynb')}.updated.ipynb" for name in report.offered]
+        to_sign += [folder / f"{name.removesuffix('.ipynb')}{UPDATED_SUFFIX}" for name in report.offered]
+    settings = _settings_folder(folder, master=master)
     _write_settings(settings, master=master)
     _sign(to_sign, settings)
     return folder, said
@@ -63,7 +62,7 @@ def prepare_lab(course: Path, *, master: bool = False) -> tuple[Path, list[str]]
 
 def lab_arguments(course: Path, folder: Path, *, master: bool = False, extra: Sequence[str] = ()) -> list[str]:
     """The ``jupyter lab`` command line for ``folder``."""
-    settings = (Path(sys.prefix) / "bgcourse-lab-master") if master else folder / _SETTINGS
+    settings = _settings_folder(folder, master=master)
     jupyter = shutil.which("jupyter", path=str(Path(sys.executable).parent)) or "jupyter"
     arguments = [
         jupyter,
@@ -77,6 +76,12 @@ def lab_arguments(course: Path, folder: Path, *, master: bool = False, extra: Se
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         arguments.append("--allow-root")  # JupyterLab refuses root (as in many containers) unless told
     return [*arguments, *extra]
+
+
+def _settings_folder(folder: Path, *, master: bool) -> Path:
+    """Where the lab's settings, and the key that signs its notebooks, are kept."""
+    # The master's go in the environment, so that nothing is written into the checkout.
+    return Path(sys.prefix) / "bgcourse-lab-master" if master else folder / _SETTINGS
 
 
 def _write_settings(settings: Path, *, master: bool) -> None:
