@@ -18,7 +18,7 @@ UV     := $(BIN)/uv
 # its kernel). TEST_WORKERS=1 runs them one at a time: the proofs do not rely on an idle machine.
 TEST_WORKERS ?= auto
 
-.PHONY: lab lab-master test check bench stress notebooks lock clean release nbgrader-env
+.PHONY: lab lab-master test check bench stress notebooks lock clean release nbgrader-env versions
 
 $(READY): pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; ok = (3, 11) <= v <= (3, 13); \
@@ -61,6 +61,10 @@ bench: $(READY) $(NBGRADER_READY)
 	$(BIN)/python benchmarks/bench_ch07.py
 	$(BIN)/python benchmarks/bench_grading.py
 
+## versions: measure the version-dependent facts on every stack of the version matrix (one uv environment each) and rewrite its table
+versions: $(READY)
+	$(BIN)/bgcourse versions $(VERSIONS_FLAGS)
+
 ## release: regenerate release/, the learners' copies (practice and assessed), from notebooks/ and quizzes/
 release: $(READY)
 	$(BIN)/bgcourse release
@@ -86,4 +90,4 @@ lock: $(READY)
 	  --no-header --no-annotate -o requirements.lock
 
 clean:
-	rm -rf $(VENV) $(NBGRADER_VENV)
+	rm -rf $(VENV) $(NBGRADER_VENV) .venv-versions

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from bgcourse._source import SourceHit, find_in_source
     from bgcourse._timeline import LANE_HEADER, Event, Timeline, TimelineMiddleware
     from bgcourse._tracebacks import LoggedError, ShownError, logged_errors, shows_error
+    from bgcourse._versions import VersionTable, version_table
 
 __all__ = [
     "ChildProcess",
@@ -69,6 +70,7 @@ __all__ = [
     "TemporaryQueue",
     "Timeline",
     "TimelineMiddleware",
+    "VersionTable",
     "WrongAnswer",
     "capture_logs",
     "count_primes",
@@ -101,6 +103,7 @@ __all__ = [
     "throwaway_postgres",
     "throwaway_redis",
     "uvicorn_process",
+    "version_table",
     "wait_until",
 ]
 

@@ -78,6 +78,22 @@ def _parser() -> argparse.ArgumentParser:
     grade.add_argument("--workers", type=int, default=0, help="notebooks graded at once (default: one a CPU)")
     grade.add_argument("--no-progress", action="store_true", help="no progress bar")
     grade.set_defaults(run=_grade)
+
+    versions = commands.add_parser(
+        "versions",
+        help="measure the course's version-dependent facts on every stack of the version matrix",
+        description="Make one environment per stack of src/bgcourse/matrix/stacks.toml (uv, under ENVIRONMENTS), "
+        "run the probes of src/bgcourse/_version_probes.py on a real server in each, and write "
+        "src/bgcourse/matrix/results.json, the table the chapters show.",
+    )
+    versions.add_argument(
+        "--environments", type=Path, help="where the stacks' environments go (default: COURSE/.venv-versions)"
+    )
+    versions.add_argument("--jobs", type=int, default=2, help="stacks measured at once (default: 2)")
+    versions.add_argument(
+        "--check", action="store_true", help="write nothing; fail if a measurement disagrees with the table"
+    )
+    versions.set_defaults(run=_versions)
     return parser
 
 
@@ -104,6 +120,30 @@ def _lab(options: argparse.Namespace, course: Path) -> int:
     arguments = lab_arguments(course, folder, master=options.master, extra=options.jupyter_options)
     sys.stdout.flush()
     os.execv(arguments[0], arguments)  # JupyterLab takes over this process: Ctrl-C reaches it directly
+
+
+def _versions(options: argparse.Namespace, course: Path) -> int:
+    from tqdm import tqdm  # type: ignore[import-untyped]  # tqdm ships no type hints
+
+    from bgcourse._versions import compare, load_results, load_stacks, measure_all, write_results
+
+    stacks = load_stacks()
+    root: Path = (options.environments or course / ".venv-versions").resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    with tqdm(total=len(stacks), desc="stacks measured", unit="stack") as progress:
+        measured = measure_all(root, stacks, jobs=options.jobs, progress=lambda stack: progress.update())
+    if options.check:
+        differences = compare(load_results()["results"], measured)
+        for line in differences:
+            print(line)
+        if differences:
+            print("The version table disagrees with what was measured: run `make versions`.", file=sys.stderr)
+        else:
+            print(f"All {len(stacks)} stacks agree with the version table.")
+        return 1 if differences else 0
+    write_results(measured)
+    print(f"Measured {len(stacks)} stacks; wrote src/bgcourse/matrix/results.json.")
+    return 0
 
 
 def _grade(options: argparse.Namespace, course: Path) -> int:
