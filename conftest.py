@@ -125,6 +125,7 @@ LONG_UNITS = (
     "notebooks/",
     "tests/instructor/",
     "tests/browser/",
+    "tests/versions/",
     "tests/ch03_db_compensation/test_notebook_on_postgres.py",
 )
 

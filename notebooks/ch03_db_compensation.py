@@ -94,7 +94,8 @@ print(f"{'python':10} {platform.python_version()}")
 # - `uvicorn_process(app)`: a real `python -m uvicorn` in a child process, which the notebook can
 #   kill (section 3), and `read_module_source` to show the code such a process runs (the cell
 #   below wraps it as `app_process(app, NAME=value, ...)`, with the child's environment);
-# - `logged_errors(records)`: the exceptions a server logged, by type and message.
+# - `logged_errors(records)`: the exceptions a server logged, by type and message;
+# - `version_table(...)`: what `make versions` measured on older FastAPI releases (section 7).
 
 # %%
 import httpx
@@ -121,6 +122,7 @@ from bgcourse import (
     serve,
     temporary_database,
     uvicorn_process,
+    version_table,
 )
 
 if os.environ.get(DATABASE_URL_VARIABLE):
@@ -554,24 +556,21 @@ assert after_restart == ({"ada@example.com": "active", "bob@fail.example": "refu
 # ## 7. When does a dependency with `yield` close its session?
 #
 # The usual way to give an endpoint a session is a dependency with `yield`: the code before
-# `yield` opens the session, the code after it (the *exit code*) closes it. Whether a background
-# task can still use that session depends on when the exit code runs, and that has changed
-# twice. From FastAPI's release notes and documentation:
+# `yield` opens the session, and the code after it closes it. FastAPI's documentation calls that
+# second part the dependency's *exit code* (code, not a number). A background task can use the
+# request's session only if the exit code has not run yet when the task starts.
 #
-# | FastAPI | The exit code after `yield` runs | Source |
-# |---|---|---|
-# | before 0.106.0 | after the response was sent, and after the background tasks | 0.106.0 notes: "the exit code in dependencies with `yield` was executed *after* the response was sent ... This was designed this way mainly to allow using the same objects "yielded" by dependencies inside of background tasks, because the exit code would be executed after the background tasks were finished." |
-# | 0.106.0 to 0.117.x | after the endpoint returned, before the response was sent, so before the tasks | 0.106.0 notes, under *Breaking Changes*: "Using resources from dependencies with `yield` in background tasks is no longer supported."; 0.118.0 notes: "Before FastAPI 0.118.0, if you used a dependency with `yield`, it would run the exit code after the *path operation function* returned but right before sending the response." |
-# | 0.118.0 and later (the default) | after the response is sent | 0.118.0 notes: "This behavior was reverted in 0.118.0, to make the exit code after `yield` be executed after the response is sent." |
-# | 0.121.0 and later, `Depends(dep, scope="function")` | after the endpoint returns, before the response is sent | 0.121.0 notes: "Add support for dependencies with scopes"; the docs: with `"function"` FastAPI will "end the dependency after the *path operation function* ends, but **before** the response is sent back to the client"; with `"request"`, the default for a dependency with `yield`, "end **after** the response is sent back to the client". |
+# When the exit code runs has changed twice, and since FastAPI 0.121.0 you can choose it. The
+# choice is the dependency's *scope*, an argument of `Depends`:
 #
-# (The 0.121.0 release note itself says `scope="request"` is the one "that exit[s] before the
-# response is sent"; the documentation, the code in `fastapi/routing.py` and the cell below agree
-# that it is `"function"`.) For 0.118 and later, none of the sources says in so many words
-# whether "after the response is sent" also means after the background tasks; the documentation
-# calls the new timing "very similar to the behavior before version 0.106.0". In
-# `fastapi/routing.py` of 0.163.2 the request's exit stack closes only after
-# `await response(...)`, and Starlette's response runs its background tasks inside that call. So:
+# - `Depends(get_session, scope="function")`: the exit code runs when the endpoint function has
+#   returned, before the response is sent;
+# - `scope="request"`, the default for a dependency with `yield`: it runs after the response is
+#   sent.
+#
+# FastAPI keeps the exit codes it has to run in an *exit stack* (a `contextlib.AsyncExitStack`),
+# one for each scope of each request; closing the stack runs them, last in, first out. So the
+# question "when does the session close?" is the question "when does FastAPI close that stack?".
 #
 # **Fact 7.1.** On FastAPI 0.163.2, a dependency with `yield` and the default scope runs its exit
 # code after the response was sent *and after the background task ended*. With
@@ -637,6 +636,42 @@ assert orders['scope="function"'] == [
 ]
 
 # %% [markdown]
+# In `fastapi/routing.py` of 0.163.2 you can see why: the request's exit stack closes only after
+# `await response(...)`, and a Starlette response runs its background tasks inside that call.
+#
+# Older releases behaved differently. The course measures this on each of them: `make versions`
+# installs each release below in an environment of its own, runs the same small app on a real
+# uvicorn server, and records the order of events (the exit code, the response leaving the app,
+# the task). The table is what it recorded; a test of the course measures it again.
+#
+# **Fact 7.2.** The default exit code ran after the response and the tasks on FastAPI 0.103.2
+# and 0.105.0, *before the response* on 0.106.0 to 0.117.0, and after the response and the
+# tasks again from 0.118.0. `scope="function"` exists from 0.121.0 and runs it before the
+# response. The last row is the pinned version: the same as the cell above.
+
+# %%
+exit_code_history = version_table("yield_exit", "yield_exit_function_scope")
+default_exit = {stack.name: outcomes[0] for stack, outcomes in exit_code_history.rows}
+assert {name for name, outcome in default_exit.items() if outcome.startswith("before")} == {
+    "FastAPI 0.106.0", "FastAPI 0.115.0", "FastAPI 0.117.0"
+}
+assert exit_code_history.outcome("FastAPI 0.163.2", "yield_exit") == "after the response and the tasks"
+assert exit_code_history.outcome("FastAPI 0.163.2", "yield_exit_function_scope").startswith("before the response")
+exit_code_history
+
+# %% [markdown]
+# FastAPI's release notes say the same:
+#
+# - 0.106.0, under *Breaking Changes*: "Using resources from dependencies with `yield` in
+#   background tasks is no longer supported." Before it, the exit code ran "*after* the response
+#   was sent", by design, "to allow using the same objects 'yielded' by dependencies inside of
+#   background tasks".
+# - 0.118.0: "This behavior was reverted in 0.118.0, to make the exit code after `yield` be
+#   executed after the response is sent."
+# - 0.121.0: "Add support for dependencies with scopes". (That note says `scope="request"` is
+#   the one that exits before the response; the documentation, the code and the table agree that
+#   it is `"function"`.)
+#
 # So the same code hands a background task an open session on FastAPI 0.163 (and before
 # 0.106), and a closed one on 0.106 to 0.117, or with `scope="function"`. The next section shows
 # both situations; neither is what you want.
@@ -815,9 +850,10 @@ assert visible_during_task == 0 and taken_during_task == 1
 assert visible_after == 1 and taken_after == 0
 
 # %% [markdown]
-# By the release notes, the same code on FastAPI 0.110 would have committed and closed the
-# session before the response, and the task would have been in the situation of Fact 8.1. Code
-# that depends on the exit code's timing changes its behaviour with a minor upgrade.
+# On FastAPI 0.106.0 to 0.117.0 the default exit code ran before the response (Fact 7.2): there
+# this dependency would commit and close the session before the response, and the task would be
+# in the situation of Fact 8.1. Code that depends on the exit code's timing changes its behaviour
+# with a minor upgrade.
 #
 # The objects a session loaded have the same problem. After a commit, SQLAlchemy's default
 # (`expire_on_commit=True`) *expires* every attribute, so the next read loads it again from the
@@ -953,8 +989,8 @@ assert worked == "counted 0 users"
 # %% [markdown]
 # ## 9. The pattern that always works: pass ids, open a session in the task
 #
-# What FastAPI's documentation has recommended since 0.106 works on every version and with every
-# scope: give the task the *id* (and the session factory, or let it use the app's), and let the
+# What FastAPI's documentation has recommended since 0.106 does not depend on when the exit code
+# runs, because the task never touches the request's session: give the task the *id* (and the session factory, or let it use the app's), and let the
 # task open its own session and transaction, read what it needs, and commit what it changes.
 # (FastAPI's docs: "instead of passing the object from the database as a parameter to the
 # background task function, you would pass the ID of that object and then obtain the object again

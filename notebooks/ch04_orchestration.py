@@ -69,7 +69,8 @@ print(f"{'python':10} {platform.python_version()}")
 # The helpers are chapter 1's: `serve(app)` runs a real uvicorn server in a thread and stops it
 # (waiting for running tasks) when the block ends; `Timeline` and `TimelineMiddleware` record
 # requests and tasks on one clock; `capture_logs(name)` collects what a logger logged, so that a
-# cell can print it and assert on it; `run_in_fresh_kernel` runs a snippet in a new kernel.
+# cell can print it and assert on it; `run_in_fresh_kernel` runs a snippet in a new kernel;
+# `version_table(...)` shows what `make versions` measured on older FastAPI releases.
 #
 # The tasks of this chapter log on a logger named `"tasks"`. Its start and end lines are `INFO`,
 # below Python's default threshold (`WARNING`), so the cell lowers the threshold for this logger.
@@ -91,6 +92,7 @@ from bgcourse import (
     run_in_fresh_kernel,
     serve,
     shows_error,
+    version_table,
     wait_until,
 )
 
@@ -1306,10 +1308,30 @@ assert events == [
 assert not [r for r in records if r.levelno >= logging.WARNING]
 
 # %% [markdown]
-# When the code after `yield` runs has changed between releases (0.106.0, 0.118.0, and
-# `Depends(..., scope="function")` since 0.121.0); chapter 3, section 7, has the history from
-# FastAPI's release notes and proves the pinned version. On 0.163.2 with the default scope, add
-# tasks before the `yield`.
+# When the code after `yield` runs has changed between releases (chapter 3, section 7), and with
+# it the fate of a task added there. `make versions` ran the same dependency (a task added after
+# `yield`, another added by the endpoint) on a real server for each release below, and looked,
+# once the server had stopped (uvicorn's shutdown waits for every request's tasks), whether the
+# task added after `yield` had run.
+#
+# **Fact 8.2.** A task added after `yield` ran on FastAPI 0.106.0 to 0.117.0, where the exit code
+# ran before the response, and with `scope="function"` on 0.121.0 and 0.163.2. It never ran on
+# 0.103.2 and 0.105.0, nor from 0.118.0 with the default scope: there the exit code runs after the
+# tasks. The article this course answers was written for 0.103.2.
+
+# %%
+added_after_yield = version_table("task_after_yield", "task_after_yield_function_scope")
+runs_by_default = {stack.name for stack, (default, _) in added_after_yield.rows if default.startswith("runs")}
+assert runs_by_default == {"FastAPI 0.106.0", "FastAPI 0.115.0", "FastAPI 0.117.0"}
+assert added_after_yield.outcome("FastAPI 0.163.2", "task_after_yield").startswith("never runs")  # as above
+assert added_after_yield.outcome("FastAPI 0.163.2", "task_after_yield_function_scope").startswith("runs")
+assert all(outcome.endswith("before `yield` runs)") for _, outcomes in added_after_yield.rows for outcome in outcomes
+           if outcome != "n/a")
+added_after_yield
+
+# %% [markdown]
+# Code that relies on either behaviour breaks on an upgrade. A task added *before* the `yield`
+# ran on every release of the table, with both scopes (the words in brackets): add tasks there.
 
 # %% [markdown]
 # ## 9. The `background=` trap

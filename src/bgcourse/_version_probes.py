@@ -164,12 +164,13 @@ def _yield_exit(scope: str | None) -> str:
 
 
 def _task_after_yield(scope: str | None) -> str:
-    """Does a task added in a dependency's exit code (after ``yield``) run?"""
+    """Does a task added in a dependency's exit code (after ``yield``) run? And one added before it?"""
     if fastapi is None or (scope is not None and not _has_scope_parameter()):
         return NOT_APPLICABLE
     ran: list[str] = []
 
     async def adds_a_task_on_exit(tasks: fastapi.BackgroundTasks) -> AsyncIterator[None]:
+        tasks.add_task(ran.append, "added before yield")
         yield
         tasks.add_task(ran.append, "added after yield")
 
@@ -186,7 +187,9 @@ def _task_after_yield(scope: str | None) -> str:
 
     with _served(app) as (url, _):
         httpx.get(f"{url}/")
-    return "runs" if "added after yield" in ran else "never runs"
+    after = "runs" if "added after yield" in ran else "never runs"
+    before = "runs" if "added before yield" in ran else "never runs"
+    return f"{after} (one added before `yield` {before})"
 
 
 def _background_argument() -> str:
