@@ -69,6 +69,7 @@ print(f"{'python':12} {platform.python_version()}")
 # - `find_in_source(package, text)` searches every `.py` file of an installed package for a piece
 #   of text and returns each place as `file:line in function`, with `.excerpt()` to show the lines
 #   around it.
+# - `version_table(...)` shows what `make versions` measured on older releases (section 5).
 
 # %%
 import asyncio
@@ -97,7 +98,16 @@ from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.responses import Response
 from tqdm.auto import tqdm
 
-from bgcourse import capture_logs, find_in_source, load_quiz, logged_errors, run_in_fresh_kernel, serve, shows_error
+from bgcourse import (
+    capture_logs,
+    find_in_source,
+    load_quiz,
+    logged_errors,
+    run_in_fresh_kernel,
+    serve,
+    shows_error,
+    version_table,
+)
 
 # %% [markdown]
 # ## 1. A popular explanation, tested: a task that returns a response
@@ -470,30 +480,78 @@ assert records == []
 # %% [markdown]
 # ## 5. Causes that belonged to older Starlette versions
 #
-# The message is old, and for a while it had causes that were bugs in Starlette itself. A search
-# of Starlette's repository (its tags, `docs/release-notes.md`, and its issue threads; Starlette
-# moved from `encode/starlette` to `Kludex/starlette`, and the numbers are the same in both) gives
-# this history. None of it can be reproduced on the pinned versions, so here it is cited, not
-# proved.
+# The message is old, and for a while it also had causes that were bugs in Starlette itself. Two
+# of those histories the course measures: `make versions` installs older releases, each in an
+# environment of its own, and runs small apps on a real uvicorn server there (FastAPI 0.103.2,
+# the release the article this course answers was written for, comes with Starlette 0.27.0). What
+# it recorded is shown below with `version_table`; a test of the course measures it again.
 #
-# | Starlette | What produced `No response returned.` | Reported, and fixed |
-# |---|---|---|
-# | 0.6.1 (October 2018) to 1.10.0 | An app inside `BaseHTTPMiddleware` that finishes without sending a response and without raising (sections 3 and 4). | The message arrived with `BaseHTTPMiddleware` itself (PR #155), in a method `BaseHTTPMiddleware.call_next`; today it is the nested function `call_next` in `BaseHTTPMiddleware.__call__`. It is how the class works, not a bug. |
-# | 0.15.0 to 0.20.4 | A client that disconnected as a `StreamingResponse` began, **even though the app was responding**. Since the AnyIO integration (PR #1157, 0.15.0), `StreamingResponse.__call__` cancelled its task group when the disconnect came, and the cancellation could stop the app's `send` of `http.response.start` before it reached the middleware's memory stream (the diagnosis in PRs #1706 and #1710). | Reported as "seemingly random" in issue #1634 (on Starlette 0.17.1 and 0.18.0, with FastAPI 0.71 and 0.76) and in discussion #1527. PR #1715, released in **0.21.0**, stopped cancelling the app and passes it an `http.disconnect` message instead; issue #2516 later calls it the fix for #1527. |
-# | after that fix, up to 0.38.2 | A race when several `BaseHTTPMiddleware` are nested and the client disconnects before the endpoint has produced its response. | Issue #2516 (reported on 0.37.1: "supposedly fixed" by #1715, "However, the bug is still present"); PR #2519, which would have returned a dummy response on disconnect, was declined; PR #2620, "Don't poll for disconnects in BaseHTTPMiddleware via StreamingResponse", fixed it ("Fixes #2516") in **0.38.3** (September 2024). |
+# **Nested middleware and clients that hang up.** Issue #2516 (reported on Starlette 0.37.1)
+# describes a race: several `BaseHTTPMiddleware` nested, and a client that disconnects before the
+# endpoint has answered. Starlette 0.38.3 fixed it (PR #2620, "Don't poll for disconnects in
+# BaseHTTPMiddleware via StreamingResponse"). Section 4 ran that experiment on the pinned
+# version: five layers, ten clients that hang up on a slow endpoint (Fact 6.11).
 #
-# Background tasks have their own history with `BaseHTTPMiddleware` (tasks cancelled when the
-# client disconnected, issue #1438, fixed by the same PR #1715 in 0.21.0; tasks scheduled from
-# inside a `BaseHTTPMiddleware`, PR #2688 in 0.38.5; a task's exception raised through it,
-# PR #2812 in 0.46.0), which may be how tasks and this message got mixed up. In none of these
-# threads, and in no version of `BackgroundTask`, does a task's return value play a part.
+# **Fact 6.12.** The experiment of Fact 6.11 logged `No response returned.` for all ten clients on
+# Starlette 0.28.0, 0.29.0, 0.31.1 and 0.38.2, and for none on 0.27.0 (the FastAPI 0.103 to 0.106
+# rows) or from 0.38.3 on. An app that returns no response (the gate of section 3) gave a `500`
+# and the message on every release; the exception it was raised during was AnyIO's `EndOfStream`
+# up to Starlette 0.29.0 (AnyIO 3) and an `ExceptionGroup` from 0.31.1 (AnyIO 4).
+
+# %%
+message_history = version_table("nested_middleware_hang_ups", "gate_without_response")
+raced = {stack.name for stack, (hang_ups, _) in message_history.rows if not hang_ups.endswith(" 0 of 10")}
+assert raced == {"Starlette 0.28.0", "Starlette 0.29.0", "Starlette 0.31.1", "Starlette 0.38.2"}
+assert all(gate.startswith("500; RuntimeError: No response returned.") for _, (_, gate) in message_history.rows)
+assert message_history.outcome("FastAPI 0.163.2", "nested_middleware_hang_ups").endswith(" 0 of 10")  # Fact 6.11
+message_history
+
+# %% [markdown]
+# An older cause is cited, not measured: on Starlette 0.15.0 to 0.20.4 a client that disconnected just as a `StreamingResponse` began could
+# produce the message even though the app was responding (issue #1634, "seemingly random";
+# fixed by PR #1715 in 0.21.0).
 #
+# **Background tasks behind `BaseHTTPMiddleware`** have their own history, which may be how tasks
+# and this message got mixed up. Three experiments, each with a task behind one middleware:
+#
+# - a task still running (it waits for the experiment to release it): does the client get its
+#   body, and is its *next* request on the same keep-alive connection answered?
+# - a task that raises: is it logged, when the client keeps its connection open, and when it
+#   reads the reply and hangs up?
+# - a `dispatch` that sets `response.background` on the response `call_next` gave it: does that
+#   task run?
+#
+# **Fact 6.13.** On Starlette 0.27.0 and 0.28.0 the client had its body at once, but its next
+# request on the same connection was answered only after the task ended (0.29.0 changed this,
+# PR #2194). A failing task was logged there only while the client kept its connection; on
+# 0.29.0 to 0.45.3 (and 0.38.5, the FastAPI 0.115.0 row) it was not logged at all; from 0.46.0
+# (PR #2812) it is logged in both cases. A task set in `dispatch` never ran on 0.38.3 and 0.38.4
+# (restored in 0.38.5, PR #2688).
+
+# %%
+task_history = version_table(
+    "middleware_keep_alive", "middleware_failing_task_kept_alive", "middleware_failing_task_hung_up",
+    "task_set_in_dispatch",
+)  # fmt: skip
+rows = {stack.name: outcomes for stack, outcomes in task_history.rows}
+waited = {name for name, (keep_alive, *_) in rows.items() if keep_alive.endswith("after the task")}
+silent = {name for name, (_, kept, hung_up, _) in rows.items() if kept == hung_up == "nothing logged"}
+dropped = {name for name, (*_, dispatch) in rows.items() if dispatch == "never runs"}
+assert waited == {"FastAPI 0.103.2", "FastAPI 0.105.0", "FastAPI 0.106.0", "Starlette 0.28.0"}
+assert all(outcomes[0].startswith("the body at once") for outcomes in rows.values())
+assert silent == {"FastAPI 0.115.0", "Starlette 0.29.0", "Starlette 0.31.1", "Starlette 0.38.2",
+                  "Starlette 0.38.3", "Starlette 0.38.4", "Starlette 0.45.3"}  # fmt: skip
+assert dropped == {"Starlette 0.38.3", "Starlette 0.38.4"}
+assert rows["FastAPI 0.163.2"][1] == rows["FastAPI 0.163.2"][2] == "logged: ValueError"
+task_history
+
+# %% [markdown]
 # On the pinned version you can see what replaced the old behaviour: inside `call_next`, a
 # disconnect reaches the app as a message (`receive_or_disconnect`), and the response that
 # `BaseHTTPMiddleware` streams on to the server does not listen for disconnects at all; only
 # Starlette's public `StreamingResponse` does.
 #
-# **Fact 6.12.** On Starlette 1.10.0, `starlette/middleware/base.py` turns a disconnect into an
+# **Fact 6.14.** On Starlette 1.10.0, `starlette/middleware/base.py` turns a disconnect into an
 # `http.disconnect` message in `receive_or_disconnect`, and contains no `listen_for_disconnect`.
 
 # %%
@@ -513,7 +571,7 @@ assert "starlette/middleware/base.py" not in listeners
 #
 # ### 6.1 A task raises: the tasks after it are skipped
 #
-# **Fact 6.13.** Of three tasks, the second raises `ValueError`: the third never runs, the client
+# **Fact 6.15.** Of three tasks, the second raises `ValueError`: the third never runs, the client
 # already has its `200`, and uvicorn logs `Exception in ASGI application` with the `ValueError`
 # (chapter 1, section 7).
 
@@ -556,7 +614,7 @@ assert [(error.type, error.function) for error in errors] == [("ValueError", "fa
 # (Chapter 1's exercise 1.3 builds the full version, which keeps `async def` functions async;
 # chapter 4 adds retries.)
 #
-# **Fact 6.14.** With every task wrapped, the third task runs, the failure is logged with its
+# **Fact 6.16.** With every task wrapped, the third task runs, the failure is logged with its
 # traceback on the `tasks` logger, and uvicorn logs nothing.
 
 # %%
@@ -594,7 +652,7 @@ assert len(task_records) == 1 and task_records[0].exc_info is not None
 # the app raised, a background task's exception included. That is a feature: it is how a test
 # notices a failing task.
 #
-# **Fact 6.15.** Against the unwrapped tasks of 6.1, `test_client.post(...)` raises the task's
+# **Fact 6.17.** Against the unwrapped tasks of 6.1, `test_client.post(...)` raises the task's
 # `ValueError` in the calling cell.
 
 # %%
@@ -607,7 +665,7 @@ assert type(raised.error) is ValueError
 # can assert on the log. (`TestClient(app, raise_server_exceptions=False)` silences the exception
 # instead; chapter 1, section 7 shows it. Use it to test what the client sees, not to hide a bug.)
 #
-# **Fact 6.16.** With the wrapped tasks, `TestClient` returns the `200`, and the failure is in
+# **Fact 6.18.** With the wrapped tasks, `TestClient` returns the `200`, and the failure is in
 # the `tasks` log.
 
 # %%
@@ -626,7 +684,7 @@ assert response.status_code == 200 and done == ["first", "third"] and len(task_r
 # object is garbage-collected Python emits a `RuntimeWarning`. (The cell records the warning
 # with `warnings.catch_warnings`, so that it does not leak into this notebook's output.)
 #
-# **Fact 6.17.** A `def` task that calls `send_email(address)` without `await` sends nothing; the
+# **Fact 6.19.** A `def` task that calls `send_email(address)` without `await` sends nothing; the
 # request gets its `200`; Python warns `coroutine 'send_email' was never awaited`, pointing at the
 # line of the call.
 
@@ -673,7 +731,7 @@ assert linecache.getline(never_awaited[0].filename, never_awaited[0].lineno).str
 # the server's loop with `anyio.from_thread.run(...)`: a `def` task runs on an AnyIO worker
 # thread, which knows its loop.
 #
-# **Fact 6.18.** Both fixes send the e-mail, and no warning is recorded.
+# **Fact 6.20.** Both fixes send the e-mail, and no warning is recorded.
 
 # %%
 def notify_from_thread(address: str) -> None:
@@ -737,14 +795,14 @@ print("a shop with one user and two orders, in shop.db in a temporary folder")
 # response, tasks included, inside the dependency's exit stack); with `scope="function"` it runs
 # before the response is sent.
 #
-# **Fact 6.19.** With the default scope the session is still open when the task reads
+# **Fact 6.21.** With the default scope the session is still open when the task reads
 # `user.orders`, and the read fails with `MissingGreenlet` (which SQLAlchemy wraps in a
 # `StatementError`): a lazy load is a plain attribute access that needs I/O, and under asyncio
 # SQLAlchemy can only do I/O inside its own greenlet, which `await session...` calls set up and an
 # attribute access does not. The failed load also leaves aiosqlite's `Connection.cursor`
 # coroutine never awaited.
 #
-# **Fact 6.20.** With `scope="function"` the session is closed before the task runs, the object
+# **Fact 6.22.** With `scope="function"` the session is closed before the task runs, the object
 # is detached, and the read fails with `DetachedInstanceError`.
 
 # %%
@@ -800,18 +858,16 @@ assert missing_greenlet.type == "StatementError" and "(sqlalchemy.exc.MissingGre
 assert detached.type == "DetachedInstanceError" and "lazy load operation of attribute 'orders'" in detached.message
 
 # %% [markdown]
-# Where versions differ: FastAPI 0.106.0 started running the exit code of `yield` dependencies
-# before the response was sent ("Using resources from dependencies with yield in background tasks
-# is no longer supported"), 0.118.0 moved it back after the response (PR #14099), and 0.121.0
-# added `scope` (PR #14262); all three are in FastAPI's `docs/en/docs/release-notes.md`. So on
-# FastAPI 0.106 to 0.117 the default behaved like `scope="function"` above. Either way, the object
-# is the problem, not the version.
+# Where versions differ: on FastAPI 0.106.0 to 0.117.0 the exit code of a `yield` dependency ran
+# before the response by default, as `scope="function"` does above; before 0.106.0 and from
+# 0.118.0 it runs after the tasks (chapter 3, Fact 7.2, measured on each). So with either timing
+# one of the two failures above is waiting: the object is the problem, not the version.
 #
 # **Fix:** hand the task plain data, not ORM objects. Either load what the task needs in the
 # endpoint and pass the values (below), or pass the id and let the task open a session of its own
 # (exercise 6.2).
 #
-# **Fact 6.21.** With the orders loaded in the endpoint (`selectinload`) and the task given the
+# **Fact 6.23.** With the orders loaded in the endpoint (`selectinload`) and the task given the
 # name and the items, both scopes produce the summary and nothing is logged or warned.
 
 # %%
@@ -865,7 +921,7 @@ assert not Path(shop_folder.name).exists()
 # `serve(app)` runs a loop of its own, so a test suite that serves the same app twice meets this,
 # as does a notebook whose server cell is run again without the cell that made the lock.
 #
-# **Fact 6.22.** A lock made once and shared by the tasks of one app: served the first time, two
+# **Fact 6.24.** A lock made once and shared by the tasks of one app: served the first time, two
 # overlapping e-mails go out one after the other; served a second time, the task that has to wait
 # fails with `RuntimeError: <asyncio.locks.Lock object at 0x... [locked]> is bound to a different
 # event loop`, and only one e-mail is sent.
@@ -921,7 +977,7 @@ assert all(cls._get_loop is asyncio.Lock._get_loop for cls in (asyncio.Semaphore
 # **Fix:** make the lock on the loop that uses it, in the app's lifespan, which runs on each
 # server's loop every time it starts; the tasks get it from `request.app.state`.
 #
-# **Fact 6.23.** With the lock made in the lifespan, both servers send both e-mails.
+# **Fact 6.25.** With the lock made in the lifespan, both servers send both e-mails.
 
 # %%
 @asynccontextmanager
@@ -953,7 +1009,7 @@ assert all(outcome == (["e-mail 1", "e-mail 2"], []) for outcome in results.valu
 # `nest_asyncio` does. Here is all of it in one place; because `nest_asyncio.apply()` patches the
 # interpreter for good, it runs in a fresh kernel of its own (`run_in_fresh_kernel`).
 #
-# **Fact 6.24.** In a notebook, `uvicorn.run`, `asyncio.run` and `run_until_complete` all fail.
+# **Fact 6.26.** In a notebook, `uvicorn.run`, `asyncio.run` and `run_until_complete` all fail.
 # After `nest_asyncio.apply()`, `asyncio.run` and `run_until_complete` work, and `uvicorn.run`
 # still fails. On Python 3.11, uvicorn's failure reads `RuntimeError: Cannot run the event loop
 # while another loop is running` before the patch and `RuntimeError: Runner.run() cannot be
@@ -1032,7 +1088,7 @@ if sys.version_info[:2] == (3, 11):
 # 3. **Reproduce it minimally**: the smallest app that shows the error on a real server, as every
 #    cell above does. If it does not reproduce, the explanation was wrong (section 1).
 #
-# **Fact 6.25.** Every message of this chapter is found this way, with the function that writes
+# **Fact 6.27.** Every message of this chapter is found this way, with the function that writes
 # it. `coroutine ... was never awaited` is in `warnings.py`: the interpreter calls
 # `warnings._warn_unawaited_coroutine` when it destroys a coroutine that never ran.
 
@@ -1300,9 +1356,12 @@ quiz.check("q06", raised_in)
 #   answering (fix: always send a response), and an app that returns when its client leaves
 #   (fix: answer anyway, or use a pure ASGI middleware). A FastAPI endpoint always answers, so on
 #   the pinned versions a client leaving it early causes nothing (sections 3 and 4).
-# - Starlette 0.15.0 to 0.20.4 also raised it when a client disconnected as a streaming response
-#   began (fixed in 0.21.0, PR #1715), and later versions up to 0.38.2 in a race between nested
-#   `BaseHTTPMiddleware` and a disconnect (fixed in 0.38.3, PR #2620) (section 5).
+# - Older Starlette releases had more causes: measured, a race between nested
+#   `BaseHTTPMiddleware` and a client that hangs up on 0.28.0 to 0.38.2 (not on 0.27.0; fixed
+#   in 0.38.3, PR #2620); cited, a disconnect as a streaming response began on 0.15.0 to 0.20.4
+#   (fixed in 0.21.0, PR #1715). Tasks behind `BaseHTTPMiddleware` also changed: a held
+#   keep-alive connection up to 0.28.0, failures not logged on 0.29.0 to 0.45.3, tasks set in
+#   `dispatch` dropped on 0.38.3 and 0.38.4 (section 5).
 # - The gallery (section 6): a failing task skips the tasks after it (wrap each task);
 #   `TestClient` re-raises it (fix the app, not the test); a sync call of an async function is
 #   "never awaited" (add the async function itself, or `anyio.from_thread.run`); ORM objects from
