@@ -1311,9 +1311,10 @@ quiz.check("q06", schedule_removal)
 #   the result should be (`DELETE ... WHERE id`) instead of acting on a loaded object (section 5).
 # - For work that must survive a crash, write it down in the same transaction (an outbox) and
 #   let a worker carry it out at least once (section 6); chapter 7 hands that to a durable queue.
-# - The exit code of a dependency with `yield` has run after the tasks (before 0.106), before
-#   the response (0.106 to 0.117), and after the response and the tasks (0.118 and later, by
-#   default; `scope="function"` since 0.121 for the early exit) (section 7).
+# - The exit code of a dependency with `yield` ran after the tasks on FastAPI 0.103.2 and
+#   0.105.0, before the response on 0.106.0 to 0.117.0, and after the response and the tasks
+#   again on 0.118.0, 0.121.0 and the pinned 0.163.2; `scope="function"` (from 0.121.0) chooses
+#   the early exit (section 7, measured on each).
 # - A task that uses the request's session meets either a closed session, which quietly begins a
 #   new transaction on a new connection that stays taken until the session is committed, rolled
 #   back or closed (or collected), or an open one that holds the request's connection and delays

@@ -1398,8 +1398,19 @@ assert events == ["release lock march"]
 assert not loud and not caught
 
 # %% [markdown]
-# The same holds for every response class (`JSONResponse`, `FileResponse`, `StreamingResponse`...),
-# since they all take `background=`.
+# FastAPI's check (`if raw_response.background is None`, above) looks at any `Response`, and
+# every response class of Starlette takes `background=`, so the same trap waits with each:
+
+# %%
+from starlette import responses
+
+response_classes = [cls for cls in vars(responses).values() if isinstance(cls, type) and issubclass(cls, Response)]
+without = [cls.__name__ for cls in response_classes if "background" not in inspect.signature(cls).parameters]
+print(f"{len(response_classes)} response classes in starlette.responses; without a `background` parameter: {without}")
+assert {"JSONResponse", "FileResponse", "StreamingResponse"} <= {cls.__name__ for cls in response_classes}
+assert without == []
+
+# %% [markdown]
 #
 # There are two fixes, and both keep one list of tasks:
 #
@@ -1439,6 +1450,19 @@ for fix, tasks in ran.items():
 expected = ["audit GET /{fix}/march", "e-mail the march export to accounting", "release lock march"]
 assert ran["fix-1"] == [expected[0].format(fix="fix-1"), *expected[1:]]
 assert ran["fix-2"] == [expected[0].format(fix="fix-2"), *expected[1:]]
+
+# %% [markdown]
+# The trap is not new. `make versions` ran an endpoint that adds an injected task and returns
+# `JSONResponse(..., background=BackgroundTask(...))` on a real server for each release below.
+#
+# **Fact 9.3.** On all eight FastAPI releases measured, from 0.103.2 to 0.163.2, only the
+# response's own task ran.
+
+# %%
+background_history = version_table("background_argument")
+assert len(background_history.rows) == 8
+assert {outcome for _, (outcome,) in background_history.rows} == {"only the response's own"}
+background_history
 
 # %% [markdown]
 # ## 10. The common advice, checked

@@ -186,18 +186,42 @@ assert origin.function == "BaseHTTPMiddleware.__call__.<locals>.call_next"
 assert found["fastapi"] == found["uvicorn"] == []
 
 # %% [markdown]
-# Read the code around it. `call_next` runs your app (everything inside the middleware) in a task
-# of its own, `coro`, which hands each message the app sends to a memory stream; when the app
-# returns, `with send_stream:` closes that stream. `call_next` waits for the first message. If the
-# stream ends before any message came (`anyio.EndOfStream`), there are two cases: the app raised,
-# and its exception is raised again; or it did not, and the result is `No response returned.`
+# Read the code around it, in three steps. Two terms first:
+#
+# - a *task*, here, is an AnyIO task: a coroutine that runs alongside the one that started it,
+#   in the same event loop;
+# - a *memory stream* is AnyIO's queue inside one process, with two ends: `send_stream` and
+#   `recv_stream`. Closing the sending end tells the receiver that nothing more will come: a
+#   `receive()` on an empty stream whose sending end is closed raises `anyio.EndOfStream`.
+#
+# **Step 1.** `call_next` runs your app (everything inside the middleware) in a task of its own,
+# the nested function `coro`. The app gets `send_no_error` as its `send`, which puts each message
+# the app sends into the memory stream. When the app returns, `with send_stream:` closes the
+# sending end; an exception the app raised is kept in `app_exc`.
 
 # %%
 [run_the_app] = find_in_source("starlette", "await self.app(scope, receive_or_disconnect, send_no_error)")
+print(run_the_app.excerpt(before=5, after=2))
+assert run_the_app.function == f"{origin.function}.<locals>.coro"
+
+# %% [markdown]
+# **Step 2.** `call_next` then waits for the app's first message, `recv_stream.receive()`: it
+# should be `http.response.start`. If the sending end is closed before any message came, that
+# wait raises `anyio.EndOfStream`, caught here:
+
+# %%
 [end_of_stream] = [hit for hit in find_in_source("starlette", "except anyio.EndOfStream:") if hit.file == origin.file]
-print(run_the_app.excerpt(before=5, after=2), end_of_stream.excerpt(before=0, after=1),
-      origin.excerpt(before=1, after=0), sep="\n    ...\n")
-assert run_the_app.function == f"{origin.function}.<locals>.coro" and end_of_stream.function == origin.function
+print(end_of_stream.excerpt(before=9, after=0))
+assert end_of_stream.function == origin.function
+assert "message = await recv_stream.receive()" in end_of_stream.excerpt(before=9, after=0)
+
+# %% [markdown]
+# **Step 3.** In that `except` there are two cases: the app raised, and its exception is raised
+# again; or it did not, and `call_next` raises the message.
+
+# %%
+print(origin.excerpt(before=1, after=0))
+assert "raise app_exc" in origin.excerpt(before=1, after=0)
 
 # %% [markdown]
 # So the message means: **the app inside a `BaseHTTPMiddleware` finished without sending
