@@ -50,7 +50,9 @@ import socket
 import threading
 import time
 import traceback
+from collections import Counter
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from email.message import EmailMessage
 from importlib.metadata import version
@@ -86,14 +88,15 @@ print(f"{'python':16} {platform.python_version()}")
 
 # %%
 import aiosmtplib
+import email_validator
 import httpx
 from fastapi import BackgroundTasks, FastAPI, HTTPException, status
 from pwdlib import PasswordHash
-from pydantic import BaseModel, EmailStr, Field, SecretStr
+from pydantic import BaseModel, EmailStr, Field, SecretStr, ValidationError
 from tenacity import before_sleep_log, retry, retry_if_exception, retry_if_exception_type, stop_after_attempt, wait_exponential
 from tqdm.auto import tqdm
 
-from bgcourse import Timeline, TimelineMiddleware, capture_logs, load_quiz, serve, smtp_server
+from bgcourse import RaceWindow, Timeline, TimelineMiddleware, capture_logs, load_quiz, serve, smtp_server
 
 # %% [markdown]
 # ## 1. A real mail server in the notebook
@@ -197,7 +200,8 @@ assert welcome.get_content().startswith("Hello ada,")
 # The hash comes from `pwdlib`: `PasswordHash.recommended()` hashes with argon2id, a
 # deliberately slow, memory-hard function, and `verify()` checks a password against a hash.
 # Users live in a dictionary for now (chapter 3 brings a database); `create_app()` makes a new
-# app with an empty one, so every experiment starts fresh.
+# app with an empty one, so every experiment starts fresh. (Its `users` and `users_lock`
+# parameters are for Fact 5.4, which watches the check-and-insert and takes the lock away.)
 
 # %%
 class Registration(BaseModel):
@@ -221,16 +225,21 @@ class StoredUser:
 password_hash = PasswordHash.recommended()
 
 
-def create_app(send_welcome: Callable[[str, str], Any] = send_welcome_email) -> FastAPI:
+def create_app(
+    send_welcome: Callable[[str, str], Any] = send_welcome_email,
+    *,
+    users: dict[str, StoredUser] | None = None,
+    users_lock: AbstractContextManager[Any] | None = None,
+) -> FastAPI:
     app = FastAPI()
-    users: dict[str, StoredUser] = {}
-    users_lock = threading.Lock()
+    users = {} if users is None else users
+    users_lock = threading.Lock() if users_lock is None else users_lock
     app.state.users = users
 
     @app.post("/register", status_code=status.HTTP_201_CREATED, response_model=UserOut)
     def register(registration: Registration, background_tasks: BackgroundTasks) -> StoredUser:
         hashed = password_hash.hash(registration.password.get_secret_value())
-        with users_lock:  # check and insert as one step: two requests may race for the same name
+        with users_lock:  # check and insert as one step: two requests may race for the same name (Fact 5.4)
             if registration.username in users:
                 raise HTTPException(status.HTTP_409_CONFLICT, f"the username {registration.username!r} is taken")
             user = users[registration.username] = StoredUser(registration.username, registration.email, hashed)
@@ -477,8 +486,8 @@ assert health_answered["smtplib in async def"] > task_ended["smtplib in async de
 # ## 5. Bad input: `422`, and `409` for a taken username
 #
 # FastAPI validates the body against `Registration` before `register` runs. When validation
-# fails, the endpoint does not run at all (nothing is hashed, stored or sent) and the client gets
-# `422 Unprocessable Content` with a list of errors. Each error has:
+# fails, the client gets `422 Unprocessable Content` with a list of errors, and nothing is stored
+# or sent. Each error has:
 #
 # - `type`: a machine-readable name for the rule that failed (`missing`, `string_too_long`,
 #   ...), the thing for a client to test;
@@ -489,7 +498,9 @@ assert health_answered["smtplib in async def"] > task_ended["smtplib in async de
 #
 # **Fact 5.1.** An invalid e-mail address, a missing field, an over-long username and a number
 # where a string belongs each get a `422` with one error that names the field and the rule;
-# nothing is stored and no e-mail is sent.
+# nothing is stored and no e-mail is sent. The e-mail error's `msg` ends with what
+# `email-validator` itself says about the address ("It should have a period"), and its `type` is
+# the generic `value_error`.
 
 # %%
 bad_bodies = {
@@ -520,18 +531,28 @@ assert [answer.json()["detail"][0]["type"] for answer in answers.values()] == [
 ]
 assert all(answer.json()["detail"][0]["loc"][0] == "body" for answer in answers.values())
 assert app.state.users == {} and sent == 0
+try:
+    email_validator.validate_email("ada@example", check_deliverability=False)
+except email_validator.EmailNotValidError as error:
+    validator_says = str(error)
+print(f"\nemail-validator itself says about 'ada@example': {validator_says!r}")
+assert answers["invalid e-mail"].json()["detail"][0]["msg"].endswith(validator_says)
+assert "It should have a period" in validator_says
 
 # %% [markdown]
-# The e-mail error's `msg` comes from `email-validator` ("It should have a period"); its `type` is
-# the generic `value_error`, so a client that wants to tell e-mail errors apart looks at `loc`.
+# As the `type` of the e-mail error is the generic `value_error`, a client that wants to tell
+# e-mail errors apart looks at `loc`.
 #
 # Note the `input` field: the `422` repeats what the client sent. For the client that sent it,
 # that is harmless. For your logs it is not.
 #
 # **Fact 5.2.** When a field is missing, `input` holds the whole body, password included; when
-# the password is too short, `input` is the password. `SecretStr` does not help here: the check
-# fails before a `SecretStr` is made. (The message for the short password speaks of "items",
-# not characters: that is Pydantic 2.14's wording for a length rule on a `SecretStr`.)
+# the password is too short, `input` is the password. `SecretStr` does not help here. Pydantic
+# does make the `SecretStr` first and checks the length rule on it, after validation (so the
+# message for the short password speaks of "items after validation", not characters: Pydantic
+# 2.14's wording for a length rule on a `SecretStr`); but the error's `input` is what the client
+# sent, the plain string. The cell shows the order with a `SecretStr` subclass that notes every
+# one that is made.
 
 # %%
 with serve(create_app()) as url, httpx.Client(base_url=url) as client:
@@ -545,8 +566,29 @@ for case, answer in (("missing field", missing_email), ("short password", short_
 print(f"\na valid password inside a Registration prints as: {Registration(**ADA).password!r}")
 assert missing_email.json()["detail"][0]["input"]["password"] == ADA["password"]
 assert short_password.json()["detail"][0]["input"] == "hunter2"
-assert "at least 8 items" in short_password.json()["detail"][0]["msg"]
+assert "at least 8 items after validation" in short_password.json()["detail"][0]["msg"]
 assert "correct horse" not in repr(Registration(**ADA))
+
+secrets_made: list[str] = []
+
+
+class NotedSecretStr(SecretStr):
+    def __init__(self, secret_value: str) -> None:
+        secrets_made.append(secret_value)
+        super().__init__(secret_value)
+
+
+class NotedRegistration(Registration):
+    password: Annotated[NotedSecretStr, Field(min_length=8)]
+
+
+try:
+    NotedRegistration(**{**ADA, "password": "hunter2"})
+except ValidationError as error:
+    (rejected,) = error.errors()
+print(f"SecretStr values made before the length rule rejected the password: {secrets_made}")
+print(f"the error's input: {rejected['input']!r}, a {type(rejected['input']).__name__}")
+assert secrets_made == ["hunter2"] and type(rejected["input"]) is str
 
 # %% [markdown]
 # So never log `422` bodies (or request bodies) of an endpoint that takes a password, and keep
@@ -554,8 +596,7 @@ assert "correct horse" not in repr(Registration(**ADA))
 #
 # A duplicate username is not a validation error: the body is fine, but it conflicts with the
 # state of the server. The answer for that is `409 Conflict`, with a message that says what
-# conflicts. `register` checks and inserts under a lock, so two requests for the same name at the
-# same moment cannot both win.
+# conflicts.
 #
 # **Fact 5.3.** A second registration of `ada` (another e-mail, another password) gets `409`
 # with the reason. The first record is unchanged, and only one welcome e-mail is sent.
@@ -579,6 +620,64 @@ assert first.status_code == 201 and second.status_code == 409
 assert second.json() == {"detail": "the username 'ada' is taken"}
 assert stored.email == "ada@example.com" and first_password_verifies
 assert [message["To"] for message in welcomes] == ["ada@example.com"]
+
+# %% [markdown]
+# Those two requests came one after the other. Requests can also come at the same moment:
+# `register` is a `def` endpoint, so each request runs on a worker thread of its own, and a thread
+# can check that `ada` is free while another is between its own check and its insert. That is why
+# `register` checks and inserts under a lock: a thread that holds it finishes its check and its
+# insert before another thread may check.
+#
+# Waiting for two requests to meet in that window of microseconds by luck would prove nothing.
+# `RaceWindow(n)`, from the course's helpers, makes them meet: the app gets its dictionary
+# (`window.store()`), whose `in` holds each request after its check until each of the other
+# requests has checked too or is waiting for the lock, and its lock (`window.guard(lock)`, or
+# `window.guard(None)` for no lock at all).
+#
+# **Fact 5.4.** Four registrations of `ada` at the same moment, each with its own e-mail address
+# and password, each held between its check and its insert as long as the others need to catch
+# up. With the lock, one check finds the name free: one `201` and three `409`s, one welcome
+# e-mail, and the stored record is the winner's. Without the lock, all four checks find the name
+# free: four `201`s and four welcome e-mails, but only one record, the last one written. Three
+# clients were told that their account exists, and their passwords do not open it.
+
+# %%
+RACERS = 4
+racing_bodies = [{"username": "ada", "email": f"ada{n}@example.com", "password": f"password number {n}"}
+                 for n in range(RACERS)]
+race: dict[str, dict[str, Any]] = {}
+for case, lock in (("with the lock", threading.Lock()), ("without a lock", None)):
+    window = RaceWindow(RACERS)
+    app = create_app(users=window.store(), users_lock=window.guard(lock))
+    with smtp_server() as mail:
+        mail_settings.port = mail.port
+        with serve(app) as url:  # when the block ends, the server has run every task it had
+            async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+                answers = await asyncio.gather(*(client.post("/register", json=body) for body in racing_bodies))
+        welcomes = mail.messages
+    stored = app.state.users["ada"]
+    race[case] = {
+        "free checks": window.free_checks,
+        "answers": Counter(answer.status_code for answer in answers),
+        "winners": sorted(answer.json()["email"] for answer in answers if answer.status_code == 201),
+        "welcomes": len(welcomes),
+        "records": len(app.state.users),
+        "stored": stored.email,
+        "opens it": [body["email"] for body in racing_bodies if password_hash.verify(body["password"], stored.password_hash)],
+    }
+
+for case, seen in race.items():
+    print(f"{case:15} checks that found 'ada' free: {seen['free checks']}; answers: {dict(sorted(seen['answers'].items()))};"
+          f" welcome e-mails: {seen['welcomes']}; records: {seen['records']}")
+    print(f"{'':15} clients told 201: {len(seen['winners'])}; the record holds the address of one of them:"
+          f" {seen['stored'] in seen['winners']}; passwords that open it: {len(seen['opens it'])} of {RACERS}")
+locked, unlocked = race["with the lock"], race["without a lock"]
+assert locked["free checks"] == 1 and locked["answers"] == {201: 1, 409: RACERS - 1}
+assert locked["welcomes"] == 1 and locked["records"] == 1
+assert locked["winners"] == [locked["stored"]] == locked["opens it"]
+assert unlocked["free checks"] == RACERS and unlocked["answers"] == {201: RACERS}
+assert unlocked["welcomes"] == RACERS and unlocked["records"] == 1
+assert len(unlocked["winners"]) == RACERS and unlocked["opens it"] == [unlocked["stored"]]
 
 # %% [markdown]
 # ## 6. When the mail server is down or slow
@@ -1067,7 +1166,8 @@ quiz.check("q05", UserOut)
 # - `aiosmtplib` in an `async def` task, or `smtplib` in a `def` task; a blocking client in an
 #   `async def` task stalls every request (section 4).
 # - Bad input gets a `422` whose errors say `type`, `loc` and `msg`, and repeat the `input`, so
-#   do not log them; a taken username gets `409` (section 5).
+#   do not log them; a taken username gets `409`, and checking and inserting under one lock
+#   keeps two requests at the same moment from both taking it (section 5).
 # - A failing task cannot change the `201` the client already has. Give the task a timeout,
 #   bounded retries for transient errors, and a log line with the traceback and the address
 #   (section 6).

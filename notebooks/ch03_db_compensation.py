@@ -49,16 +49,19 @@
 import asyncio
 import contextlib
 import gc
+import inspect
 import os
 import platform
 import signal
+import subprocess
+import sys
 import threading
 import time
 import traceback
 import warnings
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from importlib.metadata import version
+from importlib.metadata import requires, version
 from pathlib import Path
 from typing import Annotated
 
@@ -70,6 +73,7 @@ PINNED = {
     "sqlalchemy": "2.1.9",
     "aiosqlite": "0.22.1",
     "asyncpg": "0.32.0",
+    "greenlet": "3.5.6",
 }
 for package, pinned in PINNED.items():
     installed = version(package)
@@ -102,9 +106,12 @@ import httpx
 from fastapi import BackgroundTasks, Depends, FastAPI, HTTPException
 from fastapi.responses import JSONResponse
 from IPython.display import Code
-from sqlalchemy import String, delete, event, func, select, text, update
+from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, delete, event, func, insert, select, text, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.pool import QueuePool
+from sqlalchemy.sql import Select
 from tqdm.auto import tqdm
 
 from bgcourse import (
@@ -114,6 +121,8 @@ from bgcourse import (
     Timeline,
     TimelineMiddleware,
     capture_logs,
+    create_tables,
+    find_postgres_bin,
     load_quiz,
     logged_errors,
     make_engine,
@@ -121,6 +130,7 @@ from bgcourse import (
     read_module_source,
     serve,
     temporary_database,
+    throwaway_postgres,
     uvicorn_process,
     version_table,
 )
@@ -226,6 +236,40 @@ async with temporary_database(Base.metadata) as db:
 print(f"inside the transaction the INSERT had given the user id {id_inside}")
 print(f"after the block raised, the table holds {rows_after} rows: the transaction was rolled back")
 assert id_inside is not None and rows_after == 0
+
+# %% [markdown]
+# The asyncio API needs one more package. SQLAlchemy's ORM is written as ordinary, blocking
+# Python; its asyncio API runs that code in a *greenlet* (a lightweight coroutine from the
+# `greenlet` package) and suspends the greenlet wherever the driver has to `await`. SQLAlchemy
+# 2.1 does not install `greenlet` by default. Its documentation says: "Changed in version 2.1:
+# greenlet is no longer installed by default; to use the asyncio extension, the
+# `sqlalchemy[asyncio]` target must be used." So install it as
+#
+# ```
+# pip install "sqlalchemy[asyncio]"
+# ```
+#
+# as the course's requirements do.
+#
+# **Fact 1.3.** SQLAlchemy's own package metadata names `greenlet` as a requirement of its
+# `asyncio` extra only, and `greenlet` is installed here. In a fresh Python in which
+# `import greenlet` fails (the cell blocks it, as if it were not installed), importing
+# `sqlalchemy.ext.asyncio` raises an `ImportError` that says to install `sqlalchemy[asyncio]`.
+
+# %%
+greenlet_requirements = [line for line in requires("sqlalchemy") or [] if line.startswith("greenlet")]
+without_greenlet = subprocess.run(
+    [sys.executable, "-c", "import sys; sys.modules['greenlet'] = None; import sqlalchemy.ext.asyncio"],
+    capture_output=True, text=True, timeout=120,
+)
+error_line = without_greenlet.stderr.strip().splitlines()[-1]
+print(f"SQLAlchemy {version('sqlalchemy')} asks for greenlet as: {greenlet_requirements}")
+print(f"greenlet installed here: {version('greenlet')}")
+print(f"without greenlet, `import sqlalchemy.ext.asyncio` exits with {without_greenlet.returncode}:\n    {error_line}")
+assert greenlet_requirements == ['greenlet>=1; extra == "asyncio"']
+assert without_greenlet.returncode != 0
+assert error_line.startswith("ImportError: The SQLAlchemy asyncio module requires that the Python 'greenlet' library")
+assert "pip install sqlalchemy[asyncio]" in error_line
 
 # %% [markdown]
 # ## 2. A registration with a compensation task
@@ -373,10 +417,69 @@ assert rows_after_kill == 1 and rows_after_restart == 1, "the compensation was l
 #
 # When the later step can run while the transaction is still open, there is nothing to
 # compensate: do the insert and the call in one transaction, and let the failure roll the insert
-# back (Fact 1.2). `POST /register-atomic` in the module above does exactly that: `flush()` runs
-# the `INSERT` (and gives the id), the billing call follows, and the `COMMIT` comes only after it.
+# back (Fact 1.2). `POST /register-atomic` in the module above does that: inside one
+# `async with sessions.begin()` block it adds the user, calls `await session.flush()`, and then
+# awaits the billing call; the block commits when it ends, and rolls back if the call raised.
 #
-# **Fact 4.1.** Treated the same way (a refused registration, then `kill -9` right after the
+# **Fact 4.1.** In the module's source, `register_atomic` opens the transaction, flushes, and
+# calls billing, in that order. Run with the same steps on an engine whose events note every
+# statement, a successful registration gives: `BEGIN`, the `INSERT` (after which the user has its
+# id), the billing call (during which another connection sees no row for the user), and only then
+# `COMMIT`. A refused one gives the same first three, then `ROLLBACK`.
+
+# %%
+registration_source = read_module_source("solutions.ch03_db_compensation.registration_app")
+atomic_source = registration_source[registration_source.index("async def register_atomic"):]
+steps = ["async with sessions.begin() as session:", "await session.flush()", "await create_billing_account(email)"]
+print("register_atomic, in the order its source has them:", *sorted(steps, key=atomic_source.index), sep="\n    ")
+assert sorted(steps, key=atomic_source.index) == steps and all(step in atomic_source for step in steps)
+
+
+class BillingRefused(Exception):
+    pass
+
+
+async with temporary_database(Base.metadata) as db:
+    engine = make_engine(db.url)
+    async with engine.connect():  # the first connection runs the dialect's own set-up queries: not traced
+        pass
+    trace: list[str] = []
+    event.listen(engine.sync_engine, "begin", lambda connection: trace.append("BEGIN"))
+    event.listen(engine.sync_engine, "before_cursor_execute", lambda _c, _k, sql, *_: trace.append(sql.split()[0]))
+    event.listen(engine.sync_engine, "commit", lambda connection: trace.append("COMMIT"))
+    event.listen(engine.sync_engine, "rollback", lambda connection: trace.append("ROLLBACK"))
+    sessions = make_sessionmaker(engine)
+
+    async def create_billing_account(email: str) -> None:
+        trace.append(f"billing call (rows for the user seen by another connection: {await users_with(db, email)})")
+        if email.endswith("@fail.example"):
+            raise BillingRefused(email)
+
+    traces: dict[str, list[str]] = {}
+    for email in ("dee@example.com", "eve@fail.example"):
+        with contextlib.suppress(BillingRefused):
+            async with sessions.begin() as session:  # the steps of register_atomic
+                user = User(email=email)
+                session.add(user)
+                await session.flush()
+                trace.append(f"flush() returned: the user has id {user.id}")
+                await create_billing_account(email)
+        traces[email] = trace.copy()
+        trace.clear()
+    rows_after = {email: await users_with(db, email) for email in traces}
+    await engine.dispose()
+
+for email, steps_run in traces.items():
+    print(f"{email}: " + " -> ".join(steps_run) + f"; rows afterwards: {rows_after[email]}")
+billing_step = "billing call (rows for the user seen by another connection: 0)"
+for email, last in (("dee@example.com", "COMMIT"), ("eve@fail.example", "ROLLBACK")):
+    assert [step if not step.startswith("flush()") else "flush" for step in traces[email]] == [
+        "BEGIN", "INSERT", "flush", billing_step, last
+    ], traces[email]
+assert rows_after == {"dee@example.com": 1, "eve@fail.example": 0}
+
+# %% [markdown]
+# **Fact 4.2.** Treated the same way (a refused registration, then `kill -9` right after the
 # `502`), the compensating endpoint leaves a row behind and the transactional one leaves none;
 # a successful transactional registration has its row committed when the client has its `201`.
 
@@ -546,11 +649,94 @@ assert after_restart == ({"ada@example.com": "active", "bob@fail.example": "refu
 #   The other service must accept a repeat, for example by taking the message id as an
 #   idempotency key; and the worker's own steps must be idempotent (section 5: the status
 #   changes only from `pending`).
-# - **One worker**: two processes running this loop would both take the oldest message. On
-#   PostgreSQL, `SELECT ... FOR UPDATE SKIP LOCKED` lets several workers share the table.
+# - **One worker**: two processes running this loop would both take the oldest message
+#   (Fact 6.2). On PostgreSQL, `SELECT ... FOR UPDATE SKIP LOCKED` lets several workers share the
+#   table (Fact 6.3).
 #
 # Chapter 7 completes the picture with a durable queue, where a separate worker process takes the
 # place of this loop.
+#
+# Two workers sharing the outbox means two connections, each with a transaction of its own,
+# asking the worker's question ("the oldest message not done") at the same time. The cells below
+# ask it on an outbox table with three messages: the first worker takes one in its transaction,
+# and while that transaction is still open, the second asks.
+#
+# **Fact 6.2.** Without a lock, both workers take message 1. On SQLite, `FOR UPDATE SKIP LOCKED`
+# does not exist: written out, it is a syntax error, and SQLAlchemy's
+# `.with_for_update(skip_locked=True)` is simply left out of the SQL, so both workers still take
+# message 1.
+
+# %%
+outbox_tables = MetaData()
+outbox = Table("outbox", outbox_tables, Column("id", Integer, primary_key=True), Column("done_at", DateTime))
+oldest_not_done = select(outbox.c.id).where(outbox.c.done_at.is_(None)).order_by(outbox.c.id).limit(1)
+skipping_locked = oldest_not_done.with_for_update(skip_locked=True)
+
+
+async def two_workers_take(engine: AsyncEngine, query: Select[tuple[int]]) -> tuple[int | None, int | None]:
+    """Three messages; worker 1 takes one in its transaction, and while that is open worker 2 asks too."""
+    async with engine.begin() as connection:
+        await connection.execute(delete(outbox))
+        await connection.execute(insert(outbox), [{"id": number} for number in (1, 2, 3)])
+    async with engine.connect() as first, engine.connect() as second:
+        async with first.begin():
+            first_took = await first.scalar(query)
+            async with second.begin():
+                second_took = await second.scalar(query)
+    return first_took, second_took
+
+
+async with temporary_database(outbox_tables) as db:
+    backend = db.engine.dialect.name
+    without_lock = await two_workers_take(db.engine, oldest_not_done)
+    print(f"{backend}, without a lock: worker 1 took message {without_lock[0]}, worker 2 message {without_lock[1]}")
+    assert without_lock == (1, 1)
+    if backend == "sqlite":
+        try:
+            async with db.engine.connect() as connection:
+                await connection.execute(text("SELECT id FROM outbox ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED"))
+            written_out = "accepted"
+        except OperationalError as error:
+            written_out = str(error.orig)
+        compiled = " ".join(str(skipping_locked.compile(db.engine)).split())
+        with_for_update = await two_workers_take(db.engine, skipping_locked)
+        print(f"sqlite, FOR UPDATE SKIP LOCKED written out: {written_out}")
+        print(f"sqlite, .with_for_update(skip_locked=True) compiles to: {compiled}")
+        print(f"sqlite, with it: worker 1 took message {with_for_update[0]}, worker 2 message {with_for_update[1]}")
+        assert written_out == 'near "FOR": syntax error'
+        assert "FOR UPDATE" not in compiled and with_for_update == (1, 1)
+
+# %% [markdown]
+# **Fact 6.3.** On PostgreSQL, with `FOR UPDATE SKIP LOCKED`, worker 1's query locks message 1
+# until its transaction ends, and worker 2's query passes over the locked row: it takes message
+# 2. The cell runs on the chapter's database if that is PostgreSQL; otherwise on a throwaway
+# PostgreSQL server (`throwaway_postgres()`, from the course's helpers), if this machine has
+# PostgreSQL installed. Where it has neither, the cell says that the fact is not shown here.
+
+# %%
+async def skip_locked_on(engine: AsyncEngine) -> tuple[str, tuple[int | None, int | None]]:
+    compiled = " ".join(str(skipping_locked.compile(engine)).split())
+    return compiled, await two_workers_take(engine, skipping_locked)
+
+
+if backend == "postgresql":
+    async with temporary_database(outbox_tables) as db:
+        compiled, taken = await skip_locked_on(db.engine)
+elif find_postgres_bin() is not None:
+    with throwaway_postgres() as postgres:
+        engine = make_engine(postgres.url(), pooled=False)
+        try:
+            await create_tables(engine, outbox_tables)
+            compiled, taken = await skip_locked_on(engine)
+        finally:
+            await engine.dispose()
+else:
+    compiled, taken = "", (None, None)
+    print("PostgreSQL is not installed here (and DATABASE_URL does not name it): Fact 6.3 is not shown on this machine.")
+if compiled:
+    print(f"postgresql, the query: {compiled}")
+    print(f"postgresql, FOR UPDATE SKIP LOCKED: worker 1 took message {taken[0]}, worker 2 message {taken[1]}")
+    assert compiled.endswith("FOR UPDATE SKIP LOCKED") and taken == (1, 2)
 
 # %% [markdown]
 # ## 7. When does a dependency with `yield` close its session?
@@ -679,18 +865,26 @@ exit_code_history
 # %% [markdown]
 # ## 8. What goes wrong when a task uses the request's session
 #
-# The cells in this section give the app an engine of its own (`make_engine(db.url)`, with a
-# connection pool), used only by the server's event loop and disposed in the app's lifespan, as a
-# real app does. Two SQLAlchemy pool events count the connections taken from the pool and given
-# back.
+# Section 7 showed that a background task that is handed the request's session gets it either
+# closed or still open, depending on the FastAPI version and the dependency's scope. Neither is
+# safe, and neither are the objects that session loaded:
 #
-# Some tasks below catch the error they meet and keep only its text, with `what_went_wrong`. It
-# also clears the frames of the error's traceback right there, in the server's thread. This is
-# for the notebook's sake: SQLAlchemy runs its database calls in greenlets, a traceback of
-# `MissingGreenlet` holds the greenlet of the thread it was raised in, and when such a traceback
-# outlived the server's thread, this course's tests saw the Python process crash (a segmentation
-# fault, in greenlet 3.5.6's garbage-collection support) at a later garbage collection, about once
-# in forty runs.
+# - **A closed session** does not complain. It quietly starts a new transaction on a new
+#   connection, which nobody gives back (Fact 8.1); enough such requests leave the pool with no
+#   connection to give, and the next request fails (Fact 8.2).
+# - **An open session** works, but the request's connection stays taken, and its commit waits,
+#   until the task is done (Fact 8.3).
+# - **The request's ORM objects**: after the commit, reading one of their attributes can need the
+#   database again, and a plain attribute read cannot reach it under asyncio (Fact 8.4).
+# - **One session for the whole app** fails as soon as two tasks use it at once (Fact 8.5).
+#
+# Section 9 shows the pattern that avoids all four.
+#
+# *How the cells look.* Each app gets an engine of its own (`make_engine(db.url)`, with a
+# connection pool), used only by the server's event loop and disposed in the app's lifespan, as a
+# real app does. `count_connections` counts, with two SQLAlchemy pool events, the connections
+# taken from the pool and given back. Some tasks catch the error they meet and keep only its text,
+# with `what_went_wrong`; its comment says why it also clears the error's traceback.
 
 
 # %%
@@ -704,6 +898,9 @@ def count_connections(engine: AsyncEngine) -> Counter[str]:
 
 def what_went_wrong(error: BaseException) -> str:
     """The error's type and the first line of its message; then its traceback's frames are cleared."""
+    # Cleared here, in the server's thread: a traceback of MissingGreenlet holds the greenlet it was
+    # raised in, and when one outlived the server's thread, the course's tests saw Python crash at a
+    # later garbage collection (a segmentation fault in greenlet 3.5.6), about once in forty runs.
     text = f"{type(error).__name__}: {str(error).splitlines()[0]}"
     caught: BaseException | None = error
     while caught is not None:
@@ -783,12 +980,92 @@ assert totals == {"taken": 2, "returned": 1} and still_taken == 1
 
 # %% [markdown]
 # The connection stays taken until someone commits, rolls back or closes that session. A task
-# that does none of these, like this one, leaves it to the garbage collector; in a real app every
-# such request holds one connection until then, and enough of them at once would take all of the
-# pool's (5, plus 10 overflow, by default). This cell shows the one connection left taken, not an
-# exhausted pool. Here the app's lifespan closed the sessions, so nothing leaked out of the cell.
+# that does none of these, like this one, leaves it to the garbage collector. (Here the app's
+# lifespan closed the sessions, so nothing leaked out of the cell.) In a real app every such
+# request holds one connection until then, and a pool has only so many. SQLAlchemy's
+# `QueuePool` (for an asyncio engine, `AsyncAdaptedQueuePool`) keeps `pool_size` connections,
+# opens up to `max_overflow` more when those are all taken, and makes a request for one more wait
+# `pool_timeout` seconds before it gives up.
 #
-# **Fact 8.2.** With the default scope on FastAPI 0.163, the task gets the request's session
+# **Fact 8.2.** The chapter's engine has such a pool: by default 5 connections, 10 overflow and
+# a 30 s timeout. With a pool of 2, no overflow and a timeout of half a second, four requests
+# like Fact 8.1's, one after the other (each sent once the task before it is done): the first two
+# are answered `200`, and their tasks leave both connections taken. The pool has nothing left to
+# give, so each later request waits the half second and fails with a `500`: the endpoint's commit
+# raised SQLAlchemy's `TimeoutError: QueuePool limit of size 2 overflow 0 reached`.
+
+# %%
+defaults = inspect.signature(QueuePool.__init__).parameters
+async with temporary_database(Base.metadata) as db:
+    default_engine = make_engine(db.url)
+    default_pool = type(default_engine.pool).__name__, default_engine.pool.size(), default_engine.pool.timeout()
+    await default_engine.dispose()
+
+    POOL_SIZE, POOL_TIMEOUT, REQUESTS = 2, 0.5, 4
+    engine = make_engine(db.url, pool_size=POOL_SIZE, max_overflow=0, pool_timeout=POOL_TIMEOUT)
+    connections = count_connections(engine)
+    sessions = make_sessionmaker(engine)
+    handed_over = []
+    task_done = threading.Semaphore(0)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        for session in handed_over:
+            await session.close()
+        await engine.dispose()
+
+    app = FastAPI(lifespan=lifespan)
+
+    async def get_session() -> AsyncIterator[AsyncSession]:
+        async with sessions() as session:
+            yield session
+
+    async def count_users_later(session: AsyncSession) -> None:
+        handed_over.append(session)
+        await session.scalar(select(func.count()).select_from(User))  # a new connection, never given back
+        task_done.release()
+
+    @app.post("/users")
+    async def create_user(
+        email: str,
+        background_tasks: BackgroundTasks,
+        session: Annotated[AsyncSession, Depends(get_session, scope="function")],
+    ) -> dict[str, str]:
+        session.add(User(email=email))
+        await session.commit()
+        background_tasks.add_task(count_users_later, session)
+        return {"created": email}
+
+    answers: list[tuple[int, float]] = []
+    with capture_logs("uvicorn.error") as records, serve(app) as url:
+        for number in range(REQUESTS):
+            sent = time.monotonic()
+            code = httpx.post(f"{url}/users", params={"email": f"user{number}@example.com"}, timeout=60).status_code
+            answers.append((code, time.monotonic() - sent))
+            if code == 200:  # wait until its task has taken its connection
+                assert task_done.acquire(timeout=60), "the task did not finish"
+        still_taken = connections["taken"] - connections["returned"]
+    errors = logged_errors(records)
+
+print(f"by default: {default_pool[0]} of {default_pool[1]} connections, waiting up to {default_pool[2]} s;"
+      f" QueuePool's defaults: pool_size={defaults['pool_size'].default},"
+      f" max_overflow={defaults['max_overflow'].default}, timeout={defaults['timeout'].default}")
+print(f"a pool of {POOL_SIZE}, no overflow, pool_timeout={POOL_TIMEOUT}: the answers, in order: {[c for c, _ in answers]}")
+print(f"connections taken by tasks and never given back: {still_taken}")
+for error in errors:
+    print(f"    {error.type}: {error.message.splitlines()[0]}")
+print(f"each failed request waited at least pool_timeout: {all(took >= POOL_TIMEOUT for c, took in answers if c == 500)}")
+assert default_pool == ("AsyncAdaptedQueuePool", 5, 30.0)
+assert (defaults["pool_size"].default, defaults["max_overflow"].default, defaults["timeout"].default) == (5, 10, 30.0)
+assert [code for code, _ in answers] == [200] * POOL_SIZE + [500] * (REQUESTS - POOL_SIZE)
+assert still_taken == POOL_SIZE
+assert [error.type for error in errors] == ["TimeoutError"] * (REQUESTS - POOL_SIZE)
+assert all(error.message.startswith(f"QueuePool limit of size {POOL_SIZE} overflow 0 reached") for error in errors)
+assert all(took >= POOL_TIMEOUT for code, took in answers if code == 500)
+
+# %% [markdown]
+# **Fact 8.3.** With the default scope on FastAPI 0.163, the task gets the request's session
 # still open, and it works. But the request's connection stays taken for as long as the task
 # runs, and a dependency that commits in its exit code (`async with sessions.begin()`) commits
 # only after the task: the client has its answer while the new user is not yet visible to
@@ -855,29 +1132,58 @@ assert visible_after == 1 and taken_after == 0
 # in the situation of Fact 8.1. Code that depends on the exit code's timing changes its behaviour
 # with a minor upgrade.
 #
-# The objects a session loaded have the same problem. After a commit, SQLAlchemy's default
-# (`expire_on_commit=True`) *expires* every attribute, so the next read loads it again from the
-# database, lazily, with a plain attribute access. Under asyncio a plain attribute access cannot
-# `await`, so that reload cannot happen.
+# The ORM objects that the request's session loaded or added have a problem of their own. Four
+# ideas explain it, one at a time.
 #
-# **Fact 8.3.** A task that reads `user.email` from an object the request committed fails, with
-# a sessionmaker left at `expire_on_commit=True`. With the session still open (default scope):
-# `MissingGreenlet: greenlet_spawn has not been called; can't call await_() here. Was IO
-# attempted in an unexpected place?`. On PostgreSQL (asyncpg) it is raised as it is; on SQLite,
-# aiosqlite meets it in the middle of running the statement, and it arrives wrapped as
-# `StatementError: (sqlalchemy.exc.MissingGreenlet) ...`, followed by a `RuntimeWarning` about a
-# coroutine that was never awaited. With the session closed (`scope="function"`):
-# `DetachedInstanceError: Instance <User at 0x...> is not bound to a Session; attribute refresh
-# operation cannot proceed`. With the course's `make_sessionmaker` (`expire_on_commit=False`)
-# the values are still there and the read works: it shows the row as it was when the request
-# committed.
+# **Expired attributes.** When a session commits, SQLAlchemy by default *expires* every attribute
+# of every object in that session: it forgets the values, since from now on another transaction
+# may change the row. This is the sessionmaker's `expire_on_commit=True`, SQLAlchemy's default.
+#
+# **Lazy loads.** Reading an attribute that is not loaded, such as an expired `user.email`, makes
+# SQLAlchemy fetch it from the database there and then, inside the attribute access. That is a
+# *lazy load*, and it needs the object's session and a connection.
+#
+# **`MissingGreenlet`.** Under asyncio, SQLAlchemy can wait for the driver only inside a call that
+# you `await` (which runs its code in the greenlet of Fact 1.3). A plain attribute access is not
+# awaited, so a lazy load there cannot wait for the database, and it raises `MissingGreenlet`.
+#
+# **Detached instances.** Once its session is closed, an object is *detached*: it belongs to no
+# session, so nothing can load its attributes, and a lazy load raises `DetachedInstanceError`.
+#
+# The course's `make_sessionmaker` sets `expire_on_commit=False`: the object keeps the values it
+# had at the commit, and reading them needs no database. It keeps only those values; an attribute
+# that is not loaded still needs a lazy load.
+#
+# **Fact 8.4.** An endpoint commits a `User` and hands the object itself to a task, which reads
+# `user.email`:
+#
+# 1. `expire_on_commit=True`, session still open (the default scope): the lazy load raises
+#    `MissingGreenlet: greenlet_spawn has not been called; can't call await_() here. Was IO
+#    attempted in an unexpected place?`. On PostgreSQL (asyncpg) it arrives as it is. On SQLite,
+#    aiosqlite meets it in the middle of running the statement, so it arrives wrapped, as
+#    `StatementError: (sqlalchemy.exc.MissingGreenlet) ...`, and Python then warns about a
+#    coroutine that was never awaited.
+# 2. `expire_on_commit=True`, session closed (`scope="function"`): `DetachedInstanceError:
+#    Instance <User at 0x...> is not bound to a Session; attribute refresh operation cannot
+#    proceed`.
+# 3. `expire_on_commit=False`, the default scope: the read works, and gives the address as the
+#    request committed it.
+# 4. `expire_on_commit=False`, session closed, but the endpoint expired `email` after the commit
+#    (`session.expire(user, ["email"])`): `DetachedInstanceError` again, as in case 2.
+#
+# The first cell builds the app, one endpoint for each case; the second runs it.
 
 # %%
-async with temporary_database(Base.metadata) as db:
-    engine = make_engine(db.url)
-    expiring = async_sessionmaker(engine)  # SQLAlchemy's default: expire_on_commit=True
-    keeping = make_sessionmaker(engine)  # the course's: expire_on_commit=False
-    reads: dict[str, str] = {}
+GREETING_CASES = {  # case: (expire_on_commit, the dependency's scope, expire email after the commit)
+    "expire_on_commit=True,  default scope                ": (True, "request", False),
+    'expire_on_commit=True,  scope="function"             ': (True, "function", False),
+    "expire_on_commit=False, default scope                ": (False, "request", False),
+    'expire_on_commit=False, scope="function", expire()   ': (False, "function", True),
+}
+
+
+def greeting_app(engine: AsyncEngine, reads: dict[str, str]) -> FastAPI:
+    """`POST /case/<n>` commits a user and hands the ORM object itself to a task that reads `user.email`."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -886,65 +1192,65 @@ async with temporary_database(Base.metadata) as db:
 
     app = FastAPI(lifespan=lifespan)
 
-    def session_from(factory: async_sessionmaker[AsyncSession]) -> Callable[[], AsyncIterator[AsyncSession]]:
-        async def get_session() -> AsyncIterator[AsyncSession]:
-            async with factory() as session:
-                yield session
-
-        return get_session
-
     async def greet(case: str, user: User) -> None:
         try:
             reads[case] = f"read {user.email!r}"
         except Exception as error:
             reads[case] = what_went_wrong(error)
 
-    def add_endpoint(path: str, case: str, factory: async_sessionmaker[AsyncSession], scope: str) -> None:
-        @app.post(path)
+    def add_endpoint(number: int, case: str, expire_on_commit: bool, scope: str, expire_email: bool) -> None:
+        sessions = async_sessionmaker(engine, expire_on_commit=expire_on_commit)
+
+        async def get_session() -> AsyncIterator[AsyncSession]:
+            async with sessions() as session:
+                yield session
+
+        @app.post(f"/case/{number}")
         async def create_user(
-            email: str,
-            background_tasks: BackgroundTasks,
-            session: Annotated[AsyncSession, Depends(session_from(factory), scope=scope)],
+            email: str, background_tasks: BackgroundTasks, session: Annotated[AsyncSession, Depends(get_session, scope=scope)]
         ) -> dict[str, str]:
             user = User(email=email)
             session.add(user)
             await session.commit()
+            if expire_email:
+                session.expire(user, ["email"])
             background_tasks.add_task(greet, case, user)  # the ORM object itself
             return {"created": email}
 
-    cases = {
-        "expire_on_commit=True,  default scope   ": (expiring, "request"),
-        'expire_on_commit=True,  scope="function"': (expiring, "function"),
-        "expire_on_commit=False, default scope   ": (keeping, "request"),
-    }
-    for number, (case, (factory, scope)) in enumerate(cases.items()):
-        add_endpoint(f"/case/{number}", case, factory, scope)
+    for number, (case, options) in enumerate(GREETING_CASES.items()):
+        add_endpoint(number, case, *options)
+    return app
 
+
+# %%
+async with temporary_database(Base.metadata) as db:
+    reads: dict[str, str] = {}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        with serve(app) as url:
-            for number in range(len(cases)):
+        with serve(greeting_app(make_engine(db.url), reads)) as url:
+            for number in range(len(GREETING_CASES)):
                 httpx.post(f"{url}/case/{number}", params={"email": f"user{number}@example.com"})
         gc.collect()  # the failed reload left objects behind; collect them now, while warnings are caught
 
-for case in cases:
-    print(f"{case}: {reads[case]}")
+for number, case in enumerate(GREETING_CASES, start=1):
+    print(f"{number}. {case}: {reads[case]}")
 for warning in caught:
     print(f"and, when the failed reload was cleaned up, Python warned: {warning.category.__name__}: {warning.message}")
-outcomes = [reads[case] for case in cases]
+outcomes = [reads[case] for case in GREETING_CASES]
+detached = ("is not bound to a Session; attribute refresh operation cannot proceed"
+            " (Background on this error at: https://sqlalche.me/e/21/bhk3)")
 assert outcomes[0].startswith(("MissingGreenlet: ", "StatementError: (sqlalchemy.exc.MissingGreenlet) "))
 assert "greenlet_spawn has not been called; can't call await_() here." in outcomes[0]
-assert outcomes[1].startswith("DetachedInstanceError: Instance <User at 0x")
-assert outcomes[1].endswith("is not bound to a Session; attribute refresh operation cannot proceed"
-                            " (Background on this error at: https://sqlalche.me/e/21/bhk3)")
+assert outcomes[1].startswith("DetachedInstanceError: Instance <User at 0x") and outcomes[1].endswith(detached)
 assert outcomes[2] == "read 'user2@example.com'"
+assert outcomes[3].startswith("DetachedInstanceError: Instance <User at 0x") and outcomes[3].endswith(detached)
 
 # %% [markdown]
 # What about one session for the whole app, created once, so that it is never closed too early?
 # An `AsyncSession` is a single unit of work and must not be used by two tasks at the same time,
 # and the tasks of different requests do run at the same time (chapter 1, section 3).
 #
-# **Fact 8.4.** Two requests whose tasks query one shared, global session at the same moment:
+# **Fact 8.5.** Two requests whose tasks query one shared, global session at the same moment:
 # one query works, the other raises `InvalidRequestError: This session is provisioning a new
 # connection; concurrent operations are not permitted`.
 
@@ -1303,7 +1609,8 @@ quiz.check("q06", schedule_removal)
 #
 # - SQLAlchemy's asyncio API is an `AsyncEngine` per process, an `async_sessionmaker`, and
 #   `async with sessions.begin()` for a transaction; the same code runs on SQLite (`aiosqlite`)
-#   and PostgreSQL (`asyncpg`), chosen by `DATABASE_URL` (section 1).
+#   and PostgreSQL (`asyncpg`), chosen by `DATABASE_URL`. It needs `greenlet`, which SQLAlchemy
+#   2.1 installs only with `pip install "sqlalchemy[asyncio]"` (section 1).
 # - A compensation in a background task works while the process lives (section 2), and is lost
 #   with it: after `kill -9` the row stays for good (section 3).
 # - Where you can, put the write and the step that may fail in one transaction: a failure rolls
@@ -1311,17 +1618,20 @@ quiz.check("q06", schedule_removal)
 #   the result should be (`DELETE ... WHERE id`) instead of acting on a loaded object (section 5).
 # - For work that must survive a crash, write it down in the same transaction (an outbox) and
 #   let a worker carry it out at least once (section 6); chapter 7 hands that to a durable queue.
+#   Two such workers would take the same message; on PostgreSQL, `FOR UPDATE SKIP LOCKED` makes
+#   the second pass over the row the first has locked (section 6).
 # - The exit code of a dependency with `yield` ran after the tasks on FastAPI 0.103.2 and
 #   0.105.0, before the response on 0.106.0 to 0.117.0, and after the response and the tasks
 #   again on 0.118.0, 0.121.0 and the pinned 0.163.2; `scope="function"` (from 0.121.0) chooses
 #   the early exit (section 7, measured on each).
 # - A task that uses the request's session meets either a closed session, which quietly begins a
 #   new transaction on a new connection that stays taken until the session is committed, rolled
-#   back or closed (or collected), or an open one that holds the request's connection and delays
-#   its commit. Expired or not-yet-loaded attributes of the request's ORM objects fail with
-#   `MissingGreenlet` or `DetachedInstanceError` (with `expire_on_commit=False`, the values loaded
-#   before the commit can still be read); a shared global session fails under concurrency
-#   (section 8).
+#   back or closed (or collected), so that enough such requests empty the pool and the next one
+#   fails with `TimeoutError`; or an open one that holds the request's connection and delays its
+#   commit. Attributes of the request's ORM objects that are not loaded (expired by the commit, or
+#   by `session.expire`) fail with `MissingGreenlet` or `DetachedInstanceError` (with
+#   `expire_on_commit=False`, the values loaded before the commit can still be read); a shared
+#   global session fails under concurrency (section 8).
 # - So: pass ids, and open a session in the task with `async_sessionmaker` (section 9).
 #
 # Next: chapter 4 orchestrates several tasks: order, retries, and what to do when one fails.

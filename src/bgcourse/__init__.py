@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from bgcourse._processes import ChildProcess, huey_consumer_process, read_module_source, uvicorn_process, wait_until
     from bgcourse._queue import QUEUE_URL_VARIABLE, TemporaryQueue, make_huey, queue_url, run_consumer, temporary_queue
     from bgcourse._quiz import Question, Quiz, QuizFormatError, WrongAnswer, find_quiz_file, load_quiz
+    from bgcourse._race import RaceWindow
     from bgcourse._redis import RedisNotFoundError, RedisServer, find_redis_server, throwaway_redis
     from bgcourse._server import ServerStartError, serve
     from bgcourse._smtp import MailServer, smtp_server
@@ -62,6 +63,7 @@ __all__ = [
     "Question",
     "Quiz",
     "QuizFormatError",
+    "RaceWindow",
     "RedisNotFoundError",
     "RedisServer",
     "ServerStartError",
