@@ -963,7 +963,8 @@ assert sorted(work_cancelled) == sorted(async_names), "the work itself received 
 # timeout it is, and how the wait for the thread was started.
 #
 # AnyIO's timeouts (`anyio.fail_after`, `anyio.move_on_after`) are *cancel scopes*: `with`
-# blocks that, once their deadline has passed, cancel the code inside them at its next `await`.
+# blocks that, once their deadline has passed, cancel the code inside them at its next `await`
+# (more precisely, at its next *checkpoint*, explained after Fact 4.2).
 # A cancel scope can also be *shielded*, `CancelScope(shield=True)`: then a cancellation by any
 # AnyIO scope around it does not reach the code inside until the shielded block has ended.
 #
@@ -1002,9 +1003,9 @@ assert shielded_wait.function.endswith("run_sync_in_worker_thread")
 # The rule behind the missing `TimeoutError`: a cancelled AnyIO scope delivers its cancellation
 # at the next *checkpoint* inside it (an `await` that can suspend), and `fail_after` raises
 # `TimeoutError` on leaving the scope only if a cancellation was delivered and caught there. The
-# wait for the thread, being shielded, is no such checkpoint; any later `await` in the block is. So with
-# one `await anyio.sleep(0)` after the thread call, `fail_after` does raise `TimeoutError`: late,
-# once the thread's 0.8 s are over.
+# wait for the thread, being shielded, is no such checkpoint; any later `await` in the block is.
+# So with one `await anyio.sleep(0)` after the thread call, `fail_after` does raise
+# `TimeoutError`: late, once the thread's 0.8 s are over.
 
 # %%
 thread_names = list(EXPERIMENTS)[2:]
