@@ -30,7 +30,9 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class LatencySample:
-    """One probe request: when it was sent (seconds after the first), how long its answer took, what it said.
+    """One probe request: when it was sent (seconds after probing began), how long its answer took, what it said.
+
+    Probing begins at the first probe's planned moment; a busy machine may send even that one late.
 
     ``sent`` and ``answered`` are the same two moments as readings of ``time.perf_counter()``, the
     clock a server's code in the same process can read too: so a probe can be placed before or
