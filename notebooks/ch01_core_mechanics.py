@@ -142,12 +142,26 @@ timeline.plot("POST /signup: the response leaves, then the task runs")
 # the request; on its bottom edge, the purple upward triangle is the moment it finished sending
 # the response. The orange bar is the task, labelled with the thread it ran on. The dashed line
 # marks the client's receipt of the response.
+
+# %% [markdown]
+# Fact 1.1 promises two things: the *server* finishes sending before the task starts, and the
+# client has the response before the task *ends*. It promises nothing about the client and the
+# task's *start*, because "sent" and "received" are two different moments. The server
+# hands the last bytes to the operating system and goes straight on to the task; the client's
+# thread reads those bytes a moment later. Nothing in the server orders that read against the
+# start of the task: which of the two comes first is a *race*, and its winner can change from
+# one request to the next.
 #
-# A detail worth knowing: *sent* is not the same as *received*. The server hands the last bytes
-# to the operating system and goes straight on to the task; the client's thread reads them a few
-# microseconds later. Which of the two comes first (the client's receipt or the task's start) is
-# a race. Here is a count over 30 requests with an `async def` task (it starts at once, on the
-# loop) and 30 with a `def` task (it first has to be handed to a worker thread):
+# A race shows only over many tries, so the next cell sends 30 requests whose endpoint adds a
+# short `async def` task, then 30 whose endpoint adds a short `def` task. The two kinds start at
+# different delays: an `async def` task starts at once on the event loop, a `def` task must first
+# be handed to a worker thread (section 4). The cell after it compares, for every request, the
+# task's start with two moments, and counts:
+#
+# - **response sent before the task started**: the server's side, the guarantee of Fact 1.1. The
+#   cell asserts that this holds for all 30 requests of each kind.
+# - **client had it before the task started**: the client's side, the race. Nothing fixes this
+#   count, so the cell only prints it.
 
 # %%
 race = Timeline()
@@ -175,6 +189,7 @@ with serve(race_app) as url, httpx.Client(base_url=url) as client:
         for n in range(30):
             race.request(client, "GET", f"/race/{kind}/{n}", lane=f"{kind} request {n}")
 
+# %%
 for kind in ("async", "def"):
     lanes = [(f"{kind} request {n}", f"{kind} task {n}") for n in range(30)]
     server_first = sum(race.at(req, "response sent") <= race.at(task, "task start") for req, task in lanes)
@@ -184,11 +199,12 @@ for kind in ("async", "def"):
     assert server_first == 30
 
 # %% [markdown]
-# The first count is always 30: the server finishes sending before it starts a task. The second
-# differs between the two kinds of task and from machine to machine. So the guarantee is about
-# the server. What the client
-# sees is "my response came back, and the task was not finished": never "I waited for the task".
-#
+# What the two counts mean: the first is 30 for both kinds, as Fact 1.1 promises. The second is
+# whatever this run's race gave, and nothing guarantees it. So a client must not conclude
+# from its response that the task has not started yet. What it can rely on is Fact 1.1: "my
+# response came back, and the task was not finished". Never "I waited for the task".
+
+# %% [markdown]
 # ## 2. The tasks of one request run one after another, in the order added
 #
 # The object an endpoint receives is FastAPI's `fastapi.background.BackgroundTasks`, a subclass
@@ -695,27 +711,50 @@ failure_history
 # %% [markdown]
 # ## 8. Why a server in a thread, and what `nest_asyncio` can and cannot do
 #
-# `uvicorn.run(app)` starts an event loop and runs the server on it until you stop it. A Jupyter
-# kernel already runs an event loop in its main thread (that is why `await` works at the top of a
-# cell), and asyncio allows one running loop per thread.
+# `uvicorn.run(app)` cannot run in a notebook cell: it wants to start an event
+# loop in the cell's thread, where the kernel's loop is already running. That is why the
+# course's `serve(app)` runs uvicorn on a thread of its own, which has its own loop.
 #
-# **Fact 8.1.** `uvicorn.run(app)` in a notebook cell fails at once. The message depends on the
-# Python version, because uvicorn 0.54 starts its loop with `asyncio.Runner` on Python 3.11 and
-# with `asyncio.run(..., loop_factory=...)` on 3.12 and later (`uvicorn/_compat.py`). On 3.12
-# and 3.13 it is `RuntimeError: asyncio.run() cannot be called from a running event loop`. On
-# 3.11 the error that reaches you, `RuntimeError: Cannot run the event loop while another loop is
-# running`, is the second one: `Runner.run()` refused first ("Runner.run() cannot be called from a
-# running event loop"), then leaving the `with asyncio.Runner()` block called `Runner.close()`,
-# which runs the loop once more to shut it down, and failed too. The first error survives only as
-# the second one's `__context__`; the cell prints both.
+# `nest_asyncio.apply()`, often suggested instead, lets `asyncio.run()` start inside a running
+# loop. That helps third-party code that calls `asyncio.run()` itself, but it does not make
+# `uvicorn.run()` work. Facts 8.1 to 8.3 below prove each of these statements in turn.
+
+# %% [markdown]
+# Two things to know first. A Jupyter kernel runs an event loop in its main thread: that is why
+# `await` works at the top of a cell. And asyncio allows one running loop per thread.
+# `uvicorn.run(app)` starts a new loop in the thread that calls it and runs the server on that
+# loop until you stop it.
 #
-# The failed start also leaves coroutines behind that never ran, and Python warns about each
-# (`RuntimeWarning: coroutine 'Server.serve' was never awaited`) whenever it gets round to
-# collecting them: in whatever cell happens to run then. So that no such stray warning lands
-# in a later cell of yours, this proof runs in a fresh kernel of its own, started and shut down
-# by `bgcourse.run_in_fresh_kernel`, which reports what the cell printed and the error it ended
-# with. The cell collects the leftovers on purpose, to show the warnings. Starting a kernel takes
-# a few seconds; the progress bar shows it at work.
+# **Fact 8.1.** `uvicorn.run(app)` in a notebook cell fails at once with a `RuntimeError`.
+#
+# The message depends on the Python version, because uvicorn 0.54 starts its loop in two ways
+# (`uvicorn/_compat.py`). On Python 3.12 and later it calls `asyncio.run(..., loop_factory=...)`,
+# which refuses at once: `RuntimeError: asyncio.run() cannot be called from a running event
+# loop`. Python 3.11's `asyncio.run` has no `loop_factory` parameter, so there uvicorn uses
+# `with asyncio.Runner(...) as runner: runner.run(...)`. A `Runner` is a `with` block that owns
+# a new loop, runs coroutines on it, and closes it when the block ends.
+#
+# On 3.11 two errors happen one after the other, and the one that reaches you is the second:
+#
+# 1. `Runner.run()` sees the kernel's running loop and refuses: `RuntimeError: Runner.run()
+#    cannot be called from a running event loop`.
+# 2. That error leaves the `with` block, which calls `Runner.close()`. Closing runs the Runner's
+#    loop once more, to shut it down, and that fails too: `RuntimeError: Cannot run the event
+#    loop while another loop is running`. This second error is the one raised.
+#
+# Python keeps the first error as the second one's `__context__` (the exception that was being
+# handled when the new one was raised). The cell prints both.
+
+# %% [markdown]
+# The proof runs in a fresh kernel of its own, for a reason. The failed start leaves coroutines
+# behind that never ran, and Python warns about each (`RuntimeWarning: coroutine 'Server.serve'
+# was never awaited`) whenever it gets round to collecting them: in whatever cell happens to run
+# then. So that no such stray warning lands in a later cell of yours, the cell collects them on
+# purpose (`gc.collect()`), in a kernel that is then shut down.
+#
+# `bgcourse.run_in_fresh_kernel(code)` starts that kernel, runs `code` there as one cell, shuts
+# the kernel down, and reports what the cell printed (`.output`) and the error it ended with
+# (`.error`). Starting a kernel takes a few seconds; the progress bar shows it at work.
 
 # %%
 import sys
@@ -751,14 +790,13 @@ else:
     assert uvicorn_in_a_cell.output.startswith("RuntimeError: asyncio.run() cannot be called from a running event loop\n")
 
 # %% [markdown]
-# `serve(app)` avoids all this by running the server on a thread of its own, which has its own
-# loop.
+# That is the failure `serve(app)` avoids, by running the server on a thread of its own.
 #
-# `nest_asyncio.apply()` is often suggested as the cure. It patches `asyncio.run` and the event
-# loop class so that a running loop can be re-entered. That does help with code that calls
-# `asyncio.run()` from inside a running loop, such as a library's synchronous wrapper around its
-# async API. Because the patch stays for the life of the kernel, these proofs run in fresh
-# kernels too.
+# Now `nest_asyncio`. `nest_asyncio.apply()` patches `asyncio.run` and the event loop class so
+# that a running loop can be re-entered: `asyncio.run()` then runs its coroutine on the loop that
+# is already running, instead of refusing. That helps with code that calls `asyncio.run()` from
+# inside a running loop, such as a library's synchronous wrapper around its async API. The patch
+# stays for the life of the kernel, so these proofs run in fresh kernels too.
 #
 # **Fact 8.2.** In a notebook, `asyncio.run(...)` fails; after `nest_asyncio.apply()` it works.
 
@@ -776,12 +814,20 @@ assert with_patch.output.strip() == "it ran" and not with_patch.error
 
 # %% [markdown]
 # **Fact 8.3.** `nest_asyncio` does not make `uvicorn.run()` work in a cell, whether it is
-# applied before or after uvicorn is imported. On Python 3.11 uvicorn starts its loop with
-# `asyncio.Runner`, which `nest_asyncio` does not patch (`RuntimeError: Runner.run() cannot be
-# called from a running event loop`). On 3.12 and 3.13 it calls the `asyncio.run` it found when
-# it was imported: imported before `apply()`, that is the original, which refuses to run inside a
-# running loop (`RuntimeError`); imported after, it is `nest_asyncio`'s replacement, which has no
-# `loop_factory` parameter (`TypeError`). The cell prints what your Python does.
+# applied before or after uvicorn is imported. Why depends on the Python version:
+#
+# - On 3.11 uvicorn starts its loop with `asyncio.Runner`, which `nest_asyncio` does not patch:
+#   `RuntimeError: Runner.run() cannot be called from a running event loop`, for both orders.
+#   This time that is the error you see, not one from `Runner.close()`: the patched loop class
+#   lets `close()` run the Runner's loop inside the running one, so the first error is not
+#   replaced.
+# - On 3.12 and 3.13 uvicorn calls the `asyncio.run` it found when it was imported. Imported
+#   before `apply()`, that is the original, which refuses to run inside a running loop
+#   (`RuntimeError: asyncio.run() cannot be called from a running event loop`). Imported after,
+#   it is `nest_asyncio`'s replacement, which has no `loop_factory` parameter (`TypeError: ...
+#   got an unexpected keyword argument 'loop_factory'`).
+#
+# The cell prints what your Python does.
 
 # %%
 run_uvicorn = "from fastapi import FastAPI\nuvicorn.run(FastAPI(), host='127.0.0.1', port=0)"
@@ -793,12 +839,21 @@ outcomes = {order: run_in_fresh_kernel(code, timeout=30) for order, code in tqdm
 for order, outcome in outcomes.items():
     print(f"{order}: {outcome.error}")
     assert outcome.error.startswith(("RuntimeError", "TypeError")), outcome
+if sys.version_info < (3, 12):
+    for outcome in outcomes.values():
+        assert outcome.error == "RuntimeError: Runner.run() cannot be called from a running event loop", outcome
+else:
+    imported_first, applied_first = outcomes.values()
+    assert imported_first.error == "RuntimeError: asyncio.run() cannot be called from a running event loop"
+    assert applied_first.error.startswith("TypeError")
+    assert "unexpected keyword argument 'loop_factory'" in applied_first.error
 
 # %% [markdown]
 # In a notebook, prefer `await` at the top level of a cell for your own async code, a server on
 # its own thread for servers, and `nest_asyncio` only for third-party code that insists on
 # calling `asyncio.run()` itself. Chapter 6 returns to these errors.
-#
+
+# %% [markdown]
 # ## 9. The common explanation, checked
 #
 # Many tutorials describe background tasks with a handful of claims. Here is each one against

@@ -93,7 +93,10 @@ from bgcourse import (
     capture_logs,
     count_primes,
     cpu_time_of,
+    find_in_source,
     load_quiz,
+    peak_overlap,
+    poll_json,
     probe_latency,
     process_status,
     run_in_fresh_kernel,
@@ -342,33 +345,33 @@ assert type(outside[0]).__name__ == "NoEventLoopError"
 # Before giving the signal, the client asks the server, from an `async def` endpoint, how busy
 # its limiter is; then it sends three more requests: an `async def` `/ping`, a `def` endpoint,
 # and an `async def` endpoint with a `def` dependency.
+
+# %% [markdown]
+# The experiment is one function, `sixty_jobs(tokens)`, because Fact 2.3 repeats it with a
+# raised limit. It starts a fresh `pool_app(tokens)`, reads the idle limiter (`idle`), and then
+# takes three steps:
 #
-# **Fact 2.2.** With the default limit, 40 tasks hold all the tokens and the other 20 wait for
-# one; the `def` endpoint and the `def` dependency queue behind them (22 waiting), while the
-# `async def` `/ping` is answered at once. After the signal, at most 40 tasks run at once: the
-# other 20 start only as the first ones end, so the 60 finish in two waves, 1 s after the
-# signal instead of 0.5 s, and the `def` endpoint and dependency are answered only after the
-# first wave has ended.
+# 1. it sends the 60 `POST /jobs` and waits until the limiter counts all 60 tasks, each holding
+#    a token (`borrowed`) or waiting for one (`waiting`); that reading is `busy`;
+# 2. while every task still waits for the signal, it sends the three *probes* (`/ping`, the `def`
+#    endpoint, the endpoint with the `def` dependency), and waits until the limiter counts the
+#    two `def` probes as waiting too (or until both are answered, which would disprove the fact);
+#    that reading is `queued`;
+# 3. it gives the signal (`go.set()`, at the moment `signal`) and collects the probes' answers.
+#
+# It returns these readings, the moments the probes were answered, and every job's `(start,
+# end)` (`runs`). Three helpers from `bgcourse` do the waiting and the counting:
+#
+# - `await poll_json(client, "/limiter", until=condition)` asks `/limiter` again and again until
+#   `condition(answer)` is true, and returns that answer. The requests sent just before may still
+#   be on their way, and no fixed sleep would be long enough on every machine.
+# - `probe_latency(client, path, count=1)` (section 0) sends one request; its `answered` is the
+#   moment the answer came, on the same clock as `signal`.
+# - `peak_overlap(runs)` is the largest number of the `(start, end)` intervals in `runs` that
+#   were running at the same moment.
 
 # %%
-def peak_overlap(runs: list[tuple[float, float]]) -> int:
-    """The largest number of jobs that were running at the same moment."""
-    return max(sum(start <= moment < end for start, end in runs) for moment, _ in runs)
-
-
-async def answered_at(client: httpx.AsyncClient, path: str) -> float:
-    response = await client.get(path)
-    assert response.status_code == 200, response.text
-    return time.perf_counter()
-
-
-async def limiter_when(client: httpx.AsyncClient, condition) -> dict:
-    """Ask /limiter until `condition(stats)` holds (the requests before it may still be on their way)."""
-    deadline = time.monotonic() + 30  # only ends a wait that would otherwise never end
-    while not condition(stats := (await client.get("/limiter")).json()):
-        assert time.monotonic() < deadline, f"the limiter did not get there: {stats}"
-        await asyncio.sleep(0.01)
-    return stats
+DEF_PROBES = ("/sync-ping", "/async-with-sync-dependency")  # a def endpoint, a def dependency
 
 
 async def sixty_jobs(tokens: int | None) -> dict:
@@ -379,31 +382,46 @@ async def sixty_jobs(tokens: int | None) -> dict:
         async with httpx.AsyncClient(base_url=url, limits=httpx.Limits(max_connections=70)) as client:
             try:
                 idle = (await client.get("/limiter")).json()
+                # Step 1: the 60 jobs.
                 await asyncio.gather(*(client.post("/jobs") for _ in range(60)))
-                busy = await limiter_when(client, lambda stats: stats["borrowed"] + stats["waiting"] == 60)
-                ping = await answered_at(client, "/ping")
-                sync_probes = [
-                    asyncio.create_task(answered_at(client, path))
-                    for path in ("/sync-ping", "/async-with-sync-dependency")
-                ]
-                queued = await limiter_when(
-                    client, lambda stats: stats["waiting"] == 22 or all(probe.done() for probe in sync_probes)
+                busy = await poll_json(
+                    client, "/limiter", until=lambda stats: stats["borrowed"] + stats["waiting"] == 60
+                )
+                # Step 2: the probes, while every job holds or waits for a token.
+                (ping,) = await probe_latency(client, "/ping", count=1)
+                def_probes = [asyncio.create_task(probe_latency(client, path, count=1)) for path in DEF_PROBES]
+                queued = await poll_json(
+                    client, "/limiter", until=lambda stats: stats["waiting"] == 22 or all(p.done() for p in def_probes)
                 )
             finally:
+                # Step 3: the signal (also if a step failed, so that the jobs and the server can end).
                 signal = time.perf_counter()
                 go.set()
-            sync_endpoint, sync_dependency = await asyncio.gather(*sync_probes)
+            (def_endpoint,), (def_dependency,) = await asyncio.gather(*def_probes)
+    assert [probe.status_code for probe in (ping, def_endpoint, def_dependency)] == [200] * 3
     # Leaving serve() waited for the last jobs; the server's worker threads now exit.
     deadline = time.monotonic() + 30
     while process_status().threads > threads_before_server and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
     return {
-        "runs": sorted(runs), "idle": idle, "busy": busy, "queued": queued, "signal": signal, "ping": ping,
-        "def endpoint": sync_endpoint, "def dependency": sync_dependency,
+        "runs": sorted(runs), "idle": idle, "busy": busy, "queued": queued, "signal": signal,
+        "ping": ping.answered, "def endpoint": def_endpoint.answered, "def dependency": def_dependency.answered,
         "threads after": process_status().threads, "threads before server": threads_before_server,
     }
 
 
+# %% [markdown]
+# **Fact 2.2.** With the default limit, 40 tasks hold all the tokens and the other 20 wait for
+# one; the `def` endpoint and the `def` dependency queue behind them (22 waiting), while the
+# `async def` `/ping` is answered at once. After the signal, at most 40 tasks run at once: the
+# other 20 start only as the first ones end, so the 60 finish in two waves, 1 s after the
+# signal instead of 0.5 s, and the `def` endpoint and dependency are answered only after the
+# first wave has ended.
+#
+# In the evidence, `runs` holds each job's `(start, end)` in order of start, so `runs[40]` is
+# the 41st job to start; every moment is printed in seconds after the signal.
+
+# %%
 default_run = await sixty_jobs(tokens=None)
 runs, signal = default_run["runs"], default_run["signal"]
 first_end = min(end for _, end in runs)
@@ -941,12 +959,40 @@ assert sorted(work_cancelled) == sorted(async_names), "the work itself received 
 
 # %% [markdown]
 # A thread cannot be cancelled: Python has no way to stop another thread from the outside. What
-# a timeout can do is stop *waiting* for it, and even that depends on the library.
-# `run_in_threadpool` calls `anyio.to_thread.run_sync(func)` with `abandon_on_cancel=False`:
-# AnyIO then shields the wait (`anyio/_backends/_asyncio.py`, `run_sync_in_worker_thread`,
-# `CancelScope(shield=not abandon_on_cancel)`) so that an AnyIO cancellation waits for the
-# thread. `asyncio.timeout` cancels the asyncio task directly, which that shield does not stop.
+# a timeout can do is stop *waiting* for the thread. Whether it does depends on two things: which
+# timeout it is, and how the wait for the thread was started.
 #
+# AnyIO's timeouts (`anyio.fail_after`, `anyio.move_on_after`) are *cancel scopes*: `with`
+# blocks that, once their deadline has passed, cancel the code inside them at its next `await`
+# (more precisely, at its next *checkpoint*, explained after Fact 4.2).
+# A cancel scope can also be *shielded*, `CancelScope(shield=True)`: then a cancellation by any
+# AnyIO scope around it does not reach the code inside until the shielded block has ended.
+#
+# `run_in_threadpool(func)` is `anyio.to_thread.run_sync(func)`, whose `abandon_on_cancel`
+# parameter is `False` unless you pass it. AnyIO then waits for the thread inside a shielded
+# scope: `CancelScope(shield=not abandon_on_cancel)`. So an AnyIO timeout around the call cannot
+# interrupt the wait, which lasts until the thread returns. With `abandon_on_cancel=True` the
+# scope is not shielded: the timeout interrupts the wait, the call gives up on the thread (it
+# *abandons* it), and the thread runs on.
+#
+# `asyncio.timeout` is not an AnyIO cancel scope: it cancels the asyncio task directly. The
+# shield holds back AnyIO's own cancellations only, so it does not stop that one.
+#
+# The next cell shows the lines of source this rests on, in the pinned Starlette and AnyIO;
+# Fact 4.2 then shows what they do.
+
+# %%
+(starlette_call,) = find_in_source("starlette", "return await anyio.to_thread.run_sync(func)")
+(shielded_wait,) = find_in_source("anyio", "CancelScope(shield=not abandon_on_cancel)")
+(default_abandon,) = [hit for hit in find_in_source("anyio", "abandon_on_cancel: bool = False")
+                      if hit.file == "anyio/to_thread.py"]
+for hit in (starlette_call, default_abandon, shielded_wait):
+    print(hit)
+assert starlette_call.function == "run_in_threadpool" and "abandon_on_cancel" not in starlette_call.code
+assert default_abandon.function == "run_sync"
+assert shielded_wait.function.endswith("run_sync_in_worker_thread")
+
+# %% [markdown]
 # **Fact 4.2.** Around `run_in_threadpool` of 0.8 s of blocking work:
 # `asyncio.timeout(0.2)` gives up after 0.2 s with `TimeoutError`, and the thread runs on and
 # finishes its work at 0.8 s. `anyio.fail_after(0.2)` does not give up at all: the await
@@ -957,9 +1003,9 @@ assert sorted(work_cancelled) == sorted(async_names), "the work itself received 
 # The rule behind the missing `TimeoutError`: a cancelled AnyIO scope delivers its cancellation
 # at the next *checkpoint* inside it (an `await` that can suspend), and `fail_after` raises
 # `TimeoutError` on leaving the scope only if a cancellation was delivered and caught there. The
-# shielded wait for the thread is no such checkpoint; any later `await` in the block is. So with
-# one `await anyio.sleep(0)` after the thread call, `fail_after` does raise `TimeoutError`: late,
-# once the thread's 0.8 s are over.
+# wait for the thread, being shielded, is no such checkpoint; any later `await` in the block is.
+# So with one `await anyio.sleep(0)` after the thread call, `fail_after` does raise
+# `TimeoutError`: late, once the thread's 0.8 s are over.
 
 # %%
 thread_names = list(EXPERIMENTS)[2:]

@@ -647,16 +647,42 @@ assert (term.done, term.waiting, term.lost) == (0, 2, 1) and "WARNING" not in te
 assert (kill.done, kill.waiting, kill.lost) == (0, 2, 1)
 
 # %% [markdown]
-# **Fact 7.12.** huey sends its `SIGNAL_INTERRUPTED` signal for every job still running when the
-# consumer stops without waiting for it. A handler that puts the job back in the queue
-# (`jobs_requeue.py`, below) turns the SIGTERM loss into a re-run: the next consumer runs the job
-# again *from the start*, so its first half runs twice. Against SIGKILL the handler cannot help:
-# a killed process runs no code. And `-g TERM` (`--graceful-signal TERM`) makes SIGTERM graceful,
-# like uvicorn's; `-t` (`--shutdown-timeout`) bounds the wait, after which the running job is
-# interrupted, and re-enqueued by the handler.
+# huey's consumer stops in one of two ways. A *graceful* stop waits for the running job to
+# finish, then exits; an *immediate* stop exits at once and interrupts the running job. By
+# default SIGINT asks for the first and SIGTERM for the second (Fact 7.11). Two things change
+# what an immediate stop costs:
+#
+# - A handler for huey's `SIGNAL_INTERRUPTED`. This is a *huey signal*, not a Unix one: an event
+#   inside huey that calls the functions registered with `@huey.signal(SIGNAL_INTERRUPTED)`.
+#   The handler in `jobs_requeue.py` (below) puts the interrupted job back in the queue.
+# - Two consumer options: `-g TERM` (`--graceful-signal TERM`) makes SIGTERM the graceful
+#   signal, like uvicorn's; `-t SECONDS` (`--shutdown-timeout`) bounds the graceful wait, after
+#   which the consumer interrupts the running job after all.
+#
+# **Fact 7.12.** huey sends `SIGNAL_INTERRUPTED` for every job still running when the consumer
+# stops without waiting for it. A handler that puts the job back in the queue turns the SIGTERM
+# loss into a re-run: the next consumer runs the job again *from the start*, so whatever it had
+# done before the signal is done twice. Against SIGKILL the handler cannot help: a killed process
+# runs no code. With `-g TERM`, SIGTERM waits for the running job; with `-t`, a job that outlasts
+# the bound is interrupted, and re-enqueued by the handler.
 
 # %%
 print(read_module_source("solutions.ch07_durable_queue.jobs_requeue"))
+
+# %% [markdown]
+# The next cell repeats the experiment of Fact 7.11 (three jobs of 2 s, one worker, the signal
+# once job 0 has started) four times, with the handler installed each time. What to expect, and
+# why, as *done / waiting in the queue / lost*:
+#
+# | how the consumer is stopped | expected | why |
+# |---|---|---|
+# | SIGTERM | 0 / 3 / 0 | an immediate stop interrupts job 0, and the handler puts it back beside jobs 1 and 2 |
+# | SIGKILL | 0 / 2 / 1 | the process dies without running the handler: job 0 is lost, as in Fact 7.11 |
+# | SIGTERM with `-g TERM -t 5` | 1 / 2 / 0 | a graceful stop; job 0's 2 s fit in the 5 s bound, so it finishes |
+# | SIGTERM with `-g TERM -t 0.3` | 0 / 3 / 0 | a graceful stop, but job 0 outlasts the 0.3 s bound: it is interrupted, and re-enqueued |
+#
+# After the first stop, a new consumer works through the queue, and the cell counts how often
+# job 0 started in all: twice is expected, once before the SIGTERM and once after the restart.
 
 # %%
 REQUEUE_HUEY = "solutions.ch07_durable_queue.jobs_requeue.huey"
@@ -667,6 +693,8 @@ handled = stop_consumers({
     "SIGTERM, -g TERM -t 0.3": {"signum": signal.SIGTERM, "options": ("-g", "TERM", "-t", "0.3"), "huey": REQUEUE_HUEY},
 })
 interruptions += handled
+
+# %%
 for run in handled:
     tell(run)
 requeued, killed, term_graceful, term_bounded = handled
@@ -679,6 +707,13 @@ assert (requeued.waiting, requeued.lost) == (3, 0) and requeued.starts_after_res
 assert (killed.waiting, killed.lost) == (2, 1)
 assert (term_graceful.done, term_graceful.waiting, term_graceful.lost) == (1, 2, 0)
 assert (term_bounded.done, term_bounded.waiting, term_bounded.lost) == (0, 3, 0)
+
+# %% [markdown]
+# What the output shows: each of the four lines has the expected counts (the cell asserts
+# them). The first logged line is the handler at work after the SIGTERM; the second is the
+# consumer giving up its graceful wait after 0.3 s. And job 0 started twice: the re-enqueued job
+# did not resume where it was stopped, it began again. The table below gathers the seven stops
+# of this section.
 
 # %%
 rows = [f"| {run.how} | {'finished' if run.done else 'not finished'} | {run.waiting} | {run.lost} | {run.exit_status} |"
@@ -811,6 +846,16 @@ ITEMS = ("teapot", "cups", "tray", "spoons", "kettle")
 # then marks the row; a relay that dies between the two (here: an exception right after the
 # third enqueue) leaves that row unmarked, so its next run enqueues the job again. The job then
 # runs twice, and the idempotent task still sends exactly one receipt per order.
+#
+# What to expect, step by step, for five orders:
+#
+# 1. Five orders are placed: five outbox rows, none relayed yet.
+# 2. The relay enqueues the jobs of rows 1, 2 and 3, and dies right after the third: 3 jobs are
+#    in the queue, but only rows 1 and 2 are marked (row 3's mark was to come next).
+# 3. Its next run finds rows 3, 4 and 5 unmarked and enqueues all three: 6 jobs in the queue,
+#    two of them for the third order.
+# 4. A consumer runs the 6 jobs. The third order's job runs twice, but its second run finds the
+#    receipt already there (the primary key refuses a second one): 5 receipts, one per order.
 
 # %%
 crash_after = [3]  # the relay dies right after enqueueing the third job
@@ -830,14 +875,17 @@ with tempfile.TemporaryDirectory() as folder, temporary_queue("ch07-outbox") as 
     send_receipt = receipt_task(queue.huey, engine, runs)
     with serve(orders_app(engine)) as url, httpx.Client(base_url=url) as client:
         order_ids = [client.post("/orders", params={"item": item}).json()["order_id"] for item in ITEMS]
-    story = [f"{len(order_ids)} orders, {count(engine, outbox.c.enqueued_at.is_(None))} outbox rows not yet relayed"]
+    not_relayed = count(engine, outbox.c.enqueued_at.is_(None))
+    story = [f"{len(order_ids)} orders, {not_relayed} outbox rows not yet relayed"]
+    after_the_crash = None  # (jobs in the queue, rows marked) once the relay has died
     try:
         relay_new_rows(engine, enqueue_then_die)
     except ConnectionError as error:
-        story.append(f"the relay died ({error}) with {queue.huey.pending_count()} jobs in the queue "
-                     f"and {count(engine, outbox.c.enqueued_at.is_not(None))} rows marked")
-    relayed = relay_new_rows(engine, send_receipt)
-    story.append(f"its next run enqueued {relayed} rows; jobs in the queue: {queue.huey.pending_count()}")
+        after_the_crash = (queue.huey.pending_count(), count(engine, outbox.c.enqueued_at.is_not(None)))
+        story.append(f"the relay died ({error}) with {after_the_crash[0]} jobs in the queue "
+                     f"and {after_the_crash[1]} rows marked")
+    relayed, queued = relay_new_rows(engine, send_receipt), queue.huey.pending_count()
+    story.append(f"its next run enqueued {relayed} rows; jobs in the queue: {queued}")
     with run_consumer(queue.huey, workers=2):
         wait_until(lambda: count(engine, outbox.c.done_at.is_(None)) == 0 and len(runs) == 6, timeout=60,
                    what="every outbox row done")
@@ -846,8 +894,17 @@ with tempfile.TemporaryDirectory() as folder, temporary_queue("ch07-outbox") as 
 twice = [order_id for order_id, times in Counter(runs).items() if times > 1]
 story.append(f"the task ran {len(runs)} times for {len(order_ids)} orders (order {twice} twice); receipts sent: {sent}")
 print(*story, sep="\n")
+assert len(order_ids) == not_relayed == 5
+assert after_the_crash == (3, 2), "3 jobs enqueued, the third one's row not marked"
+assert (relayed, queued) == (3, 6), "the next run enqueued the third job again"
 assert len(runs) == 6 and twice == [order_ids[2]]
 assert sent == len(order_ids)
+
+# %% [markdown]
+# The four lines of output are the four steps above, with the counts expected (the cell asserts
+# each). The one job that ran twice is the third order's, the row the dying relay had not
+# marked; and there are as many receipts as orders. The outbox made sure no receipt was lost,
+# and the idempotent task made sure none was sent twice.
 
 # %% [markdown]
 # **Fact 7.16.** A job lost from the queue (its worker was killed mid-job as in section 5, or

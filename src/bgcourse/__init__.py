@@ -29,7 +29,16 @@ if TYPE_CHECKING:
     )
     from bgcourse._kernel import KernelRun, run_in_fresh_kernel
     from bgcourse._logs import capture_logs
-    from bgcourse._measure import LatencySample, ProcessStatus, count_primes, cpu_time_of, probe_latency, process_status
+    from bgcourse._measure import (
+        LatencySample,
+        ProcessStatus,
+        count_primes,
+        cpu_time_of,
+        peak_overlap,
+        poll_json,
+        probe_latency,
+        process_status,
+    )
     from bgcourse._plot import NotebookFigure, plot_timeline
     from bgcourse._postgres import PostgresNotFoundError, PostgresServer, find_postgres_bin, throwaway_postgres
     from bgcourse._processes import ChildProcess, huey_consumer_process, read_module_source, uvicorn_process, wait_until
@@ -90,7 +99,9 @@ __all__ = [
     "make_engine",
     "make_huey",
     "make_sessionmaker",
+    "peak_overlap",
     "plot_timeline",
+    "poll_json",
     "probe_latency",
     "process_status",
     "queue_url",

@@ -1,4 +1,4 @@
-"""Measuring a server under load: latency probes, the process's threads and memory, fixed CPU work."""
+"""Measuring a server under load: latency probes, overlapping jobs, the process's threads and memory, CPU work."""
 
 from __future__ import annotations
 
@@ -6,22 +6,33 @@ import asyncio
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:  # only for type hints: a process-pool worker that imports this module needs no HTTP client
     import httpx
 
-__all__ = ["LatencySample", "ProcessStatus", "count_primes", "cpu_time_of", "probe_latency", "process_status"]
+__all__ = [
+    "LatencySample",
+    "ProcessStatus",
+    "count_primes",
+    "cpu_time_of",
+    "peak_overlap",
+    "poll_json",
+    "probe_latency",
+    "process_status",
+]
 
 T = TypeVar("T")
 
 
 @dataclass(frozen=True)
 class LatencySample:
-    """One probe request: when it was sent (seconds after the first), how long its answer took, what it said.
+    """One probe request: when it was sent (seconds after probing began), how long its answer took, what it said.
+
+    Probing begins at the first probe's planned moment; a busy machine may send even that one late.
 
     ``sent`` and ``answered`` are the same two moments as readings of ``time.perf_counter()``, the
     clock a server's code in the same process can read too: so a probe can be placed before or
@@ -57,6 +68,42 @@ async def probe_latency(
         return LatencySample(sent - origin, answered - sent, response.status_code, response.text, sent, answered)
 
     return list(await asyncio.gather(*(one(index) for index in range(count))))
+
+
+async def poll_json(
+    client: httpx.AsyncClient,
+    path: str,
+    until: Callable[[Any], object],
+    *,
+    timeout: float = 30.0,
+    every: float = 0.01,
+) -> Any:
+    """GET ``path`` until ``until(body)`` is true for its JSON body, and return that body.
+
+    For a state the server reaches only a moment after the client's last request (the requests
+    before it may still be on their way), without guessing how long a sleep would be enough.
+    ``timeout`` only ends a wait that would otherwise never end: ``TimeoutError`` then shows the
+    last body, which usually tells what went wrong.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        body = (await client.get(path)).json()
+        if until(body):
+            return body
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"GET {path} did not get there within {timeout} s; its last answer: {body}")
+        await asyncio.sleep(every)
+
+
+def peak_overlap(intervals: Iterable[tuple[float, float]]) -> int:
+    """The largest number of ``(start, end)`` intervals running at one moment (start included, end not).
+
+    The largest overlap always begins at some interval's start, so only those moments are tried:
+    quadratic, and plain enough for the few hundred jobs a notebook times.  An interval that
+    ends exactly when another starts does not overlap it.
+    """
+    spans = list(intervals)
+    return max((sum(start <= moment < end for start, end in spans) for moment, _ in spans), default=0)
 
 
 @dataclass(frozen=True)
