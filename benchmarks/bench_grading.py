@@ -26,10 +26,10 @@ from typing import Any
 
 import nbformat
 
-from bgcourse._grade import LearnerResult, grade_assignment, protected_folders
-from bgcourse._nbgrader import grade_id, is_solution
-from bgcourse._release import chapters, read_master, student_notebook
-from bgcourse._sandbox import Limits
+from bgcourse.instructor._grade import LearnerResult, grade_assignment, protected_folders
+from bgcourse.instructor._nbgrader import grade_id, is_solution
+from bgcourse.instructor._release import chapters, read_master, student_notebook
+from bgcourse.instructor._sandbox import Limits
 
 ROOT = Path(__file__).resolve().parents[1]
 NBGRADER_BIN = ROOT / ".venv-nbgrader" / "bin"

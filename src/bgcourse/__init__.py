@@ -1,7 +1,7 @@
 """Helpers for the FastAPI background tasks course: a real server, a timeline, and quizzes.
 
 Each name is imported on first use (PEP 562), so that `import bgcourse` stays cheap: a process-pool
-worker that unpickles `count_primes` loads `bgcourse._measure` alone, not SQLAlchemy, matplotlib
+worker that unpickles `count_primes` loads `bgcourse.helpers._measure` alone, not SQLAlchemy, matplotlib
 and huey.
 """
 
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 # The one list of where each name lives: type checkers read these imports, and `__getattr__` reads
 # them from this file's source.
 if TYPE_CHECKING:
-    from bgcourse._db import (
+    from bgcourse.helpers._db import (
         DATABASE_URL_VARIABLE,
         Database,
         DatabaseNotEmptyError,
@@ -27,9 +27,9 @@ if TYPE_CHECKING:
         make_sessionmaker,
         temporary_database,
     )
-    from bgcourse._kernel import KernelRun, run_in_fresh_kernel
-    from bgcourse._logs import capture_logs
-    from bgcourse._measure import (
+    from bgcourse.helpers._kernel import KernelRun, run_in_fresh_kernel
+    from bgcourse.helpers._logs import capture_logs
+    from bgcourse.helpers._measure import (
         LatencySample,
         ProcessStatus,
         count_primes,
@@ -39,19 +39,32 @@ if TYPE_CHECKING:
         probe_latency,
         process_status,
     )
-    from bgcourse._plot import NotebookFigure, plot_timeline
-    from bgcourse._postgres import PostgresNotFoundError, PostgresServer, find_postgres_bin, throwaway_postgres
-    from bgcourse._processes import ChildProcess, huey_consumer_process, read_module_source, uvicorn_process, wait_until
-    from bgcourse._queue import QUEUE_URL_VARIABLE, TemporaryQueue, make_huey, queue_url, run_consumer, temporary_queue
-    from bgcourse._quiz import Question, Quiz, QuizFormatError, WrongAnswer, find_quiz_file, load_quiz
-    from bgcourse._race import RaceWindow
-    from bgcourse._redis import RedisNotFoundError, RedisServer, find_redis_server, throwaway_redis
-    from bgcourse._server import ServerStartError, serve
-    from bgcourse._smtp import MailServer, smtp_server
-    from bgcourse._source import SourceHit, find_in_source
-    from bgcourse._timeline import LANE_HEADER, Event, Timeline, TimelineMiddleware
-    from bgcourse._tracebacks import LoggedError, ShownError, logged_errors, shows_error
-    from bgcourse._versions import VersionTable, version_table
+    from bgcourse.helpers._plot import NotebookFigure, plot_timeline
+    from bgcourse.helpers._postgres import PostgresNotFoundError, PostgresServer, find_postgres_bin, throwaway_postgres
+    from bgcourse.helpers._processes import (
+        ChildProcess,
+        huey_consumer_process,
+        read_module_source,
+        uvicorn_process,
+        wait_until,
+    )
+    from bgcourse.helpers._queue import (
+        QUEUE_URL_VARIABLE,
+        TemporaryQueue,
+        make_huey,
+        queue_url,
+        run_consumer,
+        temporary_queue,
+    )
+    from bgcourse.helpers._quiz import Question, Quiz, QuizFormatError, WrongAnswer, find_quiz_file, load_quiz
+    from bgcourse.helpers._race import RaceWindow
+    from bgcourse.helpers._redis import RedisNotFoundError, RedisServer, find_redis_server, throwaway_redis
+    from bgcourse.helpers._server import ServerStartError, serve
+    from bgcourse.helpers._smtp import MailServer, smtp_server
+    from bgcourse.helpers._source import SourceHit, find_in_source
+    from bgcourse.helpers._timeline import LANE_HEADER, Event, Timeline, TimelineMiddleware
+    from bgcourse.helpers._tracebacks import LoggedError, ShownError, logged_errors, shows_error
+    from bgcourse.versions._versions import VersionTable, version_table
 
 __all__ = [
     "ChildProcess",

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from bgcourse._release import ReleaseError, build_release, chapters, find_course, stale_files
+from bgcourse.instructor._release import ReleaseError, build_release, chapters, find_course, stale_files
 
 __all__ = ["main"]
 
@@ -82,9 +82,9 @@ def _parser() -> argparse.ArgumentParser:
     versions = commands.add_parser(
         "versions",
         help="measure the course's version-dependent facts on every stack of the version matrix",
-        description="Make one environment per stack of src/bgcourse/matrix/stacks.toml (uv, under ENVIRONMENTS), "
-        "run the probes of src/bgcourse/_version_probes.py on a real server in each, and write "
-        "src/bgcourse/matrix/results.json, the table the chapters show.",
+        description="Make one environment per stack of src/bgcourse/versions/stacks.toml (uv, under ENVIRONMENTS), "
+        "run the probes of src/bgcourse/versions/_version_probes.py on a real server in each, and write "
+        "src/bgcourse/versions/results.json, the table the chapters show.",
     )
     versions.add_argument(
         "--environments", type=Path, help="where the stacks' environments go (default: COURSE/.venv-versions)"
@@ -112,7 +112,7 @@ def _release(options: argparse.Namespace, course: Path) -> int:
 
 
 def _lab(options: argparse.Namespace, course: Path) -> int:
-    from bgcourse._lab import lab_arguments, prepare_lab
+    from bgcourse.lab._lab import lab_arguments, prepare_lab
 
     folder, said = prepare_lab(course, master=options.master)
     for line in said:
@@ -125,7 +125,7 @@ def _lab(options: argparse.Namespace, course: Path) -> int:
 def _versions(options: argparse.Namespace, course: Path) -> int:
     from tqdm import tqdm  # type: ignore[import-untyped]  # tqdm ships no type hints
 
-    from bgcourse._versions import compare, load_results, load_stacks, measure_all, write_results
+    from bgcourse.versions._versions import compare, load_results, load_stacks, measure_all, write_results
 
     stacks = load_stacks()
     root: Path = (options.environments or course / ".venv-versions").resolve()
@@ -142,16 +142,16 @@ def _versions(options: argparse.Namespace, course: Path) -> int:
             print(f"All {len(stacks)} stacks agree with the version table.")
         return 1 if differences else 0
     write_results(measured)
-    print(f"Measured {len(stacks)} stacks; wrote src/bgcourse/matrix/results.json.")
+    print(f"Measured {len(stacks)} stacks; wrote src/bgcourse/versions/results.json.")
     return 0
 
 
 def _grade(options: argparse.Namespace, course: Path) -> int:
     # Imported here: grading needs matplotlib, nbclient and tqdm, which `release` does not.
-    from bgcourse._grade import grade_assignment, protected_folders
-    from bgcourse._gradebook import write_gradebook
-    from bgcourse._sandbox import Limits
-    from bgcourse._submissions import load_assignment
+    from bgcourse.instructor._grade import grade_assignment, protected_folders
+    from bgcourse.instructor._gradebook import write_gradebook
+    from bgcourse.instructor._sandbox import Limits
+    from bgcourse.instructor._submissions import load_assignment
 
     submissions: Path = options.submissions.resolve()
     if not submissions.is_dir():

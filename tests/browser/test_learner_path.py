@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Locator, Page, expect, sync_playwright
 
-from bgcourse._lab import FIRST_CHAPTER, LEARNER_FOLDER
+from bgcourse.lab._lab import FIRST_CHAPTER, LEARNER_FOLDER
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from bgcourse import load_quiz
-from bgcourse._feedback import COPY_MARKER, NotSolved, Verdict, copy_mode, exercise_check
-from bgcourse._quiz import WrongAnswer
+from bgcourse.helpers._feedback import COPY_MARKER, NotSolved, Verdict, copy_mode, exercise_check
+from bgcourse.helpers._quiz import WrongAnswer
 
 
 @exercise_check("9.1")

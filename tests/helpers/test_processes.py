@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from bgcourse import ChildProcess, huey_consumer_process, read_module_source, uvicorn_process, wait_until
-from bgcourse._processes import child_process
+from bgcourse.helpers._processes import child_process
 
 BACKGROUND_APP = "solutions.ch07_durable_queue.background_app:app"
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]

@@ -13,7 +13,7 @@ import aiosmtplib
 import pytest
 
 from bgcourse import MailServer, smtp_server
-from bgcourse._smtp import _Controller
+from bgcourse.helpers._smtp import _Controller
 
 pytestmark = pytest.mark.usefixtures("no_leftover_threads")
 

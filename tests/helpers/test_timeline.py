@@ -12,7 +12,7 @@ import pytest
 from fastapi import BackgroundTasks, FastAPI
 
 from bgcourse import Event, NotebookFigure, Timeline, TimelineMiddleware, plot_timeline, serve
-from bgcourse._timeline import (
+from bgcourse.helpers._timeline import (
     REQUEST_RECEIVED,
     REQUEST_SENT,
     RESPONSE_RECEIVED,

@@ -11,7 +11,7 @@ import weakref
 import pytest
 
 from bgcourse import LoggedError, logged_errors, shows_error
-from bgcourse._tracebacks import _Shown
+from bgcourse.helpers._tracebacks import _Shown
 
 
 class Held:

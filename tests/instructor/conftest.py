@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from bgcourse._nbgrader import grade_id, is_solution
-from bgcourse._release import chapters, read_master, student_notebook
+from bgcourse.instructor._nbgrader import grade_id, is_solution
+from bgcourse.instructor._release import chapters, read_master, student_notebook
 
 ROOT = Path(__file__).resolve().parents[2]
 CHAPTER = "ch01_core_mechanics"

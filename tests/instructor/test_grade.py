@@ -15,7 +15,7 @@ import pytest
 
 from bgcourse import load_quiz
 from bgcourse._cli import main
-from bgcourse._nbgrader import grade_id
+from bgcourse.instructor._nbgrader import grade_id
 
 ROOT = Path(__file__).resolve().parents[2]
 CHAPTER = "ch01_core_mechanics"

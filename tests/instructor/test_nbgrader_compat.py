@@ -20,8 +20,8 @@ import nbformat
 import pytest
 
 from bgcourse._cli import main
-from bgcourse._nbgrader import grade_id, is_solution
-from bgcourse._release import chapters
+from bgcourse.instructor._nbgrader import grade_id, is_solution
+from bgcourse.instructor._release import chapters
 
 ROOT = Path(__file__).resolve().parents[2]
 CHAPTER = "ch01_core_mechanics"

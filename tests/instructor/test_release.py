@@ -13,8 +13,8 @@ import pytest
 
 from bgcourse import WrongAnswer, find_quiz_file, load_quiz
 from bgcourse._cli import main
-from bgcourse._nbgrader import CODE_STUB, compute_checksum, grade_id, is_grade, is_solution
-from bgcourse._release import MODES, chapters, read_master
+from bgcourse.instructor._nbgrader import CODE_STUB, compute_checksum, grade_id, is_grade, is_solution
+from bgcourse.instructor._release import MODES, chapters, read_master
 
 ROOT = Path(__file__).resolve().parents[2]
 CHAPTERS = chapters(ROOT)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bgcourse._sandbox import Limits, run_cells
+from bgcourse.instructor._sandbox import Limits, run_cells
 
 ROOT = Path(__file__).resolve().parents[2]
 QUIZ = ROOT / "quizzes" / "ch01_core_mechanics.toml"

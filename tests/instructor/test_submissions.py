@@ -12,12 +12,12 @@ import nbformat
 import pytest
 
 import bgcourse
-from bgcourse import _gradebook
-from bgcourse._grade import protected_folders
-from bgcourse._nbgrader import grade_id
-from bgcourse._plan import plan_cells, read_choice
-from bgcourse._scoring import ItemResult, LearnerResult
-from bgcourse._submissions import Item, Submission, load_assignment, read_submission
+from bgcourse.instructor import _gradebook
+from bgcourse.instructor._grade import protected_folders
+from bgcourse.instructor._nbgrader import grade_id
+from bgcourse.instructor._plan import plan_cells, read_choice
+from bgcourse.instructor._scoring import ItemResult, LearnerResult
+from bgcourse.instructor._submissions import Item, Submission, load_assignment, read_submission
 
 ROOT = Path(__file__).resolve().parents[2]
 CHAPTER = "ch01_core_mechanics"

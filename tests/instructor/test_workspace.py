@@ -9,9 +9,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from bgcourse._feedback import COPY_MARKER, copy_mode
-from bgcourse._lab import FIRST_CHAPTER, lab_arguments, prepare_lab
-from bgcourse._workspace import UPDATED_SUFFIX, prepare_workspace
+from bgcourse.helpers._feedback import COPY_MARKER, copy_mode
+from bgcourse.lab._lab import FIRST_CHAPTER, lab_arguments, prepare_lab
+from bgcourse.lab._workspace import UPDATED_SUFFIX, prepare_workspace
 
 ROOT = Path(__file__).resolve().parents[2]
 

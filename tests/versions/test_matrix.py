@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from bgcourse import VersionTable, version_table
-from bgcourse._versions import (
+from bgcourse.versions._versions import (
     FACTS,
     PROBES_FILE,
     RESULTS_FILE,

@@ -16,10 +16,10 @@ from fastapi import BackgroundTasks, FastAPI, HTTPException, status
 from pydantic import BaseModel, EmailStr, SecretStr
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from bgcourse._feedback import exercise_check
-from bgcourse._logs import capture_logs
-from bgcourse._server import serve
-from bgcourse._smtp import MailServer, smtp_server
+from bgcourse.helpers._feedback import exercise_check
+from bgcourse.helpers._logs import capture_logs
+from bgcourse.helpers._server import serve
+from bgcourse.helpers._smtp import MailServer, smtp_server
 
 __all__ = ["ex01", "ex02", "ex03"]
 

@@ -23,11 +23,11 @@ from sqlalchemy import DateTime, ForeignKey, String, event, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from bgcourse._db import Database, temporary_database
-from bgcourse._feedback import exercise_check
-from bgcourse._logs import capture_logs
-from bgcourse._server import serve
-from bgcourse._tracebacks import logged_errors
+from bgcourse.helpers._db import Database, temporary_database
+from bgcourse.helpers._feedback import exercise_check
+from bgcourse.helpers._logs import capture_logs
+from bgcourse.helpers._server import serve
+from bgcourse.helpers._tracebacks import logged_errors
 
 __all__ = [
     "BillingError",

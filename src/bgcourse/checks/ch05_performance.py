@@ -11,9 +11,9 @@ import httpx
 from anyio.from_thread import start_blocking_portal
 from starlette.types import ASGIApp
 
-from bgcourse._feedback import exercise_check
-from bgcourse._logs import capture_logs
-from bgcourse._server import serve
+from bgcourse.helpers._feedback import exercise_check
+from bgcourse.helpers._logs import capture_logs
+from bgcourse.helpers._server import serve
 
 __all__ = ["ex01", "ex02", "ex03"]
 

@@ -22,10 +22,10 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, rela
 from sqlalchemy.pool import NullPool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from bgcourse._feedback import exercise_check
-from bgcourse._logs import capture_logs
-from bgcourse._server import ServerStartError, serve
-from bgcourse._tracebacks import logged_errors
+from bgcourse.helpers._feedback import exercise_check
+from bgcourse.helpers._logs import capture_logs
+from bgcourse.helpers._server import ServerStartError, serve
+from bgcourse.helpers._tracebacks import logged_errors
 
 __all__ = ["Order", "ShopBase", "User", "ex01", "ex02", "ex03"]
 

@@ -13,10 +13,10 @@ import httpx
 from fastapi import FastAPI
 from sqlalchemy import Engine, create_engine, text
 
-from bgcourse._feedback import exercise_check
-from bgcourse._processes import wait_until
-from bgcourse._queue import run_consumer, temporary_queue
-from bgcourse._server import serve
+from bgcourse.helpers._feedback import exercise_check
+from bgcourse.helpers._processes import wait_until
+from bgcourse.helpers._queue import run_consumer, temporary_queue
+from bgcourse.helpers._server import serve
 
 __all__ = ["ex01", "ex02", "ex03"]
 

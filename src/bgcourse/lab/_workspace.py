@@ -12,7 +12,7 @@ notebook it copied. Run again after the course has changed, it:
 - copies a chapter again if the learner deleted it.
 
 The record, ``.course-copy.json``, also marks the folder as a practice copy, so that its check
-cells say "not yet" instead of raising (:mod:`bgcourse._feedback`).
+cells say "not yet" instead of raising (:mod:`bgcourse.helpers._feedback`).
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bgcourse._feedback import COPY_MARKER
-from bgcourse._files import write_atomic
-from bgcourse._release import copy_marker, release_tree
+from bgcourse.helpers._feedback import COPY_MARKER
+from bgcourse.instructor._files import write_atomic
+from bgcourse.instructor._release import copy_marker, release_tree
 
 __all__ = ["UPDATED_SUFFIX", "WorkspaceReport", "for_this_python", "prepare_workspace"]
 

@@ -153,7 +153,7 @@ class Timeline:
 
     def plot(self, title: str | None = None) -> Figure:
         """Draw the events as one lane per request or task (see :func:`plot_timeline`)."""
-        from bgcourse._plot import plot_timeline  # matplotlib is slow to import; only plots need it
+        from bgcourse.helpers._plot import plot_timeline  # matplotlib is slow to import; only plots need it
 
         return plot_timeline(self.events, title=title)
 

@@ -48,7 +48,7 @@ def wait_until(condition: Callable[[], object], *, timeout: float, what: str = "
 
 def _course_root() -> Path:
     """The folder with ``solutions/``, so that a child can import the chapter's modules by name."""
-    checkout = Path(__file__).resolve().parents[2]  # src/bgcourse/_processes.py in an editable install
+    checkout = Path(__file__).resolve().parents[3]  # src/bgcourse/helpers/_processes.py in an editable install
     for folder in (checkout, Path.cwd(), *Path.cwd().parents):
         if (folder / "solutions").is_dir():
             return folder

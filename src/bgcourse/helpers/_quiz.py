@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from bgcourse._feedback import copy_mode
+from bgcourse.helpers._feedback import copy_mode
 
 __all__ = ["Question", "Quiz", "QuizFormatError", "WrongAnswer", "find_quiz_file", "load_quiz"]
 
@@ -197,7 +197,7 @@ def find_quiz_file(slug: str) -> Path:
     if os.environ.get("BGCOURSE_QUIZZES"):
         candidates.append(Path(os.environ["BGCOURSE_QUIZZES"]))
     candidates += [folder / "quizzes" for folder in (Path.cwd(), *Path.cwd().parents)]
-    candidates.append(Path(__file__).resolve().parents[2] / "quizzes")  # an editable install
+    candidates.append(Path(__file__).resolve().parents[3] / "quizzes")  # an editable install
     for folder in candidates:
         if (folder / f"{slug}.toml").is_file():
             return folder / f"{slug}.toml"

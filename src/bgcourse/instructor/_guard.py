@@ -29,7 +29,7 @@ GUARD_VARIABLE = "BGCOURSE_GRADING_GUARD"
 ALLOWED_PROGRAMS = ("initdb", "pg_ctl", "pg_isready", "postgres", "redis-cli", "redis-server")
 
 GUARD_SOURCE = '''\
-"""Installed by `bgcourse grade` for its grading kernels: see bgcourse/_guard.py."""
+"""Installed by `bgcourse grade` for its grading kernels: see bgcourse/instructor/_guard.py."""
 
 
 def _install():

@@ -26,7 +26,7 @@ __all__ = ["COPY_MARKER", "NotSolved", "Verdict", "copy_mode", "exercise_check",
 
 # The file that marks a folder as a learner's copy; written by `bgcourse lab` and `bgcourse release`.
 COPY_MARKER = ".course-copy.json"
-_PACKAGE = Path(__file__).resolve().parent
+_PACKAGE = Path(__file__).resolve().parents[1]  # the whole bgcourse package
 F = TypeVar("F", bound=Callable[..., Any])
 
 

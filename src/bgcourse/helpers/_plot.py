@@ -8,7 +8,7 @@ from dataclasses import replace
 
 from matplotlib.figure import Figure
 
-from bgcourse._timeline import (
+from bgcourse.helpers._timeline import (
     REQUEST_RECEIVED,
     REQUEST_SENT,
     RESPONSE_RECEIVED,

@@ -16,10 +16,10 @@ from typing import Any, Literal
 
 import nbformat
 
-from bgcourse._nbgrader import grade_id, is_grade, is_locked, is_solution
-from bgcourse._quiz import Quiz
-from bgcourse._quiz_release import assessed_quiz_text
-from bgcourse._release import chapters, read_master, student_notebook
+from bgcourse.helpers._quiz import Quiz
+from bgcourse.instructor._nbgrader import grade_id, is_grade, is_locked, is_solution
+from bgcourse.instructor._quiz_release import assessed_quiz_text
+from bgcourse.instructor._release import chapters, read_master, student_notebook
 
 __all__ = ["Assignment", "Item", "Submission", "load_assignment", "read_submission"]
 

@@ -21,10 +21,10 @@ from pathlib import Path
 from tqdm import tqdm  # type: ignore[import-untyped]  # tqdm ships no type hints, and no stub is pinned
 
 import bgcourse
-from bgcourse._plan import plan_cells
-from bgcourse._sandbox import Limits, Run, run_cells
-from bgcourse._scoring import ItemResult, LearnerResult, score_choice, score_code
-from bgcourse._submissions import Assignment, Submission, load_assignment, read_submission
+from bgcourse.instructor._plan import plan_cells
+from bgcourse.instructor._sandbox import Limits, Run, run_cells
+from bgcourse.instructor._scoring import ItemResult, LearnerResult, score_choice, score_code
+from bgcourse.instructor._submissions import Assignment, Submission, load_assignment, read_submission
 
 __all__ = ["ItemResult", "LearnerResult", "grade_assignment", "protected_folders"]
 

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 
 from IPython.core.inputtransformer2 import TransformerManager
 
-from bgcourse._nbgrader import grade_id, is_grade, is_locked, is_solution
-from bgcourse._quiz import Question
-from bgcourse._submissions import Assignment, Item, Submission
+from bgcourse.helpers._quiz import Question
+from bgcourse.instructor._nbgrader import grade_id, is_grade, is_locked, is_solution
+from bgcourse.instructor._submissions import Assignment, Item, Submission
 
 __all__ = ["PlannedCell", "plan_cells", "read_choice"]
 
@@ -138,7 +138,7 @@ def code_check_source(question: Question) -> str:
     }
     return (
         f"# The check of {question.id}, from the quiz file: added at grading time, after your cells ran.\n"
-        "from bgcourse._quiz import Question as _BgcourseQuestion\n\n"
+        "from bgcourse.helpers._quiz import Question as _BgcourseQuestion\n\n"
         f"_ = _BgcourseQuestion(**{fields!r}).grade(globals().get({question.name!r}, ...))\n"
     )
 

@@ -27,8 +27,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from bgcourse._files import write_atomic
-from bgcourse._workspace import UPDATED_SUFFIX, prepare_workspace
+from bgcourse.instructor._files import write_atomic
+from bgcourse.lab._workspace import UPDATED_SUFFIX, prepare_workspace
 
 __all__ = ["FIRST_CHAPTER", "LEARNER_FOLDER", "lab_arguments", "prepare_lab"]
 

@@ -1,7 +1,7 @@
 """The version matrix: the course's version-dependent facts, measured on real stacks, as a table.
 
-``bgcourse versions`` (``make versions``) makes one environment per stack of ``matrix/stacks.toml``
-with uv, runs ``_version_probes.py`` in each, and writes ``matrix/results.json``; the chapters show
+``bgcourse versions`` (``make versions``) makes one environment per stack of ``stacks.toml``
+with uv, runs ``_version_probes.py`` in each, and writes ``results.json``; the chapters show
 it with :func:`version_table`.  The results carry a fingerprint of the probes and the stacks, so a
 test can tell a table that no longer describes them; ``bgcourse versions --check`` measures again
 and compares.
@@ -42,8 +42,8 @@ __all__ = [
 
 _HERE = Path(__file__).resolve().parent
 PROBES_FILE = _HERE / "_version_probes.py"
-STACKS_FILE = _HERE / "matrix" / "stacks.toml"
-RESULTS_FILE = _HERE / "matrix" / "results.json"
+STACKS_FILE = _HERE / "stacks.toml"
+RESULTS_FILE = _HERE / "results.json"
 
 # The column heading of each probe, in the order the tables show them.
 FACTS: dict[str, str] = {

@@ -13,11 +13,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from bgcourse._kernel_client import CellRun
-from bgcourse._plan import PlannedCell, read_choice
-from bgcourse._quiz import WrongAnswer
-from bgcourse._sandbox import Limits, Run
-from bgcourse._submissions import Assignment, Item, Submission
+from bgcourse.helpers._quiz import WrongAnswer
+from bgcourse.instructor._kernel_client import CellRun
+from bgcourse.instructor._plan import PlannedCell, read_choice
+from bgcourse.instructor._sandbox import Limits, Run
+from bgcourse.instructor._submissions import Assignment, Item, Submission
 
 __all__ = ["ItemResult", "LearnerResult", "score_choice", "score_code"]
 

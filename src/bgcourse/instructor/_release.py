@@ -24,11 +24,19 @@ from typing import Any
 
 import nbformat
 
-from bgcourse._feedback import COPY_MARKER
-from bgcourse._files import replaced_directory, write_atomic
-from bgcourse._nbgrader import CODE_STUB, ReleaseError, compute_checksum, grade_id, is_grade, is_locked, student_cell
-from bgcourse._quiz import Quiz, load_quiz
-from bgcourse._quiz_release import assessed_quiz_text
+from bgcourse.helpers._feedback import COPY_MARKER
+from bgcourse.helpers._quiz import Quiz, load_quiz
+from bgcourse.instructor._files import replaced_directory, write_atomic
+from bgcourse.instructor._nbgrader import (
+    CODE_STUB,
+    ReleaseError,
+    compute_checksum,
+    grade_id,
+    is_grade,
+    is_locked,
+    student_cell,
+)
+from bgcourse.instructor._quiz_release import assessed_quiz_text
 
 __all__ = [
     "MODES",
@@ -74,7 +82,7 @@ class Chapter:
 def find_course(start: Path | None = None) -> Path:
     """The course folder: the first of ``start`` (or the cwd) and its parents with notebooks/ and quizzes/."""
     here = (start or Path.cwd()).resolve()
-    for folder in (here, *here.parents, Path(__file__).resolve().parents[2]):
+    for folder in (here, *here.parents, Path(__file__).resolve().parents[3]):
         if (folder / "notebooks").is_dir() and (folder / "quizzes").is_dir():
             return folder
     raise FileNotFoundError(f"no course folder (with notebooks/ and quizzes/) at or above {here}; pass --course")

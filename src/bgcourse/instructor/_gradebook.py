@@ -14,9 +14,9 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from bgcourse._files import replaced_directory, write_atomic
-from bgcourse._scoring import LearnerResult
-from bgcourse._submissions import Assignment
+from bgcourse.instructor._files import replaced_directory, write_atomic
+from bgcourse.instructor._scoring import LearnerResult
+from bgcourse.instructor._submissions import Assignment
 
 __all__ = ["write_gradebook"]
 

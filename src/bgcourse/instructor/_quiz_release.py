@@ -6,7 +6,7 @@ import json
 import tomllib
 from pathlib import Path
 
-from bgcourse._nbgrader import ReleaseError
+from bgcourse.instructor._nbgrader import ReleaseError
 
 __all__ = ["assessed_quiz_text"]
 

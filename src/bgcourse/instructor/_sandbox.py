@@ -25,8 +25,8 @@ import nbformat
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from traitlets.config import Config
 
-from bgcourse._guard import ALLOWED_PROGRAMS, GUARD_SOURCE, GUARD_VARIABLE, output_cap_source
-from bgcourse._kernel_client import CellRun, GradingClient, new_refusals, outcome
+from bgcourse.instructor._guard import ALLOWED_PROGRAMS, GUARD_SOURCE, GUARD_VARIABLE, output_cap_source
+from bgcourse.instructor._kernel_client import CellRun, GradingClient, new_refusals, outcome
 
 __all__ = ["CellRun", "Limits", "Run", "run_cells"]
 
