@@ -27,11 +27,14 @@ from typing import Any
 import nbformat
 
 from bgcourse.instructor._grade import LearnerResult, grade_assignment, protected_folders
+from bgcourse.instructor._isolation import choose_isolation
 from bgcourse.instructor._nbgrader import grade_id, is_solution
 from bgcourse.instructor._release import chapters, read_master, student_notebook
 from bgcourse.instructor._sandbox import Limits
 
 ROOT = Path(__file__).resolve().parents[1]
+# The sandbox where this machine can make one (as an instructor grades); else the trusted mode, said below.
+ISOLATION = choose_isolation(trusted=True)
 NBGRADER_BIN = ROOT / ".venv-nbgrader" / "bin"
 DUMP_SCORES = """
 import json, sys
@@ -85,7 +88,7 @@ def grade_with_bgcourse(slug: str, submissions: Path, workers: int) -> tuple[flo
     started = time.perf_counter()
     results = grade_assignment(
         ROOT, submissions, slug, limits=Limits(), protected=protected_folders(ROOT, submissions), workers=workers,
-        progress=False,
+        isolation=ISOLATION, progress=False,
     )  # fmt: skip
     return time.perf_counter() - started, results
 
@@ -158,7 +161,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-grading-") as folder:
         submissions = Path(folder) / "submissions"
         make_submissions(options.chapter, options.submissions, submissions)
-        print(f"{options.submissions} generated submissions of {options.chapter}")
+        print(
+            f"{options.submissions} generated submissions of {options.chapter}; learners' code runs in: {ISOLATION.mode}"
+        )
         workers = os.cpu_count() or 1
         ours, results = grade_with_bgcourse(options.chapter, submissions, workers)
         report(f"bgcourse grade, {workers} workers:", ours, options.submissions)

@@ -77,6 +77,12 @@ def _parser() -> argparse.ArgumentParser:
     grade.add_argument("--output-limit", type=int, default=100_000, help="characters a cell may print (default: 1e5)")
     grade.add_argument("--workers", type=int, default=0, help="notebooks graded at once (default: one a CPU)")
     grade.add_argument("--no-progress", action="store_true", help="no progress bar")
+    grade.add_argument(
+        "--trusted-cohort",
+        action="store_true",
+        help="where no sandbox can be made (no bubblewrap, macOS): grade anyway, trusting every learner; "
+        "the gradebook says so",
+    )
     grade.set_defaults(run=_grade)
 
     versions = commands.add_parser(
@@ -150,6 +156,7 @@ def _grade(options: argparse.Namespace, course: Path) -> int:
     # Imported here: grading needs matplotlib, nbclient and tqdm, which `release` does not.
     from bgcourse.instructor._grade import grade_assignment, protected_folders
     from bgcourse.instructor._gradebook import write_gradebook
+    from bgcourse.instructor._isolation import SandboxUnavailableError, choose_isolation
     from bgcourse.instructor._sandbox import Limits
     from bgcourse.instructor._submissions import load_assignment
 
@@ -171,14 +178,18 @@ def _grade(options: argparse.Namespace, course: Path) -> int:
         raise FileNotFoundError(f"no notebook named after a chapter in {submissions}; name one with --assignment")
     chapters(course, slugs)  # an unknown slug fails here, naming the known ones
     limits = Limits(options.timeout, options.deadline, options.memory_mb, options.output_limit)
+    try:
+        isolation = choose_isolation(trusted=options.trusted_cohort)
+    except SandboxUnavailableError as error:
+        raise UsageError(str(error)) from None
     protected = protected_folders(course, submissions, output)
     for slug in slugs:
         results = grade_assignment(
-            course, submissions, slug, limits=limits, protected=protected, workers=options.workers,
-            progress=not options.no_progress,
+            course, submissions, slug, limits=limits, protected=protected, isolation=isolation,
+            workers=options.workers, progress=not options.no_progress,
         )  # fmt: skip
         assignment = load_assignment(course.resolve(), slug)
-        write_gradebook(output / slug, assignment, results)
+        write_gradebook(output / slug, assignment, results, isolation=isolation.mode)
         mean = sum(result.score for result in results) / len(results) if results else 0.0
         print(f"{slug}: {len(results)} learners, mean {mean:.1f} of {assignment.total:g}; gradebook in {output / slug}")
     return 0

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import copy
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from bgcourse.instructor._isolation import Isolation, SandboxUnavailableError, choose_isolation
 from bgcourse.instructor._nbgrader import grade_id, is_solution
 from bgcourse.instructor._release import chapters, read_master, student_notebook
 
@@ -16,6 +18,17 @@ ROOT = Path(__file__).resolve().parents[2]
 CHAPTER = "ch01_core_mechanics"
 
 Notebook = Any  # nbformat's NotebookNode: untyped
+
+
+@pytest.fixture(scope="session")
+def grading_isolation() -> Isolation:
+    """The operating system's sandbox; where this machine cannot make one, the trusted mode (not in CI)."""
+    try:
+        return choose_isolation(trusted=False)
+    except SandboxUnavailableError as error:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{error}; CI=true, where grading is tested in its sandbox")
+        return choose_isolation(trusted=True)
 
 
 @pytest.fixture(scope="session")

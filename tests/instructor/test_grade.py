@@ -15,6 +15,7 @@ import pytest
 
 from bgcourse import load_quiz
 from bgcourse._cli import main
+from bgcourse.instructor._isolation import Isolation
 from bgcourse.instructor._nbgrader import grade_id
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -89,10 +90,11 @@ def make_submissions(folder: Path, answered: Callable[..., Notebook], stub: Note
     save(folder, "reads_answer_key", cheat)
 
 
-def grade(submissions: Path, output: Path) -> None:
+def grade(submissions: Path, output: Path, isolation: Isolation) -> None:
     """Grade as an instructor would, with the kernels' temporary folders in a folder of the test's own."""
     arguments = ["--course", str(ROOT), "grade", str(submissions), "--output", str(output), "--no-progress"]
     arguments += ["--timeout", str(TIMEOUT), "--workers", "2"]
+    arguments += [] if isolation.sandboxed else ["--trusted-cohort"]
     temporary = submissions.parent / "tmp"
     temporary.mkdir(exist_ok=True)
     with pytest.MonkeyPatch.context() as patch:
@@ -108,10 +110,11 @@ def graded(
     answered: Callable[..., Notebook],
     learners_copy: Callable[..., Notebook],
     master_answers: dict[str, str],
+    grading_isolation: Isolation,
 ) -> Path:
     folder = tmp_path_factory.mktemp("course")
     make_submissions(folder / "submissions", answered, learners_copy(), master_answers)
-    grade(folder / "submissions", folder / "gradebook")
+    grade(folder / "submissions", folder / "gradebook", grading_isolation)
     return folder
 
 
@@ -235,10 +238,13 @@ def test_the_summary_names_the_most_missed_questions(graded: Path) -> None:
     summary = (graded / "gradebook" / CHAPTER / "summary.md").read_text(encoding="utf-8")
     assert "Most missed (learners without full marks):" in summary
     assert "| ex01 | 2 |" in summary
+    assert "Learners' code ran in: a sandbox of its own for each learner (bubblewrap" in summary or (
+        "Learners' code ran in: no sandbox (--trusted-cohort" in summary
+    )
     assert (graded / "gradebook" / CHAPTER / "summary.png").read_bytes().startswith(b"\x89PNG")
 
 
-def test_the_gradebook_is_complete_and_regrading_changes_no_byte(graded: Path) -> None:
+def test_the_gradebook_is_complete_and_regrading_changes_no_byte(graded: Path, grading_isolation: Isolation) -> None:
     book = graded / "gradebook"
     before = {path.relative_to(book): path.read_bytes() for path in sorted(book.rglob("*")) if path.is_file()}
     learners = sorted(path.name for path in (graded / "submissions").iterdir())
@@ -247,7 +253,7 @@ def test_the_gradebook_is_complete_and_regrading_changes_no_byte(graded: Path) -
         Path(CHAPTER, "learners", learner, name) for learner in learners for name in ("results.json", "feedback.md")
     }
     assert set(before) == expected, "exactly the gradebook's files, and no temporary ones"
-    grade(graded / "submissions", book)
+    grade(graded / "submissions", book, grading_isolation)
     after = {path.relative_to(book): path.read_bytes() for path in sorted(book.rglob("*")) if path.is_file()}
     changed = sorted(str(path) for path in before.keys() | after.keys() if before.get(path) != after.get(path))
     assert not changed, f"grading again changed {changed}"

@@ -92,7 +92,7 @@ def test_the_kernel_leaves_no_temporary_folder(tmp_path: Path, monkeypatch: pyte
     assert not list(tmp_path.iterdir())
 
 
-@pytest.mark.parametrize("source", ["print(open('/etc/hostname').read())", "import json"])
+@pytest.mark.parametrize("source", ["import socket\nprint(socket.gethostname())", "import json"])
 def test_ordinary_code_is_unaffected(source: str) -> None:
     run = run_cells([source], Limits(), protected=[ROOT / "quizzes"], quizzes={})
     assert [cell.status for cell in run.cells] == ["ok"]

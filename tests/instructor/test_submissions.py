@@ -119,7 +119,7 @@ def test_a_gradebook_that_fails_half_way_leaves_the_previous_one(
 ) -> None:
     assignment = load_assignment(ROOT, CHAPTER)
     items = tuple(ItemResult(item.grade_id, item.points, item.points, "Passed.") for item in assignment.items)
-    _gradebook.write_gradebook(tmp_path / "book", assignment, [LearnerResult("ada", items)])
+    _gradebook.write_gradebook(tmp_path / "book", assignment, [LearnerResult("ada", items)], isolation="bubblewrap")
     before = {path: path.read_bytes() for path in (tmp_path / "book").rglob("*") if path.is_file()}
 
     def broken(*arguments: object) -> bytes:
@@ -127,7 +127,7 @@ def test_a_gradebook_that_fails_half_way_leaves_the_previous_one(
 
     monkeypatch.setattr(_gradebook, "_plot", broken)
     with pytest.raises(OSError, match="disk full"):
-        _gradebook.write_gradebook(tmp_path / "book", assignment, [LearnerResult("bob", items)])
+        _gradebook.write_gradebook(tmp_path / "book", assignment, [LearnerResult("bob", items)], isolation="bubblewrap")
     assert {path: path.read_bytes() for path in (tmp_path / "book").rglob("*") if path.is_file()} == before
     assert [path.name for path in tmp_path.iterdir()] == ["book"], "no staging folder is left behind"
     results = json.loads((tmp_path / "book" / "learners" / "ada" / "results.json").read_text())

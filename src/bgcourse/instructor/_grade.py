@@ -21,6 +21,7 @@ from pathlib import Path
 from tqdm import tqdm  # type: ignore[import-untyped]  # tqdm ships no type hints, and no stub is pinned
 
 import bgcourse
+from bgcourse.instructor._isolation import Isolation
 from bgcourse.instructor._plan import plan_cells
 from bgcourse.instructor._sandbox import Limits, Run, run_cells
 from bgcourse.instructor._scoring import ItemResult, LearnerResult, score_choice, score_code
@@ -37,6 +38,7 @@ class _Job:
     folder: Path
     limits: Limits
     protected: tuple[Path, ...]
+    isolation: Isolation
 
 
 def protected_folders(course: Path, *also: Path) -> tuple[Path, ...]:
@@ -60,12 +62,13 @@ def grade_assignment(
     *,
     limits: Limits,
     protected: tuple[Path, ...],
+    isolation: Isolation,
     workers: int = 0,
     progress: bool = True,
 ) -> list[LearnerResult]:
     """Grade ``submissions/<learner>/`` for the assignment ``slug``; one result a learner, sorted by name."""
     folders = sorted(path for path in submissions.iterdir() if path.is_dir() and not path.name.startswith("."))
-    jobs = [_Job(course.resolve(), slug, folder.name, folder, limits, protected) for folder in folders]
+    jobs = [_Job(course.resolve(), slug, folder.name, folder, limits, protected, isolation) for folder in folders]
     workers = workers or os.cpu_count() or 1
     bar = tqdm(total=len(jobs), desc=f"grading {slug}", unit="notebook", disable=not progress, file=sys.stderr)
     results: dict[str, LearnerResult] = {}
@@ -115,7 +118,10 @@ def _grade_submission(assignment: Assignment, submission: Submission, job: _Job)
     if needs_kernel:
         sources = [cell.source for cell in cells]
         warm = ("bgcourse", f"bgcourse.checks.{assignment.slug}")
-        run = run_cells(sources, job.limits, protected=list(job.protected), quizzes=assignment.quiz_files, warm=warm)
+        run = run_cells(
+            sources, job.limits, protected=list(job.protected), quizzes=assignment.quiz_files, warm=warm,
+            isolation=job.isolation,
+        )  # fmt: skip
     results = []
     for item in assignment.items:
         if item.kind == "choice":

@@ -15,6 +15,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from bgcourse.instructor._files import replaced_directory, write_atomic
+from bgcourse.instructor._isolation import BUBBLEWRAP, TRUSTED
 from bgcourse.instructor._scoring import LearnerResult
 from bgcourse.instructor._submissions import Assignment
 
@@ -25,15 +26,22 @@ def _number(value: float) -> str:
     return f"{value:g}"
 
 
-def write_gradebook(folder: Path, assignment: Assignment, results: list[LearnerResult]) -> None:
-    """Replace ``folder`` with the gradebook of ``results``."""
+def write_gradebook(folder: Path, assignment: Assignment, results: list[LearnerResult], *, isolation: str) -> None:
+    """Replace ``folder`` with the gradebook of ``results``; ``isolation`` says how the learners' code ran."""
     with replaced_directory(folder) as staging:
         write_atomic(staging / "gradebook.csv", _csv(assignment, results))
         for result in results:
-            write_atomic(staging / "learners" / result.learner / "results.json", _gradescope(result))
+            write_atomic(staging / "learners" / result.learner / "results.json", _gradescope(result, isolation))
             write_atomic(staging / "learners" / result.learner / "feedback.md", _feedback(assignment, result))
-        write_atomic(staging / "summary.md", _summary(assignment, results))
+        write_atomic(staging / "summary.md", _summary(assignment, results, isolation))
         write_atomic(staging / "summary.png", _plot(assignment, results))
+
+
+# How the summary names each isolation mode of `_isolation.py`.
+_ISOLATION_WORDS = {
+    BUBBLEWRAP: "a sandbox of its own for each learner (bubblewrap: no network, no other files, no process left)",
+    TRUSTED: "no sandbox (--trusted-cohort: every learner was trusted)",
+}
 
 
 def _csv(assignment: Assignment, results: list[LearnerResult]) -> str:
@@ -46,7 +54,7 @@ def _csv(assignment: Assignment, results: list[LearnerResult]) -> str:
     return buffer.getvalue()
 
 
-def _gradescope(result: LearnerResult) -> str:
+def _gradescope(result: LearnerResult, isolation: str) -> str:
     """Gradescope's autograder ``results.json``: a score, an overall message, one entry a question."""
     message = "\n".join([result.problem, *(f"- {note}" for note in result.notes)]).strip()
     document = {
@@ -55,6 +63,7 @@ def _gradescope(result: LearnerResult) -> str:
         "output_format": "md",
         "visibility": "visible",
         "stdout_visibility": "hidden",
+        "extra_data": {"isolation": isolation},
         "tests": [
             {
                 "number": str(position),
@@ -90,9 +99,10 @@ def _feedback(assignment: Assignment, result: LearnerResult) -> str:
     return "\n".join(lines)
 
 
-def _summary(assignment: Assignment, results: list[LearnerResult]) -> str:
+def _summary(assignment: Assignment, results: list[LearnerResult], isolation: str) -> str:
     count = len(results)
     lines = [f"# {assignment.slug}: summary", "", f"{count} learners; {_number(assignment.total)} points in all.", ""]
+    lines += [f"Learners' code ran in: {_ISOLATION_WORDS.get(isolation, isolation)}.", ""]
     if not results:
         return "\n".join(lines)
     totals = sorted(result.score for result in results)

@@ -1,10 +1,12 @@
-"""Run a list of cells in a fresh, guarded kernel and say, for each, what happened.
+"""Run a list of cells in a fresh kernel, in a sandbox of its own, and say, for each, what happened.
 
-The kernel starts in a temporary folder (its working directory; IPC sockets beside it, no TCP
-port), with the guard of ``_guard.py`` as its ``sitecustomize`` (memory limit, no network beyond
-loopback, no reading of the answer keys), a per-cell timeout (the cell is interrupted, the next
-one runs) and a deadline for the whole run (the kernel is killed). Output is capped in the kernel
-and again here. A kernel that dies or will not stop ends the run: the cells not run get a reason.
+The kernel runs in the operating system's sandbox of ``_isolation.py`` (a trusted cohort's, beside
+the grader), in a temporary folder of its own (its working directory; IPC sockets beside it, no TCP
+port), with the guard of ``_guard.py`` as its ``sitecustomize`` (a second line: it names what was
+refused, for the feedback). Each cell has a timeout (the cell is interrupted, the next one runs),
+the whole run a deadline (the kernel is killed, and with it every process of the sandbox). Output
+is capped in the kernel and again here. A kernel that dies or will not stop ends the run: the
+cells not run get a reason.
 """
 
 from __future__ import annotations
@@ -22,10 +24,14 @@ from pathlib import Path
 from typing import Any
 
 import nbformat
+from jupyter_client.kernelspec import KernelSpecManager
+from jupyter_client.manager import AsyncKernelManager
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from traitlets.config import Config
 
+import bgcourse
 from bgcourse.instructor._guard import ALLOWED_PROGRAMS, GUARD_SOURCE, GUARD_VARIABLE, output_cap_source
+from bgcourse.instructor._isolation import Isolation, ProcessLimit, choose_isolation
 from bgcourse.instructor._kernel_client import CellRun, GradingClient, new_refusals, outcome
 
 __all__ = ["CellRun", "Limits", "Run", "run_cells"]
@@ -40,6 +46,7 @@ class Limits:
     memory_mb: int = 4096
     output_chars: int = 100_000
     interrupt_grace: float = 10  # after interrupting a cell at its timeout, how long to wait for it to stop
+    processes: int = 512  # processes and threads the sandbox may have at once
 
 
 @dataclass
@@ -51,16 +58,25 @@ class Run:
 
 
 def run_cells(
-    sources: list[str], limits: Limits, *, protected: list[Path], quizzes: dict[str, str], warm: tuple[str, ...] = ()
+    sources: list[str],
+    limits: Limits,
+    *,
+    protected: list[Path],
+    quizzes: dict[str, str],
+    warm: tuple[str, ...] = (),
+    isolation: Isolation | None = None,
 ) -> Run:
     """Execute ``sources`` one cell each, in a new kernel; ``quizzes`` are the quiz files it may read.
+
+    ``isolation`` defaults to the operating system's sandbox, and fails if there is none.
 
     The modules in ``warm`` are imported first, in a set-up cell with a timeout of its own, so
     that a learner's cell is not charged for importing the course's helpers on a busy machine.
     """
+    isolation = isolation or choose_isolation(trusted=False)
     with tempfile.TemporaryDirectory(prefix="bgcourse-grade-") as folder:
         root = Path(folder)
-        for name in ("work", "kernel", "site", "quizzes"):
+        for name in ("work", "kernel", "site", "quizzes", "log", "kernelspecs"):
             (root / name).mkdir()
         (root / "site" / "sitecustomize.py").write_text(GUARD_SOURCE, encoding="utf-8")
         for name, text in quizzes.items():
@@ -68,22 +84,65 @@ def run_cells(
         guard = {
             "memory_bytes": limits.memory_mb * 2**20,
             "protected": sorted(str(path) for path in protected),
-            "log": str(root / "refused.log"),
+            "log": str(root / "log" / "refused.log"),
             "programs": list(ALLOWED_PROGRAMS),
         }
-        env = {key: value for key, value in os.environ.items() if not key.startswith(("BGCOURSE_", "PYTHONPATH"))}
-        env |= {
+        settings = {
             GUARD_VARIABLE: json.dumps(guard),
-            "PYTHONPATH": os.pathsep.join([str(root / "site"), *filter(None, [os.environ.get("PYTHONPATH")])]),
             "BGCOURSE_QUIZZES": str(root / "quizzes"),
             "MALLOC_ARENA_MAX": "2",  # fewer malloc arenas: far less address space under RLIMIT_AS
             "MPLBACKEND": "Agg",
             "PYTHONDONTWRITEBYTECODE": "1",
         }
+        if isolation.sandboxed:  # only what the kernel needs: none of the instructor's variables
+            env = settings | {
+                "PATH": os.pathsep.join([str(Path(sys.executable).parent), "/usr/local/bin", "/usr/bin", "/bin"]),
+                "PYTHONPATH": str(root / "site"),
+                "HOME": str(root / "work"),
+                "LANG": "C.UTF-8",
+                "TMPDIR": "/tmp",
+            }
+        else:
+            env = {key: value for key, value in os.environ.items() if not key.startswith(("BGCOURSE_", "PYTHONPATH"))}
+            env |= settings | {
+                "PYTHONPATH": os.pathsep.join([str(root / "site"), *filter(None, [os.environ.get("PYTHONPATH")])])
+            }
+        limit = ProcessLimit(limits.processes) if isolation.sandboxed else None
         try:
-            return asyncio.run(_run(sources, limits, root, env, warm))
+            _write_kernelspec(root, limits, env, isolation, limit)
+            return asyncio.run(_run(sources, limits, root, env, warm, isolation))
         except (RuntimeError, TimeoutError) as error:  # the kernel did not start, or not in time
             return Run(stopped=f"the grading kernel did not start ({type(error).__name__}: {error})")
+        finally:
+            if limit is not None:
+                limit.close()
+
+
+_KERNEL_NAME = "bgcourse-grading"
+
+
+def _write_kernelspec(
+    root: Path, limits: Limits, env: dict[str, str], isolation: Isolation, limit: ProcessLimit | None
+) -> None:
+    """The kernel's command: ipykernel, inside the sandbox (its interrupts by message: no signal crosses it)."""
+    argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    if isolation.sandboxed:
+        package = Path(bgcourse.__file__).resolve().parent
+        readable = [Path(sys.base_prefix), Path(sys.prefix), package.parent, root / "site", root / "quizzes"]
+        argv = isolation.command(
+            argv,
+            env=env,
+            readable=readable,
+            writable=[root / "work", root / "kernel", root / "log"],
+            workdir=root / "work",
+            memory_bytes=limits.memory_mb * 2**20,
+            processes=limits.processes,
+        )
+        argv = limit.wrap(argv) if limit is not None else argv
+    spec = {"argv": argv, "display_name": "bgcourse grading", "language": "python", "interrupt_mode": "message"}
+    folder = root / "kernelspecs" / _KERNEL_NAME
+    folder.mkdir()
+    (folder / "kernel.json").write_text(json.dumps(spec), encoding="utf-8")
 
 
 def _setup_source(limits: Limits, warm: tuple[str, ...]) -> str:
@@ -91,17 +150,30 @@ def _setup_source(limits: Limits, warm: tuple[str, ...]) -> str:
     return output_cap_source(limits.output_chars) + imports
 
 
-async def _run(sources: list[str], limits: Limits, root: Path, env: dict[str, str], warm: tuple[str, ...]) -> Run:
+async def _run(
+    sources: list[str], limits: Limits, root: Path, env: dict[str, str], warm: tuple[str, ...], isolation: Isolation
+) -> Run:
     setup = nbformat.v4.new_code_cell(_setup_source(limits, warm), metadata={"bgcourse_setup": True})
     cells = [setup]
     cells += [nbformat.v4.new_code_cell(source) for source in sources]
     notebook = nbformat.v4.new_notebook(cells=cells)
-    config = Config({"KernelManager": {"transport": "ipc", "ip": str(root / "kernel" / "k")}})
+    config = Config(
+        {
+            "KernelManager": {
+                "transport": "ipc",
+                "ip": str(root / "kernel" / "k"),
+                "connection_file": str(root / "kernel" / "connection.json"),
+            }
+        }
+    )
+    kernels = KernelSpecManager(kernel_dirs=[str(root / "kernelspecs")], ensure_native_kernel=False)
+    manager = AsyncKernelManager(kernel_name=_KERNEL_NAME, kernel_spec_manager=kernels, config=config)
     timeout = max(1, round(limits.cell_timeout))
     client = GradingClient(
         notebook,
+        km=manager,
         output_chars=limits.output_chars,
-        kernel_name="python3",
+        kernel_name=_KERNEL_NAME,
         timeout=timeout,
         timeout_func=lambda cell: max(timeout, 120) if "bgcourse_setup" in cell.metadata else timeout,
         interrupt_on_timeout=True,
@@ -112,10 +184,11 @@ async def _run(sources: list[str], limits: Limits, root: Path, env: dict[str, st
         shutdown_kernel="immediate",
         config=config,
     )
-    run, log, offset = Run(), root / "refused.log", 0
+    run, log, offset = Run(), root / "log" / "refused.log", 0
     deadline_passed = asyncio.Event()
+    # cleanup_kc: shut the kernel down and close its client at the end, although the manager is ours.
     async with client.async_setup_kernel(
-        cwd=str(root / "work"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        cwd=str(root / "work"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cleanup_kc=True
     ):
         assert client.km is not None  # set up by async_setup_kernel
         assert client.km.provisioner is not None
@@ -139,6 +212,10 @@ async def _run(sources: list[str], limits: Limits, root: Path, env: dict[str, st
                 run.cells.append(outcome(cell, client.timed_out, client.truncated, refused, str(root)))
         finally:
             watchdog.cancel()
+            group = kernel.pgid
+    # The kernel is shut down; in the sandbox it is bubblewrap's process, whose group is killed here
+    # for certain: with it goes the sandbox's first process and, with that, every process inside.
+    _kill(group, None)
     run.cells = run.cells[1:]  # the set-up cell
     return run
 
