@@ -16,8 +16,8 @@ Each refusal is also appended to a log file that the grader reads after every ce
 can say why an item scored 0 even if the learner's code caught the ``PermissionError``.
 
 This is a guard against accidents and casual cheating, not a security boundary: code that runs
-in the kernel can still, say, load a C extension. For untrusted cohorts, run ``bgcourse grade``
-in a container without network (the README says how).
+in the kernel can still, say, load a C extension. The boundary is the operating system's sandbox
+of ``_isolation.py``, in which the guard runs as a second line, to name what it refused.
 """
 
 from __future__ import annotations
