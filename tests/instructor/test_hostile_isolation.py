@@ -214,3 +214,22 @@ def _processes_with(marker: str) -> list[int]:
             except OSError:
                 continue
     return found
+
+
+def test_files_are_bounded_in_size_and_leave_nothing_on_the_host(sandbox: Isolation) -> None:
+    fill = """
+import errno
+chunk = b"x" * 2**20
+for where in ("big.bin", "/tmp/big.bin"):
+    written = 0
+    try:
+        with open(where, "wb") as file:
+            while written < 2**31:
+                file.write(chunk)
+                written += len(chunk)
+    except OSError as error:
+        # The sandbox's own folder (in memory) is full, or the file reached the size limit: not the host's disk.
+        assert error.errno in (errno.ENOSPC, errno.EFBIG), error
+    assert written < 2**31, where"""
+    result = run([fill], sandbox)
+    assert [cell.status for cell in result.cells] == ["ok"], [cell.error for cell in result.cells]

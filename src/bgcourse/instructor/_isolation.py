@@ -69,11 +69,17 @@ class Isolation:
         workdir: Path,
         memory_bytes: int,
         processes: int,
+        disk_bytes: int = 256 * 2**20,
     ) -> list[str]:
-        """``argv`` as it must be started: inside the sandbox, with only ``env`` and these folders."""
+        """``argv`` as it must be started: inside the sandbox, with only ``env`` and these folders.
+
+        ``workdir`` and ``/tmp`` are the sandbox's own, in memory, of ``disk_bytes`` each; a file in
+        the ``writable`` folders (which the grader reads) may not grow past ``disk_bytes`` either.
+        """
         if not self.sandboxed:
             return argv
-        limits = ["prlimit", f"--as={memory_bytes}", f"--nproc={_own_processes() + processes}", "--core=0", "--"]
+        limits = ["prlimit", f"--as={memory_bytes}", f"--nproc={_own_processes() + processes}", "--core=0"]
+        limits += [f"--fsize={disk_bytes}", "--"]
         sandbox = [self.bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
         sandbox += ["--hostname", "grading", "--clearenv"]
         for name, value in env.items():
@@ -82,13 +88,13 @@ class Isolation:
             sandbox += ["--ro-bind-try", folder, folder]
         for name in _ETC:
             sandbox += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
-        sandbox += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+        sandbox += ["--proc", "/proc", "--dev", "/dev", "--size", str(disk_bytes), "--tmpfs", "/tmp"]
         # After /tmp: the run's own folders usually live in it.
         for folder in dict.fromkeys(_real(path) for path in readable):
             sandbox += ["--ro-bind", folder, folder]
         for folder in dict.fromkeys(_real(path) for path in writable):
             sandbox += ["--bind", folder, folder]
-        sandbox += ["--chdir", _real(workdir), "--"]
+        sandbox += ["--size", str(disk_bytes), "--tmpfs", _real(workdir), "--chdir", _real(workdir), "--"]
         return [*limits, *sandbox, *argv]
 
 
@@ -167,7 +173,7 @@ def _sandbox_problem() -> str | None:
     if missing:
         return f"{', '.join(missing)} not found"
     probe = Isolation(BUBBLEWRAP, shutil.which("bwrap") or "bwrap").command(
-        ["/bin/true"], env={}, readable=[], writable=[], workdir=Path("/"), memory_bytes=2**30, processes=64
+        ["/bin/true"], env={}, readable=[], writable=[], workdir=Path("/tmp/work"), memory_bytes=2**30, processes=64
     )
     try:
         tried = subprocess.run(probe, capture_output=True, text=True, timeout=30, check=False)

@@ -133,7 +133,7 @@ def _write_kernelspec(
             argv,
             env=env,
             readable=readable,
-            writable=[root / "work", root / "kernel", root / "log"],
+            writable=[root / "kernel", root / "log"],
             workdir=root / "work",
             memory_bytes=limits.memory_mb * 2**20,
             processes=limits.processes,
