@@ -233,3 +233,66 @@ for where in ("big.bin", "/tmp/big.bin"):
     assert written < 2**31, where"""
     result = run([fill], sandbox)
     assert [cell.status for cell in result.cells] == ["ok"], [cell.error for cell in result.cells]
+
+
+def test_the_kernels_settings_memory_and_namespaces_stay_closed(sandbox: Isolation) -> None:
+    routes = {
+        "a kernel setting (/proc/sys), as root would": """
+try:
+    open("/proc/sys/kernel/core_pattern", "w").write(open("/proc/sys/kernel/core_pattern").read())
+except OSError as error:
+    assert error.errno == 30, error  # EROFS
+else:
+    raise AssertionError("written")""",
+        "memory through /dev/shm": """
+import errno
+try:
+    with open("/dev/shm/fill", "wb") as file:
+        for _ in range(1024):
+            file.write(b"x" * 2**20)
+except OSError as error:
+    assert error.errno == errno.ENOSPC, error
+else:
+    raise AssertionError("1 GiB in /dev/shm")""",
+        "memory through the sandbox's root": """
+import os
+try:
+    os.mkdir("/fill")
+except OSError as error:
+    assert error.errno == 30, error
+else:
+    raise AssertionError("made")""",
+        "a user namespace of its own (to mount more)": """
+import ctypes
+libc = ctypes.CDLL(None, use_errno=True)
+assert libc.unshare(0x10000000) == -1, "CLONE_NEWUSER allowed\"""",
+    }
+    assert_all_closed(run(list(routes.values()), sandbox), list(routes))
+
+
+def test_the_grader_reads_its_own_log_and_its_own_folder_only(sandbox: Isolation) -> None:
+    replace_log = """
+import os
+log = os.path.join(os.path.dirname(os.environ["BGCOURSE_QUIZZES"]), "log", "refused.log")
+try:
+    os.unlink(log)
+except OSError as error:
+    assert error.errno in (13, 16, 30), error  # a mount point: it cannot be replaced by a link
+else:
+    os.symlink("/proc/kmsg", log)
+    raise AssertionError("replaced")
+open(log, "a").write("network\\t" + "x" * 10_000 + "\\n")"""
+    deep_tree = """
+import os
+folder = os.open(os.path.join(os.path.dirname(os.environ["BGCOURSE_QUIZZES"]), "kernel"), os.O_RDONLY)
+for _ in range(1500):  # deeper than Python's recursion limit, and more entries than the kernel needs
+    os.mkdir("d", dir_fd=folder)
+    folder = os.open("d", os.O_RDONLY, dir_fd=folder)
+import time
+time.sleep(30)"""
+    result = run([replace_log, deep_tree, "print('not reached')"], sandbox)
+    assert [cell.status for cell in result.cells] == ["ok"], [cell.error for cell in result.cells]
+    assert result.cells[0].refused == ("network\t" + "x" * 292,), "a line of the log is cut at 300 characters"
+    assert (
+        result.stopped == "it wrote files into the kernel's own folder (not its working folder): grading stopped there"
+    )

@@ -42,6 +42,8 @@ _ETC = (
     "ld.so.conf.d", "localtime", "nsswitch.conf", "passwd", "ssl",
 )  # fmt: skip
 _SYSTEM = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64")
+_PROC_READ_ONLY = ("/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus", "/proc/fs")
+_SHM_BYTES = 64 * 2**20
 
 
 class SandboxUnavailableError(RuntimeError):
@@ -80,7 +82,10 @@ class Isolation:
             return argv
         limits = ["prlimit", f"--as={memory_bytes}", f"--nproc={_own_processes() + processes}", "--core=0"]
         limits += [f"--fsize={disk_bytes}", "--"]
-        sandbox = [self.bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
+        # --unshare-all alone leaves a root grader in the first user namespace: ask for a new one.
+        sandbox = [self.bwrap, "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent"]
+        sandbox += ["--new-session"]
+        sandbox += ["--cap-drop", "ALL"]
         sandbox += ["--hostname", "grading", "--clearenv"]
         for name, value in env.items():
             sandbox += ["--setenv", name, value]
@@ -88,13 +93,19 @@ class Isolation:
             sandbox += ["--ro-bind-try", folder, folder]
         for name in _ETC:
             sandbox += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
-        sandbox += ["--proc", "/proc", "--dev", "/dev", "--size", str(disk_bytes), "--tmpfs", "/tmp"]
+        # The kernel's settings stay read-only: a root grader's sandbox is uid 0 to the kernel, which
+        # decides who may write /proc/sys by that uid alone, whatever the capabilities.
+        sandbox += ["--proc", "/proc", *(arg for name in _PROC_READ_ONLY for arg in ("--ro-bind-try", name, name))]
+        sandbox += ["--dev", "/dev", "--size", str(_SHM_BYTES), "--tmpfs", "/dev/shm"]
+        sandbox += ["--size", str(disk_bytes), "--tmpfs", "/tmp"]
         # After /tmp: the run's own folders usually live in it.
         for folder in dict.fromkeys(_real(path) for path in readable):
             sandbox += ["--ro-bind", folder, folder]
         for folder in dict.fromkeys(_real(path) for path in writable):
             sandbox += ["--bind", folder, folder]
-        sandbox += ["--size", str(disk_bytes), "--tmpfs", _real(workdir), "--chdir", _real(workdir), "--"]
+        sandbox += ["--size", str(disk_bytes), "--tmpfs", _real(workdir)]
+        # Last: the sandbox's own root (a tmpfs without a size) becomes read-only; the mounts on it do not.
+        sandbox += ["--remount-ro", "/", "--chdir", _real(workdir), "--"]
         return [*limits, *sandbox, *argv]
 
 

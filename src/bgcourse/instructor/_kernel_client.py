@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from nbclient import NotebookClient
@@ -56,12 +56,16 @@ class GradingClient(NotebookClient):
         return super().output(outs, msg, display_id, cell_index)
 
 
-def new_refusals(log: Path, offset: int) -> tuple[tuple[str, ...], int]:
-    if not log.is_file():
-        return (), offset
-    data = log.read_bytes()
-    lines = data[offset:].decode("utf-8", "replace").splitlines()
-    return tuple(dict.fromkeys(lines)), len(data)
+# What is read of the refusal log after a cell, and kept of a line: the learner can write into it too.
+_MAX_LOG_BYTES = 64 * 2**10
+_MAX_LINE = 300
+
+
+def new_refusals(log: int, offset: int) -> tuple[tuple[str, ...], int]:
+    """The lines appended to the open refusal log ``log`` since ``offset``, and the new offset."""
+    data = os.pread(log, _MAX_LOG_BYTES, offset)
+    lines = [line[:_MAX_LINE] for line in data.decode("utf-8", "replace").splitlines()]
+    return tuple(dict.fromkeys(lines)), offset + len(data)
 
 
 def outcome(cell: Any, timed_out: bool, truncated: bool, refused: tuple[str, ...], root: str) -> CellRun:

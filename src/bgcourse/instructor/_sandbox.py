@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -74,10 +75,11 @@ def run_cells(
     that a learner's cell is not charged for importing the course's helpers on a busy machine.
     """
     isolation = isolation or choose_isolation(trusted=False)
-    with tempfile.TemporaryDirectory(prefix="bgcourse-grade-") as folder:
-        root = Path(folder)
+    root = Path(tempfile.mkdtemp(prefix="bgcourse-grade-"))
+    try:
         for name in ("work", "kernel", "site", "quizzes", "log", "kernelspecs"):
             (root / name).mkdir()
+        (root / "log" / "refused.log").touch()
         (root / "site" / "sitecustomize.py").write_text(GUARD_SOURCE, encoding="utf-8")
         for name, text in quizzes.items():
             (root / "quizzes" / name).write_text(text, encoding="utf-8")
@@ -116,6 +118,16 @@ def run_cells(
         finally:
             if limit is not None:
                 limit.close()
+    finally:
+        _remove(root)
+
+
+def _remove(root: Path) -> None:
+    """Remove the run's folder, whatever the learner left in it (``rm`` also takes trees too deep for Python)."""
+    with contextlib.suppress(RecursionError):  # Python's rmtree recurses: a deep tree stops it
+        shutil.rmtree(root, ignore_errors=True)
+    if root.exists():
+        subprocess.run(["rm", "-rf", "--one-file-system", str(root)], check=False, capture_output=True)
 
 
 _KERNEL_NAME = "bgcourse-grading"
@@ -133,7 +145,9 @@ def _write_kernelspec(
             argv,
             env=env,
             readable=readable,
-            writable=[root / "kernel", root / "log"],
+            # The log is bound as a file, not its folder: the learner can write lines into it, but not
+            # replace it (with a link the grader would follow) or add files beside it.
+            writable=[root / "kernel", root / "log" / "refused.log"],
             workdir=root / "work",
             memory_bytes=limits.memory_mb * 2**20,
             processes=limits.processes,
@@ -184,8 +198,10 @@ async def _run(
         shutdown_kernel="immediate",
         config=config,
     )
-    run, log, offset = Run(), root / "log" / "refused.log", 0
-    deadline_passed = asyncio.Event()
+    run, offset = Run(), 0
+    # Opened before the kernel starts, so what is read is always this file, however the path changes.
+    log = os.open(root / "log" / "refused.log", os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    deadline_passed, overfilled = asyncio.Event(), asyncio.Event()
     # cleanup_kc: shut the kernel down and close its client at the end, although the manager is ours.
     async with client.async_setup_kernel(
         cwd=str(root / "work"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cleanup_kc=True
@@ -194,6 +210,7 @@ async def _run(
         assert client.km.provisioner is not None
         kernel: Any = client.km.provisioner  # a LocalProvisioner: it has the process and its group
         watchdog = asyncio.get_running_loop().call_later(limits.deadline, _kill, kernel.pgid, deadline_passed)
+        folder_watch = asyncio.create_task(_watch_kernel_folder(root / "kernel", kernel.pgid, overfilled))
         try:
             for index, cell in enumerate(notebook.cells):
                 client.start_cell()
@@ -202,6 +219,8 @@ async def _run(
                 except DeadKernelError:
                     code = await kernel.poll() if kernel.process else None
                     run.stopped = _death(deadline_passed.is_set(), limits.deadline, code)
+                    if overfilled.is_set():
+                        run.stopped = _OVERFILLED
                     break
                 except CellTimeoutError:  # interrupted at the timeout, and still not idle after it
                     _kill(kernel.pgid, None)
@@ -212,12 +231,47 @@ async def _run(
                 run.cells.append(outcome(cell, client.timed_out, client.truncated, refused, str(root)))
         finally:
             watchdog.cancel()
+            folder_watch.cancel()
+            os.close(log)
             group = kernel.pgid
     # The kernel is shut down; in the sandbox it is bubblewrap's process, whose group is killed here
     # for certain: with it goes the sandbox's first process and, with that, every process inside.
     _kill(group, None)
     run.cells = run.cells[1:]  # the set-up cell
     return run
+
+
+_MAX_KERNEL_FOLDER_ENTRIES = 64  # the connection file and the kernel's five sockets, and room to spare
+_MAX_KERNEL_FOLDER_BYTES = 16 * 2**20
+_OVERFILLED = "it wrote files into the kernel's own folder (not its working folder): grading stopped there"
+
+
+async def _watch_kernel_folder(folder: Path, group: int | None, overfilled: asyncio.Event) -> None:
+    """Kill the kernel if its folder on the host's disk holds more than the sockets it needs."""
+    while True:
+        await asyncio.sleep(0.25)
+        entries, size = _folder_usage(folder, _MAX_KERNEL_FOLDER_ENTRIES + 1)
+        if entries > _MAX_KERNEL_FOLDER_ENTRIES or size > _MAX_KERNEL_FOLDER_BYTES:
+            overfilled.set()
+            _kill(group, None)
+            return
+
+
+def _folder_usage(folder: Path, limit: int) -> tuple[int, int]:
+    """How many entries (at most ``limit``: a deep tree is not walked to the end) and bytes ``folder`` holds."""
+    entries, size, pending = 0, 0, [folder]
+    while pending and entries < limit:
+        with contextlib.suppress(OSError), os.scandir(pending.pop()) as listing:
+            for entry in listing:
+                entries += 1
+                with contextlib.suppress(OSError):
+                    if entry.is_dir(follow_symlinks=False):
+                        pending.append(Path(entry.path))
+                    else:
+                        size += entry.stat(follow_symlinks=False).st_size
+                if entries >= limit:
+                    break
+    return entries, size
 
 
 def _kill(group: int | None, flag: asyncio.Event | None) -> None:
