@@ -296,3 +296,14 @@ time.sleep(30)"""
     assert (
         result.stopped == "it wrote files into the kernel's own folder (not its working folder): grading stopped there"
     )
+
+
+def test_huge_and_many_error_messages_are_cut_in_the_grader(sandbox: Isolation) -> None:
+    flood = """
+shell = get_ipython()
+for _ in range(5):
+    shell._showtraceback(RuntimeError, "E" * 5 * 2**20, ["line"] * 1000)"""
+    result = run([flood], sandbox)
+    [cell] = result.cells
+    assert cell.status == "error"
+    assert cell.error.startswith("RuntimeError: EEE") and len(cell.error) <= len("RuntimeError: ") + 2_000

@@ -12,6 +12,7 @@ from nbclient import NotebookClient
 __all__ = ["CellRun", "GradingClient", "new_refusals", "outcome"]
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_MAX_ERROR = 2_000  # characters kept of an error's name, message and each traceback line
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,15 @@ class GradingClient(NotebookClient):
 
     def output(self, outs: list[Any], msg: dict[str, Any], display_id: str | None, cell_index: int) -> Any:
         content = msg.get("content", {})
-        if msg.get("msg_type") != "error":
+        if msg.get("msg_type") == "error":
+            # Only the first error of a cell counts, and only its first characters: a cell that sends
+            # errors of many megabytes, many times, must not fill the grader's memory.
+            if any(out.get("output_type") == "error" for out in outs):
+                return None
+            content["ename"] = str(content.get("ename", ""))[:_MAX_ERROR]
+            content["evalue"] = str(content.get("evalue", ""))[:_MAX_ERROR]
+            content["traceback"] = [str(line)[:_MAX_ERROR] for line in content.get("traceback", [])[:50]]
+        else:
             self.printed += len(content.get("text", "")) + sum(
                 len(str(value)) for value in content.get("data", {}).values()
             )
