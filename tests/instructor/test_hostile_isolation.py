@@ -306,4 +306,5 @@ for _ in range(5):
     result = run([flood], sandbox)
     [cell] = result.cells
     assert cell.status == "error"
-    assert cell.error.startswith("RuntimeError: EEE") and len(cell.error) <= len("RuntimeError: ") + 2_000
+    assert cell.error.startswith("RuntimeError: EEE")
+    assert len(cell.error) <= len("RuntimeError: ") + 2_000
