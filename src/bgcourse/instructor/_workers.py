@@ -4,7 +4,7 @@ A worker is spawned (not forked: the grader may have threads) for each job, runs
 the result back through a pipe. A worker that dies (a learner's code can kill its kernel's
 parent, which is the worker) or outlives its job's time is reported to the caller, who may run
 the job again, differently; a pool would instead break for every job in it. Each worker works
-in a temporary folder of its own, which is removed when it ends, however it ends.
+in a temporary folder of its own (the kernel's too), which is removed when it ends, however it ends.
 
 No process outlives the grader: each worker watches it, and when it is gone (even killed with
 SIGKILL, which nothing can catch) the worker kills its kernels, with their process groups, and
@@ -38,6 +38,11 @@ Result = TypeVar("Result")
 
 WATCH_SECONDS = 0.2  # how often a worker looks whether the grader is still there
 EXIT_SECONDS = 30  # how long a worker that sent its result may take to exit
+# A kernel's IPC sockets live in its folder, <temporary folder>/bgcourse-grade-XXXXXXXX/kernel/k-N
+# (35 characters more), and a socket's path must be under 107 characters: in a worker folder with a
+# longer path, the kernel's folder goes to the usual temporary folder (and is left there if the
+# worker is killed before it can remove it).
+MAX_SCRATCH_CHARS = 70
 
 
 @dataclass(frozen=True)
@@ -108,7 +113,7 @@ def run_jobs(
 def _start(
     context: multiprocessing.context.SpawnContext, work: Callable[[Job], object], job: Job, seconds: float
 ) -> _Running[Job]:
-    scratch = tempfile.mkdtemp(prefix="bgcourse-worker-")
+    scratch = tempfile.mkdtemp(prefix="")  # no prefix: the kernel's socket paths inside must stay short
     reader, writer = context.Pipe(duplex=False)
     process = context.Process(target=_serve, args=(work, job, writer, os.getpid(), scratch), daemon=True)
     process.start()
@@ -150,9 +155,9 @@ def _stop(run: _Running[Job], *, gently: bool = False) -> None:
 
 def _serve(work: Callable[[Job], object], job: Job, results: Connection, grader: int, scratch: str) -> None:
     """The worker: watch the grader, do the job in ``scratch``, send the result."""
-    os.environ["TMPDIR"] = scratch  # for the kernel's folders and for anything the kernel starts
     os.environ["JUPYTER_RUNTIME_DIR"] = os.path.join(scratch, "runtime")  # the kernel's connection file
-    tempfile.tempdir = scratch
+    if len(scratch) <= MAX_SCRATCH_CHARS:  # for the kernel's folder too, if its socket paths still fit
+        os.environ["TMPDIR"] = tempfile.tempdir = scratch
     signal.signal(signal.SIGTERM, _end_on_signal)
     threading.Thread(target=_watch, args=(grader, scratch), name="bgcourse-watch-grader", daemon=True).start()
     results.send(work(job))
