@@ -41,7 +41,7 @@ EXIT_SECONDS = 30  # how long a worker that sent its result may take to exit
 # A kernel's IPC sockets live in its folder, <temporary folder>/bgcourse-grade-XXXXXXXX/kernel/k-N
 # (35 characters more), and a socket's path must be under 107 characters: in a worker folder with a
 # longer path, the kernel's folder goes to the usual temporary folder (and is left there if the
-# worker is killed before it can remove it).
+# worker is killed before it can remove it: only if the kernel kills it, or someone else does).
 MAX_SCRATCH_CHARS = 70
 
 
@@ -159,15 +159,24 @@ def _serve(work: Callable[[Job], object], job: Job, results: Connection, grader:
     if len(scratch) <= MAX_SCRATCH_CHARS:  # for the kernel's folder too, if its socket paths still fit
         os.environ["TMPDIR"] = tempfile.tempdir = scratch
     signal.signal(signal.SIGTERM, _end_on_signal)
-    threading.Thread(target=_watch, args=(grader, scratch), name="bgcourse-watch-grader", daemon=True).start()
-    results.send(work(job))
+    finished = threading.Event()
+    watch = threading.Thread(target=_watch, args=(grader, scratch, finished), name="bgcourse-watch", daemon=True)
+    watch.start()
+    result = work(job)
+    finished.set()
+    if os.getppid() != grader:  # nobody is left to read the result, or to remove the folder
+        shutil.rmtree(scratch, ignore_errors=True)
+        return
+    results.send(result)
     results.close()
 
 
-def _watch(grader: int, scratch: str) -> None:
+def _watch(grader: int, scratch: str, finished: threading.Event) -> None:
     while os.getppid() == grader:  # once the grader is gone, the worker has a new parent
         time.sleep(WATCH_SECONDS)
     end_descendants()
+    # With its kernel gone, the job ends soon, and removes the kernel's folder as it does.
+    finished.wait(EXIT_SECONDS)
     shutil.rmtree(scratch, ignore_errors=True)
     os._exit(1)
 
