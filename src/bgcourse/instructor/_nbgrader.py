@@ -38,8 +38,9 @@ class ReleaseError(ValueError):
 
 
 def _flags(cell: Any) -> dict[str, Any]:
-    flags: dict[str, Any] = cell.get("metadata", {}).get("nbgrader", {})
-    return flags
+    metadata = cell.get("metadata", {})
+    flags = metadata.get("nbgrader", {}) if isinstance(metadata, dict) else {}
+    return flags if isinstance(flags, dict) else {}  # damaged metadata (a learner's cell) has no flags
 
 
 def is_grade(cell: Any) -> bool:

@@ -20,6 +20,7 @@ from IPython.core.inputtransformer2 import TransformerManager
 from bgcourse.helpers._quiz import Question
 from bgcourse.instructor._nbgrader import grade_id, is_grade, is_locked, is_solution
 from bgcourse.instructor._submissions import Assignment, Item, Submission
+from bgcourse.instructor._text import capped
 
 __all__ = ["PlannedCell", "plan_cells", "read_choice"]
 
@@ -97,7 +98,7 @@ def _names(source: str) -> tuple[frozenset[str], frozenset[str]]:
     """The names a cell defines and the names it uses (builtins left out); none if it does not parse."""
     try:
         tree = ast.parse(_python(source))
-    except SyntaxError:
+    except Exception:  # noqa: BLE001  # SyntaxError, and what code nested thousands deep makes the parser raise
         return frozenset(), frozenset()
     made: set[str] = set()
     used: set[str] = set()
@@ -149,9 +150,12 @@ def read_choice(source: str | None, item: Item) -> tuple[object, str]:
     if source is None:
         return None, f"Your notebook has no answer cell for {item.grade_id} (cell {item.answer_id} was deleted?)."
     try:
-        tree = ast.parse(_python(source))
+        python = _python(source)
+        tree = ast.parse(python)
     except SyntaxError as error:
         return None, f"Your answer cell for {item.grade_id} is not valid Python ({error.msg}, line {error.lineno})."
+    except Exception as error:  # noqa: BLE001  # nested thousands deep, and the like: the parser's own errors
+        return None, f"Your answer cell for {item.grade_id} is not valid Python ({type(error).__name__})."
     value: ast.expr | None = None
     for node in tree.body:
         if isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
@@ -160,7 +164,18 @@ def read_choice(source: str | None, item: Item) -> tuple[object, str]:
                 value = node.value
     if value is None:
         return None, f'Your answer cell does not set {variable} (write, for example, {variable} = "B").'
+    not_a_letter = f'{variable} must be a letter in quotes, such as "B", not {_written(python, value)}.'
     try:
-        return ast.literal_eval(value), ""
-    except ValueError:
-        return None, f'{variable} must be a letter in quotes, such as "B", not {ast.unparse(value)}.'
+        literal = ast.literal_eval(value)
+    except (ValueError, TypeError, SyntaxError, RecursionError, MemoryError):  # not a literal, or {[1]: 2}
+        return None, not_a_letter
+    # Only text is an answer (and ... or None, "not answered yet"): b"B", ("B",) or 1e999 are not.
+    if not (isinstance(literal, str) or literal is ... or literal is None):
+        return None, not_a_letter
+    return literal, ""
+
+
+def _written(python: str, value: ast.expr) -> str:
+    """How the learner wrote ``value``, shortened: quoting it must not make the feedback huge."""
+    written = ast.get_source_segment(python, value) or type(value).__name__
+    return capped(" ".join(written.split()), 200)

@@ -18,6 +18,7 @@ from bgcourse.instructor._kernel_client import CellRun
 from bgcourse.instructor._plan import PlannedCell, read_choice
 from bgcourse.instructor._sandbox import Limits, Run
 from bgcourse.instructor._submissions import Assignment, Item, Submission
+from bgcourse.instructor._text import MAX_REASON_CHARS, capped
 
 __all__ = ["ItemResult", "LearnerResult", "score_choice", "score_code"]
 
@@ -56,15 +57,21 @@ class LearnerResult:
 
 
 def score_choice(assignment: Assignment, submission: Submission, item: Item) -> ItemResult:
-    value, problem = read_choice(submission.answers.get(item.answer_id), item)
+    if item.answer_id in submission.unreadable:
+        return ItemResult(item.grade_id, item.points, 0.0, submission.unreadable[item.answer_id])
+    source = submission.answers.get(item.answer_id)
+    value, problem = read_choice(source, item)
     if problem:
-        return ItemResult(item.grade_id, item.points, 0.0, problem)
+        hint = submission.missing_answer_hint() if source is None else ""
+        return ItemResult(item.grade_id, item.points, 0.0, capped(problem + hint))
     assert assignment.quiz is not None  # a choice item comes from the quiz
     question = assignment.quiz[item.grade_id]
     try:
         explanation = question.grade(value)
     except WrongAnswer as wrong:  # after grading, the explanation may be told: the answer is in
-        return ItemResult(item.grade_id, item.points, 0.0, f"{wrong} Explanation: {question.explanation.strip()}")
+        # The message quotes what the learner wrote: cut it, not the explanation after it.
+        reason = f"{capped(str(wrong), MAX_REASON_CHARS // 2)} Explanation: {question.explanation.strip()}"
+        return ItemResult(item.grade_id, item.points, 0.0, reason)
     return ItemResult(item.grade_id, item.points, item.points, f"Right. {explanation}")
 
 
@@ -83,8 +90,11 @@ def score_code(submission: Submission, item: Item, cells: list[PlannedCell], run
     notes = _notes(item, answer, check)
     if any(line.startswith("read\t") for line in [*(answer.refused if answer else ()), *check.refused]):
         return zero(notes)
+    if item.answer_id in submission.unreadable:
+        return zero(submission.unreadable[item.answer_id] + notes)
     if item.answer_id and item.answer_id not in submission.answers:
-        return zero(f"Your notebook has no answer cell {item.answer_id} (deleted?). " + notes)
+        hint = submission.missing_answer_hint()
+        return zero(f"Your notebook has no answer cell {item.answer_id} (deleted?).{hint} " + notes)
     reason = _answer_problem(answer, limits) + _check_problem(check, limits)
     if reason:
         return zero(reason + notes)

@@ -8,22 +8,41 @@ edited cells change nothing but a note in the feedback.
 from __future__ import annotations
 
 import functools
-import json
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import nbformat
-
 from bgcourse.helpers._quiz import Quiz
+from bgcourse.instructor._learner_files import (
+    LINK_REASON,
+    MAX_NOTEBOOK_BYTES,
+    LearnerCell,
+    OutOfTime,
+    check_time,
+    read_cells,
+    walk_notebooks,
+)
 from bgcourse.instructor._nbgrader import grade_id, is_grade, is_locked, is_solution
 from bgcourse.instructor._quiz_release import assessed_quiz_text
 from bgcourse.instructor._release import chapters, read_master, student_notebook
+from bgcourse.instructor._text import capped, shown_name
 
-__all__ = ["Assignment", "Item", "Submission", "load_assignment", "read_submission"]
+__all__ = [
+    "Assignment",
+    "Item",
+    "MAX_ANSWER_CHARS",
+    "MAX_NOTEBOOK_BYTES",
+    "Submission",
+    "load_assignment",
+    "read_submission",
+]
 
-MAX_NOTEBOOK_BYTES = 20 * 2**20
+# A reference answer is under 3,000 characters; reading a megabyte of code to plan the run takes
+# the grader many seconds and gigabytes (IPython's transformer and the ast), so a longer answer
+# cell is not graded at all.
+MAX_ANSWER_CHARS = 100_000
+MAX_NOTES = 20
+MAX_NOTEBOOKS_OPENED = 20  # looking for a wrongly named notebook among many
 Kind = Literal["choice", "code", "exercise"]
 
 
@@ -84,97 +103,146 @@ class Submission:
     answers: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     problem: str = ""
+    unreadable: dict[str, str] = field(default_factory=dict)  # answer grade_id -> why its cell was not graded
+    damaged: list[str] = field(default_factory=list)  # cells whose nbgrader metadata could not be read
+
+    def missing_answer_hint(self) -> str:
+        """Why an answer cell may seem deleted: a cell whose metadata is damaged cannot be matched to it."""
+        if not self.damaged:
+            return ""
+        return (
+            f" A cell of your notebook could not be matched to any question ({self.damaged[0]}): "
+            "was its nbgrader metadata edited? Copy your answer into a fresh copy of the notebook."
+        )
 
 
-def read_submission(learner: str, folder: Path, assignment: Assignment) -> Submission:
+def read_submission(learner: str, folder: Path, assignment: Assignment, *, until: float | None = None) -> Submission:
+    """What ``folder`` holds for ``assignment``; reading stops (with a reason) at ``until`` (``time.monotonic()``)."""
     submission = Submission(learner)
-    path = _find_notebook(folder, assignment, submission)
-    if path is None:
-        return submission
-    submission.path = path
     try:
-        notebook = _read_notebook(path)
-    except ValueError as error:
-        submission.problem = f"{path.name} {error}"
-        return submission
-    _collect_answers(notebook, assignment, submission)
+        _read(folder, assignment, submission, until)
+    except OutOfTime:
+        submission.answers.clear()
+        submission.problem = "Reading your submission took longer than this notebook's grading deadline."
+    submission.notes = _bounded(submission.notes)
     return submission
 
 
-def _find_notebook(folder: Path, assignment: Assignment, submission: Submission) -> Path | None:
+def _read(folder: Path, assignment: Assignment, submission: Submission, until: float | None) -> None:
+    if folder.is_symlink():
+        submission.problem = f"Your submission folder is a symbolic link, and {LINK_REASON}."
+        return
+    path = _find_notebook(folder, assignment, submission, until)
+    if path is None:
+        return
+    submission.path = path
+    check_time(until)
+    try:
+        cells = read_cells(path)
+    except ValueError as error:
+        submission.problem = f"{_relative(path, folder)} {error}"
+        return
+    check_time(until)
+    _collect_answers(cells, assignment, submission)
+
+
+def _find_notebook(folder: Path, assignment: Assignment, submission: Submission, until: float | None) -> Path | None:
     expected = f"{assignment.slug}.ipynb"
-    found = sorted(path for path in folder.rglob("*.ipynb") if ".ipynb_checkpoints" not in path.parts)
-    named = [path for path in found if path.name == expected]
+    walk = walk_notebooks(folder, until)
+    if walk.cut:
+        submission.notes.append("Your folder holds very many files: only the first ones were looked at.")
+    named = [path for path in walk.files if path.name == expected]
+    linked = [path for path in walk.links if path.name == expected]
+    if linked and not named:
+        submission.problem = f"{_relative(linked[0], folder)} is a symbolic link, and {LINK_REASON}."
+        return None
+    if linked:
+        submission.notes.append(f"{_relative(linked[0], folder)} is a symbolic link, and was not graded.")
     if named:
         return named[0]
     # A wrong file name: grade the one notebook that holds this assignment's answer cells.
-    ours = [path for path in found if _mentions(path, assignment)]
+    ours = [path for path in walk.files[:MAX_NOTEBOOKS_OPENED] if _mentions(path, assignment, until)]
     if len(ours) == 1:
         submission.notes.append(
-            f"Graded {ours[0].relative_to(folder)}: please hand in this notebook as {expected} next time."
+            f"Graded {_relative(ours[0], folder)}: please hand in this notebook as {expected} next time."
         )
         return ours[0]
-    others = ", ".join(str(path.relative_to(folder)) for path in found) or "no notebook at all"
-    submission.problem = f"No {expected} in the submission (found: {others}); " + (
-        "several of them hold this assignment's cells, so none was graded." if ours else "nothing to grade."
+    found = [_relative(path, folder) for path in walk.files] + [
+        f"{_relative(path, folder)} (a symbolic link)" for path in walk.links
+    ]
+    others = ", ".join(found[:10]) + (f" and {len(found) - 10} more" if len(found) > 10 else "")
+    submission.problem = capped(
+        f"No {expected} in the submission (found: {others or 'no notebook at all'}); "
+        + ("several of them hold this assignment's cells, so none was graded." if ours else "nothing to grade.")
     )
     return None
 
 
-def _mentions(path: Path, assignment: Assignment) -> bool:
+def _relative(path: Path, folder: Path) -> str:
+    return shown_name(str(path.relative_to(folder)))
+
+
+def _mentions(path: Path, assignment: Assignment, until: float | None) -> bool:
+    check_time(until)
     try:
-        notebook = _read_notebook(path)
+        cells = read_cells(path)
     except ValueError:
         return False
-    return any(grade_id(cell) in assignment.answer_ids for cell in notebook.cells)
+    return any(cell.grade_id in assignment.answer_ids for cell in cells)
 
 
-def _read_notebook(path: Path) -> Any:
-    size = path.stat().st_size
-    if size == 0:
-        raise ValueError("is empty (0 bytes): nothing was saved")
-    if size > MAX_NOTEBOOK_BYTES:
-        raise ValueError(f"is {size / 2**20:.0f} MB, over the {MAX_NOTEBOOK_BYTES // 2**20} MB limit for a notebook")
-    try:
-        text = path.read_bytes().decode("utf-8")
-        json.loads(text)
-    except UnicodeDecodeError:
-        raise ValueError("is not a text file (a notebook is JSON text)") from None
-    except json.JSONDecodeError as error:
-        raise ValueError(f"is not valid JSON ({error.msg}, line {error.lineno}): the file is damaged") from None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # nbformat warns about missing cell ids and the like: irrelevant here
-        try:
-            notebook = nbformat.reads(text, as_version=4)
-            cells = [cell for cell in notebook.cells if isinstance(cell.get("source"), str)]
-        except Exception as error:  # noqa: BLE001  # any malformed structure: say so, grade nothing
-            raise ValueError(f"is JSON but not a Jupyter notebook ({type(error).__name__})") from None
-    notebook.cells = cells
-    return notebook
-
-
-def _collect_answers(notebook: Any, assignment: Assignment, submission: Submission) -> None:
+def _collect_answers(cells: list[LearnerCell], assignment: Assignment, submission: Submission) -> None:
     answer_ids, seen, order = assignment.answer_ids, set[str](), []
-    for cell in notebook.cells:
-        cell_id = grade_id(cell) if isinstance(cell.get("metadata", {}).get("nbgrader"), dict) else None
+    for cell in cells:
+        if cell.damaged:
+            submission.damaged.append(cell.damaged)
+        cell_id = cell.grade_id
         if cell_id is None:
             continue
         order.append(cell_id)
         if cell_id in seen:
-            submission.notes.append(f"Cell {cell_id} appears more than once; the first copy was graded.")
+            submission.notes.append(f"Cell {shown_name(cell_id)} appears more than once; the first copy was graded.")
             continue
         seen.add(cell_id)
         if cell_id in answer_ids:
-            submission.answers[cell_id] = cell.source
-            if cell.cell_type != "code":
-                submission.notes.append(
-                    f"Your answer cell {cell_id} had been turned into {cell.cell_type}: graded as code."
-                )
+            _take_answer(cell, cell_id, submission)
         elif cell_id in assignment.released and cell.source != assignment.released[cell_id]:
             submission.notes.append(f"You had changed the locked cell {cell_id}; the original was used.")
+    if submission.damaged:
+        submission.notes.append(f"A cell's nbgrader metadata is damaged ({submission.damaged[0]}): it was not graded.")
     missing = [cell_id for cell_id in assignment.released if cell_id not in seen]
     if missing:
         submission.notes.append(f"Locked cells missing from your notebook were put back: {', '.join(missing)}.")
     master_order = [grade_id(cell) for cell in assignment.master.cells if grade_id(cell) in seen]
     if [cell_id for cell_id in dict.fromkeys(order)] != master_order:
         submission.notes.append("Some cells had been moved; they were graded in the original order.")
+
+
+def _take_answer(cell: LearnerCell, cell_id: str, submission: Submission) -> None:
+    if cell.source is None:
+        submission.unreadable[cell_id] = f"Your answer cell {cell_id} could not be graded: its source is not text."
+        return
+    if len(cell.source) > MAX_ANSWER_CHARS:
+        submission.unreadable[cell_id] = (
+            f"Your answer cell {cell_id} is {len(cell.source):,} characters long, over the limit of "
+            f"{MAX_ANSWER_CHARS:,} for one cell: it was not graded."
+        )
+        return
+    submission.answers[cell_id] = cell.source
+    if cell.repaired:
+        submission.notes.append(
+            f"Your answer cell {cell_id} held characters that are not valid text (lone surrogates): "
+            "each was replaced by U+FFFD (\ufffd) before grading."
+        )
+    if cell.cell_type != "code":
+        submission.notes.append(
+            f"Your answer cell {cell_id} had been turned into {shown_name(cell.cell_type)}: graded as code."
+        )
+
+
+def _bounded(notes: list[str]) -> list[str]:
+    """The notes, each once and capped, at most ``MAX_NOTES`` of them (a notebook may repeat a cell 10,000 times)."""
+    unique = [capped(note) for note in dict.fromkeys(notes)]
+    if len(unique) <= MAX_NOTES:
+        return unique
+    return [*unique[:MAX_NOTES], f"... and {len(unique) - MAX_NOTES} more notes like these."]
