@@ -161,9 +161,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-grading-") as folder:
         submissions = Path(folder) / "submissions"
         make_submissions(options.chapter, options.submissions, submissions)
-        print(
-            f"{options.submissions} generated submissions of {options.chapter}; learners' code runs in: {ISOLATION.mode}"
-        )
+        print(f"{options.submissions} generated submissions of {options.chapter}")
+        print(f"learners' code runs in: {ISOLATION.mode}")
         workers = os.cpu_count() or 1
         ours, results = grade_with_bgcourse(options.chapter, submissions, workers)
         report(f"bgcourse grade, {workers} workers:", ours, options.submissions)
