@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import sys
 from collections.abc import Callable
@@ -132,3 +133,14 @@ def test_a_gradebook_that_fails_half_way_leaves_the_previous_one(
     assert [path.name for path in tmp_path.iterdir()] == ["book"], "no staging folder is left behind"
     results = json.loads((tmp_path / "book" / "learners" / "ada" / "results.json").read_text())
     assert results["score"] == assignment.total
+
+
+def test_the_gradebook_csv_holds_no_formula(tmp_path: Path) -> None:
+    assignment = load_assignment(ROOT, CHAPTER)
+    items = tuple(ItemResult(item.grade_id, item.points, 0.0, "Not graded.") for item in assignment.items)
+    learners = [LearnerResult('=HYPERLINK("http://x","y")', items, problem="-1+2"), LearnerResult("ada", items)]
+    _gradebook.write_gradebook(tmp_path / "book", assignment, learners, isolation="bubblewrap")
+    with (tmp_path / "book" / "gradebook.csv").open(encoding="utf-8", newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    assert [row["learner"] for row in rows] == ['\'=HYPERLINK("http://x","y")', "ada"]
+    assert rows[0]["problem"] == "'-1+2"

@@ -50,8 +50,14 @@ def _csv(assignment: Assignment, results: list[LearnerResult]) -> str:
     writer.writerow(["learner", *(item.grade_id for item in assignment.items), "total", "max", "problem"])
     for result in results:
         scores = [_number(item.score) for item in result.items]
-        writer.writerow([result.learner, *scores, _number(result.score), _number(result.points), result.problem])
+        row = [_inert(result.learner), *scores, _number(result.score), _number(result.points), _inert(result.problem)]
+        writer.writerow(row)
     return buffer.getvalue()
+
+
+def _inert(text: str) -> str:
+    """Text a spreadsheet shows as text: a learner's folder named ``=HYPERLINK(...)`` is not a formula."""
+    return "'" + text if text.startswith(("=", "+", "-", "@", "\t", "\r")) else text
 
 
 def _gradescope(result: LearnerResult, isolation: str) -> str:
