@@ -22,7 +22,6 @@ from tqdm import tqdm  # type: ignore[import-untyped]  # tqdm ships no type hint
 
 import bgcourse
 from bgcourse.instructor._isolation import Isolation
-from bgcourse.instructor._kernel_caps import message_caps_source
 from bgcourse.instructor._plan import PlannedCell, plan_cells
 from bgcourse.instructor._sandbox import CellRun, Limits, Run, run_cells
 from bgcourse.instructor._scoring import ItemResult, LearnerResult, score_choice, score_code
@@ -170,7 +169,7 @@ def _run(assignment: Assignment, cells: list[PlannedCell], job: _Job, started: f
     left = job.limits.deadline - (time.monotonic() - started)
     if left < 1:
         return Run(stopped=f"grading stopped at this notebook's deadline of {job.limits.deadline:g} s")
-    sources = [message_caps_source(job.limits.output_chars), *(cell.source for cell in cells)]
+    sources = [cell.source for cell in cells]
     warm = ("bgcourse", f"bgcourse.checks.{assignment.slug}")
     limits = dataclasses.replace(job.limits, deadline=left)
     try:
@@ -182,7 +181,7 @@ def _run(assignment: Assignment, cells: list[PlannedCell], job: _Job, started: f
         return Run(stopped=f"the grader failed to run the cells ({type(error).__name__}: {error})")
     if run.stopped.startswith("grading stopped at this notebook's deadline"):  # the deadline given, not what was left
         run.stopped = f"grading stopped at this notebook's deadline of {job.limits.deadline:g} s"
-    run.cells = [_kept(cell) for cell in run.cells[1:]]  # the first cell is the message caps'
+    run.cells = [_kept(cell) for cell in run.cells]
     return run
 
 

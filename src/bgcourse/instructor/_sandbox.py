@@ -33,6 +33,7 @@ from traitlets.config import Config
 import bgcourse
 from bgcourse.instructor._guard import ALLOWED_PROGRAMS, GUARD_SOURCE, GUARD_VARIABLE, output_cap_source
 from bgcourse.instructor._isolation import Isolation, ProcessLimit, choose_isolation
+from bgcourse.instructor._kernel_caps import message_caps_source
 from bgcourse.instructor._kernel_client import CellRun, GradingClient, new_refusals, outcome
 
 __all__ = ["CellRun", "Limits", "Run", "run_cells"]
@@ -160,8 +161,9 @@ def _write_kernelspec(
 
 
 def _setup_source(limits: Limits, warm: tuple[str, ...]) -> str:
+    """The set-up cell: caps on what the kernel prints and sends, then the imports to warm."""
     imports = "".join(f"try:\n    __import__({module!r})\nexcept ImportError:\n    pass\n" for module in warm)
-    return output_cap_source(limits.output_chars) + imports
+    return output_cap_source(limits.output_chars) + message_caps_source(limits.output_chars) + imports
 
 
 async def _run(
