@@ -5,26 +5,39 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bgcourse import load_quiz
-from bgcourse.helpers._feedback import COPY_MARKER, NotSolved, Verdict, copy_mode, exercise_check
+from bgcourse.helpers._check import exercise_check
+from bgcourse.helpers._feedback import COPY_MARKER, NotSolved, Verdict, copy_mode
+from bgcourse.helpers._observation import MIME, Observation, as_json
 from bgcourse.helpers._quiz import WrongAnswer
 
 
 @exercise_check("9.1")
-def check_double(double: object) -> str:
-    assert callable(double), "define `double` as a function"
-    result = double(2)  # may raise: that is the learner's code
-    assert result == 4, f"double(2) returned {result!r}, expected 4"
+def check_double(double: Any) -> Observation:
+    return {"callable": callable(double), "result": double(2) if callable(double) else None}  # may raise
+
+
+@check_double.judgement
+def _judge_double(seen: Observation) -> str:
+    assert seen["callable"], "define `double` as a function"
+    assert seen["result"] == 4, f"double(2) returned {seen['result']!r}, expected 4"
     return "Exercise 9.1 solved: double(2) == 4."
 
 
 @exercise_check("9.2")
-async def check_double_async(double: object) -> str:
+async def check_double_async(double: object) -> Observation:
     await asyncio.sleep(0)
-    assert callable(double), "define `double` as a function"
+    return {"callable": callable(double), "pair": (1, 2)}
+
+
+@check_double_async.judgement
+def _judge_double_async(seen: Observation) -> str:
+    assert seen["callable"], "define `double` as a function"
+    assert seen["pair"] == [1, 2], "a tuple comes back as a list: the record made a round trip through JSON"
     return "Exercise 9.2 solved."
 
 
@@ -107,3 +120,44 @@ def test_outside_a_practice_copy_a_wrong_answer_raises_in_one_line(strict: Path)
         quiz.check("q01", "A")
     (line,) = caught.value._render_traceback_()
     assert line.endswith(f"Question q01: A is not right. Hint: {quiz['q01'].hint}")
+
+
+def test_an_observation_is_judged_the_same_wherever_it_is_judged(strict: Path) -> None:
+    seen = check_double.observation(lambda number: number + 1)
+    assert seen == {"callable": True, "result": 3}
+    decided = check_double.decide(seen)
+    assert not decided.solved and decided == "Exercise 9.1: double(2) returned 3, expected 4"
+    assert check_double.decide(check_double.observation(lambda number: number * 2)).solved
+    assert asyncio.run(check_double_async(lambda number: number)).solved
+
+
+def test_an_observation_is_plain_json_with_capped_text() -> None:
+    seen = as_json({"tuple": (1, 2), "object": object(), "long": "x" * 10_000, 3: "key"})
+    assert seen["tuple"] == [1, 2]
+    assert seen["object"].startswith("<object object at")
+    assert len(seen["long"]) == 2_000
+    assert seen["3"] == "key"
+    assert MIME.endswith("+json")
+
+
+@pytest.mark.parametrize(
+    ("seen", "reason"),
+    [
+        ({}, "the check could not make sense of what it saw (KeyError: 'callable')"),
+        ({"callable": True, "result": {"no": "number"}}, "double(2) returned {'no': 'number'}, expected 4"),
+        ({"_raised": "SystemExit: 0", "_where": 7}, "your code raised SystemExit: 0"),
+        ({"_unattempted": True}, "not attempted yet"),
+    ],
+)
+def test_a_record_of_any_shape_is_judged_without_raising(seen: Observation, reason: str) -> None:
+    decided = check_double.decide(seen)
+    assert not decided.solved
+    assert reason in decided
+
+
+def test_a_check_without_a_judgement_never_passes() -> None:
+    @exercise_check("9.3")
+    def unjudged(value: object) -> Observation:
+        return {"value": value}
+
+    assert not unjudged.decide(unjudged.observation(1)).solved

@@ -131,13 +131,13 @@ def test_a_question_renders_as_markdown() -> None:
         (GOOD_CHOICE.replace('B = "that"\n', ""), "'choices' must be a table of at least two"),
         (
             'title = "t"\n[[question]]\nid = "q02"\nkind = "code"\npoints = 1\nprompt = "p"\nname = "f"\n'
-            'answer = "def f(:"\ncheck = "def check(f): pass"\nhint = "h"\nexplanation = "e"\n',
+            'answer = "def f(:"\ncheck = "def observe(f): pass"\nhint = "h"\nexplanation = "e"\n',
             "question 'q02': 'answer' is not valid Python",
         ),
         (
             'title = "t"\n[[question]]\nid = "q02"\nkind = "code"\npoints = 1\nprompt = "p"\nname = "f"\n'
             'answer = "def f(): pass"\ncheck = "x = 1"\nhint = "h"\nexplanation = "e"\n',
-            "question 'q02': 'check' must define `def check\\(answer\\)`",
+            "question 'q02': 'check' must define `def observe\\(answer\\)`",
         ),
     ],
 )

@@ -13,7 +13,8 @@ import httpx
 from fastapi import BackgroundTasks, FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from bgcourse.helpers._feedback import exercise_check
+from bgcourse.helpers._check import exercise_check
+from bgcourse.helpers._observation import Observation, json_or_none
 from bgcourse.helpers._logs import capture_logs
 from bgcourse.helpers._server import serve
 
@@ -39,7 +40,7 @@ def _watch_receipts(app: ASGIApp, receipts: list[str]) -> tuple[ASGIApp, list[tu
 
 
 @exercise_check("1.1")
-def ex01(app: ASGIApp, receipts: list[str]) -> str:
+def ex01(app: ASGIApp, receipts: list[str]) -> Observation:
     """Exercise 1.1: ``POST /orders`` answers 202 at once; the receipt is sent afterwards."""
     receipts.clear()
     watched, at_response = _watch_receipts(app, receipts)
@@ -47,45 +48,70 @@ def ex01(app: ASGIApp, receipts: list[str]) -> str:
         response = client.post("/orders", json={"item": "book"})
         seen_after_response = list(receipts)
         seen_at = time.perf_counter()
-    assert response.status_code == 202, f"expected 202 Accepted, got {response.status_code}: {response.text}"
-    body = response.json()
-    assert body.get("status") == "accepted", f"expected the body to say status 'accepted', got {body}"
+    return {
+        "status": response.status_code,
+        "text": response.text,
+        "body": json_or_none(response),
+        "receipts_at_response": at_response[0][1] if at_response else None,
+        "seen_after_response": seen_after_response,
+        "looked_after": seen_at - at_response[0][0] if at_response else None,
+        "receipts": list(receipts),
+    }
+
+
+@ex01.judgement
+def _ex01(seen: Observation) -> str:
+    assert seen["status"] == 202, f"expected 202 Accepted, got {seen['status']}: {seen['text']}"
+    body = seen["body"]
+    assert isinstance(body, dict) and body.get("status") == "accepted", (
+        f"expected the body to say status 'accepted', got {body}"
+    )
     order_id = body.get("order_id")
     assert isinstance(order_id, str), f"expected an 'order_id' string in the body, got {body}"
-    (response_sent_at, receipts_at_response), *_ = at_response
-    assert receipts_at_response == 0, (
+    assert seen["receipts_at_response"] == 0, (
         "the receipt was already in `receipts` when the response was sent: send it from a background task "
         "that first waits 0.2 s (a slow mail server), not from the endpoint"
     )
     # The server notes the response before the task starts, so a receipt that the check saw less than
     # 0.2 s after that moment came from a task that did not wait.  (A check that looked later, on a
     # busy machine, cannot tell, and lets it pass.)
-    looked_after = seen_at - response_sent_at
-    assert not (seen_after_response and looked_after < _RECEIPT_DELAY_SECONDS), (
+    looked_after = float(seen["looked_after"])
+    assert not (seen["seen_after_response"] and looked_after < _RECEIPT_DELAY_SECONDS), (
         f"the receipt was already in `receipts` {looked_after:.2f} s after the response was sent: the task must "
         "first wait 0.2 s (a slow mail server), then append it"
     )
+    receipts = seen["receipts"]
     assert receipts == [order_id], f"after the task ran, receipts was {receipts}; expected [{order_id!r}]"
     return f"Exercise 1.1 solved: 202 first, receipt for order {order_id} afterwards."
 
 
 @exercise_check("1.2")
-def ex02(app: ASGIApp, audit_log: list[str]) -> str:
+def ex02(app: ASGIApp, audit_log: list[str]) -> Observation:
     """Exercise 1.2: a dependency's task and the endpoint's task share one BackgroundTasks, in order."""
     audit_log.clear()
     with serve(app) as url, httpx.Client(base_url=url) as client:
         response = client.get("/items/7")
-    assert response.status_code == 200, f"expected 200, got {response.status_code}: {response.text}"
-    assert response.json() == {"item_id": 7}, f"expected the body {{'item_id': 7}}, got {response.json()}"
-    assert audit_log == ["GET /items/7", "cache 7"], (
-        f"audit_log was {audit_log}; expected ['GET /items/7', 'cache 7']: the dependency's task runs first "
+    return {
+        "status": response.status_code,
+        "text": response.text,
+        "body": json_or_none(response),
+        "audit_log": list(audit_log),
+    }
+
+
+@ex02.judgement
+def _ex02(seen: Observation) -> str:
+    assert seen["status"] == 200, f"expected 200, got {seen['status']}: {seen['text']}"
+    assert seen["body"] == {"item_id": 7}, f"expected the body {{'item_id': 7}}, got {seen['body']}"
+    assert seen["audit_log"] == ["GET /items/7", "cache 7"], (
+        f"audit_log was {seen['audit_log']}; expected ['GET /items/7', 'cache 7']: the dependency's task runs first "
         "because the dependency adds it before the endpoint body runs"
     )
     return "Exercise 1.2 solved: one BackgroundTasks per request, dependency's task first."
 
 
 @exercise_check("1.3")
-def ex03(keep_going: Callable[[Callable[..., Any]], Callable[..., Any]]) -> str:
+def ex03(keep_going: Callable[[Callable[..., Any]], Callable[..., Any]]) -> Observation:
     """Exercise 1.3: ``keep_going`` logs a task's failure and lets the later tasks run."""
     ran: list[str] = []
     threads: dict[str, str] = {}
@@ -102,10 +128,11 @@ def ex03(keep_going: Callable[[Callable[..., Any]], Callable[..., Any]]) -> str:
         ran.append("sync")
 
     wrapped = [keep_going(explode), keep_going(record_async), keep_going(record_sync)]
-    assert not inspect.iscoroutinefunction(wrapped[0]), "keep_going turned a def function into an async one"
-    assert inspect.iscoroutinefunction(wrapped[1]), "keep_going must return an async function for an async one"
-    assert wrapped[1].__name__ == "record_async", "use functools.wraps so logs keep the task's own name"
-
+    seen: Observation = {
+        "sync_became_async": inspect.iscoroutinefunction(wrapped[0]),
+        "async_stayed_async": inspect.iscoroutinefunction(wrapped[1]),
+        "async_name": getattr(wrapped[1], "__name__", None),
+    }
     app = FastAPI()
 
     @app.post("/jobs")
@@ -116,11 +143,28 @@ def ex03(keep_going: Callable[[Callable[..., Any]], Callable[..., Any]]) -> str:
 
     with capture_logs("tasks") as records, serve(app) as url:
         response = httpx.post(f"{url}/jobs")
-    assert response.status_code == 200, response.text
-    assert ran == ["async", "sync"], f"after the failing task, these ran: {ran}; expected ['async', 'sync']"
-    assert threads["sync"] != threads["async"], "the def task should still run in a worker thread"
     failures = [record for record in records if record.levelno >= logging.ERROR]
+    return seen | {
+        "status": response.status_code,
+        "text": response.text,
+        "ran": ran,
+        "threads": threads,
+        "failures": [{"message": f.getMessage(), "has_traceback": f.exc_info is not None} for f in failures],
+    }
+
+
+@ex03.judgement
+def _ex03(seen: Observation) -> str:
+    assert not seen["sync_became_async"], "keep_going turned a def function into an async one"
+    assert seen["async_stayed_async"], "keep_going must return an async function for an async one"
+    assert seen["async_name"] == "record_async", "use functools.wraps so logs keep the task's own name"
+    assert seen["status"] == 200, seen["text"]
+    ran = seen["ran"]
+    assert ran == ["async", "sync"], f"after the failing task, these ran: {ran}; expected ['async', 'sync']"
+    threads = seen["threads"]
+    assert threads["sync"] != threads["async"], "the def task should still run in a worker thread"
+    failures = seen["failures"]
     assert failures, "nothing was logged at ERROR on the 'tasks' logger; use logger.exception(...)"
-    assert failures[0].exc_info is not None, "log the traceback too: logger.exception(...) does that"
-    assert "explode" in failures[0].getMessage(), "name the failing task in the message (func.__name__)"
+    assert failures[0]["has_traceback"], "log the traceback too: logger.exception(...) does that"
+    assert "explode" in failures[0]["message"], "name the failing task in the message (func.__name__)"
     return "Exercise 1.3 solved: the failure is logged with its traceback and the later tasks run."

@@ -13,21 +13,16 @@ Two behaviours, chosen by the copy the notebook belongs to:
 
 from __future__ import annotations
 
-import functools
-import inspect
 import json
 import sys
 import traceback
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar, cast
 
-__all__ = ["COPY_MARKER", "NotSolved", "Verdict", "copy_mode", "exercise_check", "learner_frame"]
+__all__ = ["COPY_MARKER", "NotSolved", "Verdict", "copy_mode", "learner_frame", "not_yet"]
 
 # The file that marks a folder as a learner's copy; written by `bgcourse lab` and `bgcourse release`.
 COPY_MARKER = ".course-copy.json"
 _PACKAGE = Path(__file__).resolve().parents[1]  # the whole bgcourse package
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 def copy_mode(folder: Path | None = None) -> str:
@@ -82,68 +77,8 @@ def learner_frame(error: BaseException) -> str:
     return ""
 
 
-def exercise_check(number: str) -> Callable[[F], F]:
-    """Make a check function (which asserts, and returns a confirmation) give a :class:`Verdict`.
-
-    An argument that is still ``...`` (the practice copy's stub) means "not attempted yet".
-    A failed assertion is the check's own message; any other exception came from the learner's
-    code, and the verdict names it and the line of their code that raised it. Works for a plain
-    and for an ``async def`` check.
-    """
-
-    def decorate(check: F) -> F:
-        if inspect.iscoroutinefunction(check):
-
-            @functools.wraps(check)
-            async def run_async(*args: Any, **kwargs: Any) -> Verdict:
-                if _unattempted(args, kwargs):
-                    return _not_yet(_UNATTEMPTED.format(number=number))
-                try:
-                    message = await check(*args, **kwargs)
-                except Exception as error:  # noqa: BLE001  # the learner's code may raise anything; it becomes the verdict
-                    return _failed(number, error)
-                return Verdict(message, solved=True)
-
-            return cast(F, run_async)
-
-        @functools.wraps(check)
-        def run(*args: Any, **kwargs: Any) -> Verdict:
-            if _unattempted(args, kwargs):
-                return _not_yet(_UNATTEMPTED.format(number=number))
-            try:
-                message = check(*args, **kwargs)
-            except Exception as error:  # noqa: BLE001  # the learner's code may raise anything; it becomes the verdict
-                return _failed(number, error)
-            return Verdict(message, solved=True)
-
-        return cast(F, run)
-
-    return decorate
-
-
-_UNATTEMPTED = (
-    "Exercise {number}: not attempted yet. Write your answer in the cell above (replace each `...`), "
-    "run it, then run this cell again."
-)
-
-
-def _unattempted(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
-    return any(value is Ellipsis for value in (*args, *kwargs.values()))
-
-
-def _failed(number: str, error: Exception) -> Verdict:
-    if isinstance(error, NotSolved):
-        raise error
-    if isinstance(error, AssertionError):
-        return _not_yet(f"Exercise {number}: {error}")
-    # Anything else came from the learner's code: say what and where, not the check's frames.
-    where = learner_frame(error)
-    return _not_yet(
-        f"Exercise {number}: your code raised {type(error).__name__}: {error}" + (f" ({where})" if where else "")
-    )
-
-
-def _not_yet(message: str) -> Verdict:
+def not_yet(message: str) -> Verdict:
+    """The verdict "not yet": returned in a practice copy, raised as :class:`NotSolved` everywhere else."""
     if copy_mode() == "practice":
         return Verdict(message, solved=False)
     raise NotSolved(message) from None

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from bgcourse.helpers._feedback import copy_mode
+from bgcourse.helpers._observation import RAISED, UNATTEMPTED, Observation, observed
 
 __all__ = ["Question", "Quiz", "QuizFormatError", "WrongAnswer", "find_quiz_file", "load_quiz"]
 
@@ -88,23 +89,36 @@ class Question:
             if not callable(answer):
                 raise WrongAnswer(f"Question {self.id}: define `{self.name}` as a function in the answer cell.")
             return f"`{self.name}` recorded; feedback after grading."
-        check = self.checker()
+        return self.judged(self.observation(answer))
+
+    def observation(self, answer: object) -> Observation:
+        """What the code question's ``observe`` saw of ``answer`` (run where the answer lives)."""
+        return observed(self._compiled()["observe"], answer)
+
+    def judged(self, seen: Observation) -> str:
+        """The explanation if ``seen`` shows a right answer; raise :class:`WrongAnswer` otherwise.
+
+        Only reads ``seen``: the grader calls it in its own process, on what the learner's kernel sent.
+        """
+        if seen.get(UNATTEMPTED):
+            raise WrongAnswer(f"Question {self.id} has no answer yet: replace the ... in the answer cell.")
+        if RAISED in seen:  # the learner's code raised: say so, with its own message
+            raise WrongAnswer(f"Question {self.id}: your `{self.name}` raised {seen[RAISED]}")
         try:
-            check(answer)
+            self._compiled()["judge"](seen)
         except AssertionError as failure:
             raise WrongAnswer(f"Question {self.id}: not right yet. {failure} Hint: {self.hint.strip()}") from None
-        except Exception as error:  # the learner's code raised: say so, with its own message
+        except Exception as error:  # a record of the wrong shape: it came from the learner's kernel  # noqa: BLE001
             raise WrongAnswer(
-                f"Question {self.id}: your `{self.name}` raised {type(error).__name__}: {error}"
-            ) from error
+                f"Question {self.id}: the check could not make sense of what it saw ({type(error).__name__}: {error})."
+            ) from None
         return self.explanation.strip()
 
-    def checker(self) -> Callable[[object], None]:
-        """The ``check`` function of a code question, compiled from the quiz file."""
+    def _compiled(self) -> dict[str, Any]:
+        """The ``observe`` and ``judge`` functions of a code question, compiled from the quiz file."""
         namespace: dict[str, Any] = {}
         exec(compile(self.check_source, f"<check of {self.id}>", "exec", dont_inherit=True), namespace)
-        check: Callable[[object], None] = namespace["check"]
-        return check
+        return namespace
 
     def reference_answer(self) -> object:
         """The answer key as a value: the letter, or the object that the reference code defines."""
@@ -288,8 +302,11 @@ def _parse_question(path: Path, position: int, raw: dict[str, Any], *, assessed:
             compile(raw[key], f"<{key} of {qid}>", "exec", dont_inherit=True)
         except SyntaxError as error:
             raise fail(f"{key!r} is not valid Python: {error.msg} (line {error.lineno})") from None
-    if "def check(" not in raw["check"]:
-        raise fail("'check' must define `def check(answer)`, raising AssertionError when the answer is wrong")
+    if "def observe(" not in raw["check"] or "def judge(" not in raw["check"]:
+        raise fail(
+            "'check' must define `def observe(answer)`, which records what the answer does as a dict, "
+            "and `def judge(seen)`, which raises AssertionError when that record shows a wrong answer"
+        )
     return Question(
         qid,
         kind,
