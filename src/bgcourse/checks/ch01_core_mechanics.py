@@ -14,8 +14,8 @@ from fastapi import BackgroundTasks, FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bgcourse.helpers._check import exercise_check
-from bgcourse.helpers._observation import Observation, json_or_none
 from bgcourse.helpers._logs import capture_logs
+from bgcourse.helpers._observation import Observation, json_or_none
 from bgcourse.helpers._server import serve
 
 __all__ = ["ex01", "ex02", "ex03"]
@@ -63,9 +63,8 @@ def ex01(app: ASGIApp, receipts: list[str]) -> Observation:
 def _ex01(seen: Observation) -> str:
     assert seen["status"] == 202, f"expected 202 Accepted, got {seen['status']}: {seen['text']}"
     body = seen["body"]
-    assert isinstance(body, dict) and body.get("status") == "accepted", (
-        f"expected the body to say status 'accepted', got {body}"
-    )
+    assert isinstance(body, dict), f"expected the body to say status 'accepted', got {body}"
+    assert body.get("status") == "accepted", f"expected the body to say status 'accepted', got {body}"
     order_id = body.get("order_id")
     assert isinstance(order_id, str), f"expected an 'order_id' string in the body, got {body}"
     assert seen["receipts_at_response"] == 0, (

@@ -75,8 +75,8 @@ class Check:
         except AssertionError as failure:
             return Verdict(f"Exercise {number}: {failure}", solved=False)
         except Exception as error:  # noqa: BLE001  # a record of the wrong shape: it came from the learner's kernel
-            reason = f"{type(error).__name__}: {error}"
-            return Verdict(f"Exercise {number}: the check could not make sense of what it saw ({reason}).", solved=False)
+            reason = f"the check could not make sense of what it saw ({type(error).__name__}: {error})"
+            return Verdict(f"Exercise {number}: {reason}.", solved=False)
         if not isinstance(message, str):
             return Verdict(f"Exercise {number}: this check's judgement gave no verdict.", solved=False)
         return Verdict(message, solved=True)
@@ -105,4 +105,3 @@ def exercise_check(number: str) -> Callable[[Callable[..., Any]], Check]:
         return Check(number, observe)
 
     return decorate
-

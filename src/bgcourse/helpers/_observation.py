@@ -102,4 +102,4 @@ def show(observation: Observation) -> None:
     """Send ``observation`` out of the kernel as the cell's display output (for the grader to judge)."""
     from IPython.display import display  # only in a kernel
 
-    display({MIME: observation}, raw=True)
+    display({MIME: observation}, raw=True)  # type: ignore[no-untyped-call]

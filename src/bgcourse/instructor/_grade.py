@@ -22,7 +22,7 @@ from tqdm import tqdm  # type: ignore[import-untyped]  # tqdm ships no type hint
 
 import bgcourse
 from bgcourse.instructor._isolation import Isolation
-from bgcourse.instructor._plan import PlannedCell, plan_cells
+from bgcourse.instructor._plan import PlannedCell, plan_cells, refuse_unjudgeable
 from bgcourse.instructor._sandbox import CellRun, Limits, Run, run_cells
 from bgcourse.instructor._scoring import ItemResult, LearnerResult, score_choice, score_code
 from bgcourse.instructor._submissions import Assignment, Submission, load_assignment, read_submission
@@ -74,7 +74,12 @@ def grade_assignment(
     workers: int = 0,
     progress: bool = True,
 ) -> list[LearnerResult]:
-    """Grade ``submissions/<learner>/`` for the assignment ``slug``; one result a learner, sorted by name."""
+    """Grade ``submissions/<learner>/`` for the assignment ``slug``; one result a learner, sorted by name.
+
+    Raises :class:`ReleaseError` before grading anyone if a check of the assignment cannot be
+    judged outside the learner's kernel (see :func:`refuse_unjudgeable`).
+    """
+    refuse_unjudgeable(load_assignment(course.resolve(), slug))
     # Every folder is a learner, a dot-folder too (but a repository's .git, and Jupyter's checkpoints,
     # which GitHub Classroom and JupyterLab leave there); a link to a folder gets a row saying it is not graded.
     folders = sorted(path for path in submissions.iterdir() if path.is_dir() and path.name not in _NOT_LEARNERS)
@@ -157,7 +162,7 @@ def _grade_submission(assignment: Assignment, submission: Submission, job: _Job,
             elif why_not_run:
                 results.append(ItemResult(item.grade_id, item.points, 0.0, f"Not graded: {why_not_run}"))
             else:
-                results.append(score_code(submission, item, cells, run, job.limits))
+                results.append(score_code(assignment, submission, item, cells, run, job.limits))
         except Exception as error:  # noqa: BLE001  # one item's bug costs that item only
             reason = f"Not graded: the grader failed on this item ({type(error).__name__}: {error})."
             results.append(ItemResult(item.grade_id, item.points, 0.0, reason))

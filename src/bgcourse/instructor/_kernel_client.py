@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import dataclass
@@ -9,8 +10,11 @@ from typing import Any
 
 from nbclient import NotebookClient
 
+from bgcourse.helpers._observation import MIME
+
 __all__ = ["CellRun", "GradingClient", "new_refusals", "outcome"]
 
+_DISPLAYED = ("display_data", "execute_result")
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _MAX_ERROR = 2_000  # characters kept of an error's name, message and each traceback line
 
@@ -25,6 +29,7 @@ class CellRun:
     result: str = ""
     truncated: bool = False
     refused: tuple[str, ...] = ()
+    observations: tuple[str, ...] = ()  # each observation the cell sent (``MIME``), as JSON text
 
 
 class GradingClient(NotebookClient):
@@ -81,6 +86,9 @@ def outcome(cell: Any, timed_out: bool, truncated: bool, refused: tuple[str, ...
     errors = [output for output in cell.outputs if output.output_type == "error"]
     stderr = "".join(o.text for o in cell.outputs if o.output_type == "stream" and o.name == "stderr")
     results = [o.data.get("text/plain", "") for o in cell.outputs if o.output_type == "execute_result"]
+    observations = tuple(
+        _as_text(o.data[MIME]) for o in cell.outputs if o.output_type in _DISPLAYED and MIME in o.get("data", {})
+    )
     error = f"{errors[0].ename}: {errors[0].evalue}" if errors else ""
     status = "timeout" if timed_out else "error" if errors else "ok"
     truncated = truncated or any("[bgcourse: output cut after" in o.get("text", "") for o in cell.outputs)
@@ -88,4 +96,13 @@ def outcome(cell: Any, timed_out: bool, truncated: bool, refused: tuple[str, ...
     def clean(text: str) -> str:  # the same text on every run: no colours, no temporary folder names
         return _ANSI.sub("", text).replace(root + "/work", "<working folder>").replace(root, "<grading folder>")
 
-    return CellRun(status, clean(error), clean(stderr), results[0] if results else "", truncated, refused)
+    result = results[0] if results else ""
+    return CellRun(status, clean(error), clean(stderr), result, truncated, refused, observations)
+
+
+def _as_text(data: object) -> str:
+    """An observation as JSON text; ``null`` (no record) if it cannot be written, nested thousands deep, say."""
+    try:
+        return json.dumps(data)
+    except (RecursionError, TypeError, ValueError):
+        return "null"

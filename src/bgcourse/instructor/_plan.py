@@ -1,10 +1,14 @@
 """Which cells a submission's grading runs, in which order, with whose source.
 
-Only what scores is run: the learner's answer cells of code items, the master's check cells
-(hidden tests included), the locked cells, and, from the chapter's body, just the cells that
-define a name those need (found by reading the code, not by running it). Multiple-choice answers
-are never run: :func:`read_choice` reads the literal from the cell. A code question's check is
-not in the notebook at all: it is added to its check cell here, from the quiz file, so the
+Only what scores is run: the learner's answer cells of code items, a *probe* in place of each
+check cell, the locked cells, and, from the chapter's body, just the cells that define a name
+those need (found by reading the code, not by running it). Multiple-choice answers are never run:
+:func:`read_choice` reads the literal from the cell.
+
+A probe runs only the observing half of its check (``checks.ex01.observation(app, receipts)``
+for the master's ``checks.ex01(app, receipts)``) and sends the record out of the kernel; the
+judging half runs in the grader (``_scoring.py``), where the learner's code cannot reach it. A
+code question's probe is not in the notebook at all: it is made here, from the quiz file, so the
 learner's cells, which run before it, cannot see it.
 """
 
@@ -12,17 +16,18 @@ from __future__ import annotations
 
 import ast
 import builtins
+import contextlib
 import functools
 from dataclasses import dataclass
 
 from IPython.core.inputtransformer2 import TransformerManager
 
 from bgcourse.helpers._quiz import Question
-from bgcourse.instructor._nbgrader import grade_id, is_grade, is_locked, is_solution
+from bgcourse.instructor._nbgrader import ReleaseError, grade_id, is_grade, is_locked, is_solution
 from bgcourse.instructor._submissions import Assignment, Item, Submission
 from bgcourse.instructor._text import capped
 
-__all__ = ["PlannedCell", "plan_cells", "read_choice"]
+__all__ = ["PlannedCell", "plan_cells", "read_choice", "refuse_unjudgeable"]
 
 _BUILTINS = frozenset(dir(builtins)) | {"get_ipython", "display", "__file__", "__name__"}
 
@@ -36,6 +41,8 @@ class PlannedCell:
     # solution defines, so a missing answer fails its check rather than pulling in the chapter's
     # own definitions of the same names.
     provides: frozenset[str] = frozenset()
+    # For a probe: what judges its record in the grader, "exercise" and "module:name", or "question" and its id.
+    judge: tuple[str, str] = ("", "")
 
     def describe(self) -> str:
         return {
@@ -50,6 +57,7 @@ def plan_cells(assignment: Assignment, submission: Submission) -> list[PlannedCe
     by_check = {item.grade_id: item for item in assignment.items}
     planned: dict[int, PlannedCell] = {}
     context: dict[int, str] = {}
+    modules = checks_modules(assignment)
     for index, cell in enumerate(assignment.master.cells):
         if cell.cell_type != "code":
             continue
@@ -63,9 +71,11 @@ def plan_cells(assignment: Assignment, submission: Submission) -> list[PlannedCe
         elif is_grade(cell):
             item = by_check[cell_id]
             if item.kind == "exercise":
-                planned[index] = PlannedCell(cell.source, "check", cell_id)
+                source, check = exercise_probe(cell.source, modules)
+                planned[index] = PlannedCell(source, "check", cell_id, judge=("exercise", check))
             elif item.kind == "code" and assignment.quiz is not None:
-                planned[index] = PlannedCell(code_check_source(assignment.quiz[cell_id]), "check", cell_id)
+                question = assignment.quiz[cell_id]
+                planned[index] = PlannedCell(code_probe(question), "check", cell_id, judge=("question", question.id))
         elif is_locked(cell):
             planned[index] = PlannedCell(cell.source, "locked", cell_id)
         else:
@@ -126,21 +136,85 @@ def _is_name(target: ast.expr, name: str) -> bool:
     return isinstance(target, ast.Name) and target.id == name
 
 
-def code_check_source(question: Question) -> str:
+_SHOW = '__import__("bgcourse.helpers._observation", fromlist=["show"]).show'
+
+
+def refuse_unjudgeable(assignment: Assignment) -> None:
+    """Raise :class:`ReleaseError` if a check cell of ``assignment`` cannot be judged outside the learner's kernel.
+
+    A check cell of asserts (nbgrader's kind) decides where the learner's code runs, which can make
+    any assert pass or hide any error; so the batch is refused before anyone is graded.
+    """
+    modules = checks_modules(assignment)
+    exercises = {item.grade_id for item in assignment.items if item.kind == "exercise"}
+    for cell in assignment.master.cells:
+        if cell.cell_type == "code" and is_grade(cell) and (grade_id(cell) or "") in exercises:
+            try:
+                exercise_probe(cell.source, modules)
+            except (SyntaxError, ValueError):
+                raise ReleaseError(
+                    f"{assignment.slug}: the check cell {grade_id(cell)} is not a call to one of the course's checks "
+                    "(checks.ex01(...), an observation and a judgement in bgcourse.checks). bgcourse grade judges "
+                    "a check's record outside the learner's kernel, and asserts in a cell cannot be judged there: "
+                    "write the check in bgcourse.checks, or grade this notebook with nbgrader."
+                ) from None
+
+
+def checks_modules(assignment: Assignment) -> dict[str, str]:
+    """The names under which the master's cells import a chapter's checks: ``{"checks": "bgcourse.checks.ch01_…"}``."""
+    modules: dict[str, str] = {}
+    for cell in assignment.master.cells:
+        if cell.cell_type != "code":
+            continue
+        with contextlib.suppress(SyntaxError):
+            for node in ast.walk(ast.parse(_python(cell.source))):
+                if isinstance(node, ast.ImportFrom) and node.module == "bgcourse.checks":
+                    modules |= {alias.asname or alias.name: f"{node.module}.{alias.name}" for alias in node.names}
+    return modules
+
+
+def exercise_probe(source: str, modules: dict[str, str]) -> tuple[str, str]:
+    """The probe for a master's check cell, and the check it calls (``"bgcourse.checks.ch01_core_mechanics:ex01"``).
+
+    A check cell ends with one call, ``checks.ex01(app, receipts)`` (awaited for an async check),
+    after, perhaps, the import of the chapter's checks (``modules`` names them); the probe keeps the
+    import and sends that check's observation.
+    """
+    tree = ast.parse(source)
+    *imports, last = tree.body
+    call = last.value if isinstance(last, ast.Expr) else None
+    awaited = isinstance(call, ast.Await)
+    if isinstance(call, ast.Await):
+        call = call.value
+    if not (
+        isinstance(call, ast.Call)
+        and isinstance(call.func, ast.Attribute)
+        and isinstance(call.func.value, ast.Name)
+        and call.func.value.id in modules
+        and all(isinstance(node, ast.ImportFrom) for node in imports)
+    ):
+        raise ValueError("a check cell must end with one call to a check, such as checks.ex01(app)")
+    observation = ast.unparse(ast.Call(ast.Attribute(call.func, "observation"), call.args, call.keywords))
+    probe = [ast.unparse(node) for node in imports]
+    probe.append(f"{_SHOW}({'await ' if awaited else ''}{observation})")
+    return "\n".join(probe) + "\n", f"{modules[call.func.value.id]}:{call.func.attr}"
+
+
+def code_probe(question: Question) -> str:
     fields = {
         "id": question.id,
         "kind": "code",
         "points": question.points,
         "prompt": "",
-        "explanation": question.explanation,
+        "explanation": "",
         "answer": "",
         "name": question.name,
         "check_source": question.check_source,
     }
     return (
-        f"# The check of {question.id}, from the quiz file: added at grading time, after your cells ran.\n"
+        f"# The probe of {question.id}, from the quiz file: added at grading time, after your cells ran.\n"
         "from bgcourse.helpers._quiz import Question as _BgcourseQuestion\n\n"
-        f"_ = _BgcourseQuestion(**{fields!r}).grade(globals().get({question.name!r}, ...))\n"
+        f"{_SHOW}(_BgcourseQuestion(**{fields!r}).observation(globals().get({question.name!r}, ...)))\n"
     )
 
 

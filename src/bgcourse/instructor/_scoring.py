@@ -1,15 +1,20 @@
 """How one item scores: from the learner's choice, or from the cells that ran; and the reason, in words.
 
-A check cell scores as in nbgrader (``utils.determine_grade``): an error scores 0, a number as the
-cell's result is partial credit, anything else full marks; but output on stderr alone does not
-fail it, as it does in nbgrader: a warning that the garbage collector prints late (such as
-"coroutine ... was never awaited" from an earlier cell) would otherwise fail a right answer.
+A code item scores from its probe (see ``_plan.py``): the record that the probe sent out of the
+learner's kernel is judged here, in the grader, by the check's own judgement; the learner's code
+ran in the kernel only. No record, or more than one, scores 0: something in the learner's code
+changed how cells run or what they send. An error in the probe cell scores 0 too (as in nbgrader's
+``utils.determine_grade``); output on stderr alone does not fail it, as it does in nbgrader: a
+warning that the garbage collector prints late (such as "coroutine ... was never awaited" from an
+earlier cell) would otherwise fail a right answer.
 Reasons never quote a traceback, so hidden tests stay hidden, and never contain what changes
 from run to run (addresses, ports, random ids), so grading again gives the same text.
 """
 
 from __future__ import annotations
 
+import importlib
+import json
 import re
 from dataclasses import dataclass
 
@@ -20,7 +25,7 @@ from bgcourse.instructor._sandbox import Limits, Run
 from bgcourse.instructor._submissions import Assignment, Item, Submission
 from bgcourse.instructor._text import MAX_REASON_CHARS, capped
 
-__all__ = ["ItemResult", "LearnerResult", "score_choice", "score_code"]
+__all__ = ["ItemResult", "LearnerResult", "judge", "score_choice", "score_code"]
 
 _ADDRESS = re.compile(r"\b0x[0-9a-fA-F]{6,}\b")
 _LOOPBACK_PORT = re.compile(r"(127\.0\.0\.1|localhost|\[::1\]):\d+")
@@ -75,7 +80,9 @@ def score_choice(assignment: Assignment, submission: Submission, item: Item) -> 
     return ItemResult(item.grade_id, item.points, item.points, f"Right. {explanation}")
 
 
-def score_code(submission: Submission, item: Item, cells: list[PlannedCell], run: Run, limits: Limits) -> ItemResult:
+def score_code(
+    assignment: Assignment, submission: Submission, item: Item, cells: list[PlannedCell], run: Run, limits: Limits
+) -> ItemResult:
     def zero(reason: str) -> ItemResult:
         return ItemResult(item.grade_id, item.points, 0.0, _clean(reason))
 
@@ -98,10 +105,41 @@ def score_code(submission: Submission, item: Item, cells: list[PlannedCell], run
     reason = _answer_problem(answer, limits) + _check_problem(check, limits)
     if reason:
         return zero(reason + notes)
-    fraction = _partial(check.result, item.points)
-    if fraction is not None and fraction < item.points:
-        return ItemResult(item.grade_id, item.points, fraction, _clean(f"Partial credit: {check.result}. {notes}"))
+    solved, message = judge(assignment, cells[check_at], check)
+    if not solved:
+        return zero(f"{message}{notes}")
     return ItemResult(item.grade_id, item.points, item.points, _clean(("Passed. " + notes).strip()))
+
+
+def judge(assignment: Assignment, probe: PlannedCell, check: CellRun) -> tuple[bool, str]:
+    """Whether the probe's record shows a right answer, and the reason if not: decided here, not in the kernel."""
+    if not check.observations:
+        return False, (
+            "The check's record of your code never reached the grader: something in your code changed how "
+            "cells run or what they send (IPython's hooks, display, the kernel), so this item scores 0."
+        )
+    if len(check.observations) > 1:
+        return False, (
+            "The check's cell sent more than one record of your code (your code sent one of its own?), "
+            "so this item scores 0."
+        )
+    try:  # written by json.dumps in the grader: only its content is the learner's
+        seen = json.loads(check.observations[0])
+    except RecursionError:
+        seen = None
+    if not isinstance(seen, dict):
+        return False, "The check's record of your code was not a record (your code sent one of its own?)."
+    kind, name = probe.judge
+    if kind == "question":
+        assert assignment.quiz is not None  # a code question comes from the quiz
+        try:
+            assignment.quiz[name].judged(seen)
+        except WrongAnswer as wrong:
+            return False, f"The check failed: {wrong}"
+        return True, ""
+    module, _, attribute = name.partition(":")
+    verdict = getattr(importlib.import_module(module), attribute).decide(seen)
+    return bool(verdict.solved), "" if verdict.solved else f"The check failed: {verdict}"
 
 
 def _answer_problem(answer: CellRun | None, limits: Limits) -> str:
@@ -141,14 +179,6 @@ def _notes(item: Item, answer: CellRun | None, check: CellRun) -> str:
         if run.truncated:
             notes.append(f"{whose.split(',')[0]} printed so much that the output was cut.")
     return " " + " ".join(dict.fromkeys(notes)) if notes else ""
-
-
-def _partial(result: str, points: float) -> float | None:
-    try:
-        value = float(result.strip().strip("'\""))
-    except ValueError:
-        return None
-    return value if 0 <= value <= points else None
 
 
 def _clean(text: str) -> str:
