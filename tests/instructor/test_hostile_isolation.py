@@ -8,6 +8,9 @@ guard, is what holds. After the run, the host is checked too: nothing was writte
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -233,6 +236,40 @@ for where in ("big.bin", "/tmp/big.bin"):
     assert written < 2**31, where"""
     result = run([fill], sandbox)
     assert [cell.status for cell in result.cells] == ["ok"], [cell.error for cell in result.cells]
+
+
+def test_a_root_graders_kernel_folder_is_a_small_tmpfs_that_ends_with_its_worker(sandbox: Isolation) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("only a root grader mounts a tmpfs on the kernel's folder (elsewhere the folder is watched)")
+    fill = """
+import errno, os
+folder = os.path.join(os.path.dirname(os.environ["BGCOURSE_QUIZZES"]), "kernel")
+size = os.statvfs(folder)
+assert size.f_blocks * size.f_frsize == 4 * 2**20, size
+written = 0
+try:
+    with open(os.path.join(folder, "big.bin"), "wb") as file:
+        while written < 64 * 2**20:
+            file.write(b"x" * 2**20)
+            written += 2**20
+except OSError as error:
+    assert error.errno == errno.ENOSPC, error
+assert written <= 4 * 2**20, written"""
+    # As a grading worker does it: a private mount namespace first, while it has one thread only.
+    worker = f"""
+import json
+from bgcourse.instructor._isolation import choose_isolation
+from bgcourse.instructor._mounts import private_mounts
+from bgcourse.instructor._sandbox import Limits, run_cells
+assert private_mounts()
+sandbox = choose_isolation(trusted=False)
+result = run_cells([{fill!r}], Limits(cell_timeout=30), protected=[], quizzes={{}}, isolation=sandbox)
+print(json.dumps([[cell.status, cell.error] for cell in result.cells] + [result.stopped]))
+"""
+    done = subprocess.run([sys.executable, "-c", worker], capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.splitlines()[-1]) == [["ok", ""], ""]
+    assert "bgcourse-grade" not in Path("/proc/self/mountinfo").read_text(), "the tmpfs reached the host's mounts"
 
 
 def test_the_kernels_settings_memory_and_namespaces_stay_closed(sandbox: Isolation) -> None:

@@ -35,6 +35,7 @@ from bgcourse.instructor._guard import ALLOWED_PROGRAMS, GUARD_SOURCE, GUARD_VAR
 from bgcourse.instructor._isolation import Isolation, ProcessLimit, choose_isolation
 from bgcourse.instructor._kernel_caps import message_caps_source
 from bgcourse.instructor._kernel_client import CellRun, GradingClient, new_refusals, outcome
+from bgcourse.instructor._mounts import small_tmpfs, unmount
 
 __all__ = ["CellRun", "Limits", "Run", "run_cells"]
 
@@ -111,6 +112,8 @@ def run_cells(
                 "PYTHONPATH": os.pathsep.join([str(root / "site"), *filter(None, [os.environ.get("PYTHONPATH")])])
             }
         limit = ProcessLimit(limits.processes) if isolation.sandboxed else None
+        # The kernel's folder in memory, of a fixed size (root only: see _mounts.py); else the watch holds.
+        mounted = isolation.sandboxed and small_tmpfs(root / "kernel", _KERNEL_TMPFS_BYTES, _KERNEL_TMPFS_FILES)
         try:
             _write_kernelspec(root, limits, env, isolation, limit)
             return asyncio.run(_run(sources, limits, root, env, warm, isolation))
@@ -119,6 +122,8 @@ def run_cells(
         finally:
             if limit is not None:
                 limit.close()
+            if mounted:
+                unmount(root / "kernel")
     finally:
         _remove(root)
 
@@ -245,6 +250,7 @@ async def _run(
 
 _MAX_KERNEL_FOLDER_ENTRIES = 64  # the connection file and the kernel's five sockets, and room to spare
 _MAX_KERNEL_FOLDER_BYTES = 16 * 2**20
+_KERNEL_TMPFS_BYTES, _KERNEL_TMPFS_FILES = 4 * 2**20, 128  # where it is a tmpfs: full long before the watch stops it
 _OVERFILLED = "it wrote files into the kernel's own folder (not its working folder): grading stopped there"
 
 
