@@ -148,3 +148,12 @@ def test_silent_retries_are_caught() -> None:
 def test_swallowing_the_last_error_is_caught() -> None:
     with pytest.raises(AssertionError, match="let the error propagate"):
         checks.ex01(make_charge(per_order, reraise=False, retry_error_callback=lambda state: None))
+
+
+@pytest.mark.parametrize(
+    "seen",
+    [{}, {"pay_answers": [], "requests": "B-2", "charges": [], "outcomes": {}}],
+    ids=["empty", "requests-not-a-list"],
+)
+def test_a_record_of_the_wrong_shape_is_not_solved(seen: dict[str, Any]) -> None:
+    assert not checks.ex01.decide(seen).solved

@@ -98,3 +98,17 @@ def test_a_log_line_without_the_exception_is_caught() -> None:
 
 def test_the_variant_built_for_these_tests_is_right_when_nothing_is_changed() -> None:
     assert "solved" in checks.ex02(make_notify_all())
+
+
+@pytest.mark.parametrize("seen", [{}, {"is_async": True, "status": 200, "error": "boom"}], ids=["empty", "error-text"])
+def test_a_record_of_the_wrong_shape_is_not_solved(seen: dict[str, object]) -> None:
+    assert not checks.ex02.decide(seen).solved
+
+
+def test_a_plain_def_is_recorded_without_being_run() -> None:
+    def notify_all(urls: list[str], event: dict[str, str]) -> dict[str, str]:
+        raise AssertionError("the check must not call a plain function")
+
+    seen = checks.ex02.observation(notify_all)
+    assert seen == {"is_async": False}
+    assert "must be an `async def` function" in checks.ex02.decide(seen)

@@ -52,3 +52,21 @@ def test_work_done_before_the_response_is_caught() -> None:
     events: list[str] = []
     with pytest.raises(AssertionError, match="when the CSV was sent, events already held"):
         checks.ex03(app_with("inline", events), events)
+
+
+@pytest.mark.parametrize(
+    "seen",
+    [{}, {"status": 200, "text": CSV, "content_type": ["text/csv"], "when_sent": [[]], "events": []}],
+    ids=["empty", "content-type-a-list"],
+)
+def test_a_record_of_the_wrong_shape_is_not_solved(seen: dict[str, object]) -> None:
+    assert not checks.ex03.decide(seen).solved
+
+
+def test_the_observation_of_a_wrong_solution_is_judged_not_solved() -> None:
+    events: list[str] = []
+    seen = checks.ex03.observation(app_with("own background", events), events)
+    assert seen["events"] == ["release march"]  # plain data: what the app did, no verdict
+    decided = checks.ex03.decide(seen)
+    assert not decided.solved
+    assert "the dependency's audit task never ran" in decided

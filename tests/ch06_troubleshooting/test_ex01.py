@@ -51,3 +51,37 @@ def test_a_middleware_that_only_expects_http_is_caught() -> None:
 
     with pytest.raises(AssertionError, match="straight to the app"):
         checks.ex01(HttpOnly)
+
+
+@pytest.mark.parametrize(
+    "seen",
+    [
+        {},
+        {"start_error": None, "heard": True, "lifespan_ran": True, "errors": [], "hello": None},
+        {
+            "start_error": None,
+            "heard": True,
+            "lifespan_ran": True,
+            "errors": [],
+            "hello": {"status": 200, "text": "", "body": {"hello": "world"}, "process_time": [1.0]},
+        },
+    ],
+    ids=["empty", "no-response", "process-time-a-list"],
+)
+def test_a_record_of_the_wrong_shape_is_not_solved(seen: dict[str, object]) -> None:
+    assert not checks.ex01.decide(seen).solved
+
+
+def test_the_observation_of_a_wrong_solution_is_judged_not_solved() -> None:
+    class PassThrough:
+        def __init__(self, app: ASGIApp) -> None:
+            self.app = app
+
+        async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+            await self.app(scope, receive, send)
+
+    seen = checks.ex01.observation(PassThrough)
+    assert seen["hello"]["process_time"] is None  # plain data: what the server did, no verdict
+    decided = checks.ex01.decide(seen)
+    assert not decided.solved
+    assert "no x-process-time header" in decided

@@ -60,3 +60,12 @@ def test_a_missing_404_is_caught() -> None:
 
     with pytest.raises(AssertionError, match="expected 404, got 202"):
         checks.ex02(create_app)
+
+
+@pytest.mark.parametrize(
+    "seen",
+    [{}, {"errors": "", "ada": {"status": 202, "text": "", "body": {"queued": "Ada"}}, "grace": 202}],
+    ids=["empty", "grace-a-number"],
+)
+def test_a_record_of_the_wrong_shape_is_not_solved(seen: dict[str, object]) -> None:
+    assert not checks.ex02.decide(seen).solved

@@ -73,3 +73,16 @@ def test_a_lock_in_the_lifespan_is_too_strict() -> None:
 
     with pytest.raises(AssertionError, match="only one e-mail was sent at a time"):
         checks.ex03(create_app)
+
+
+@pytest.mark.parametrize(
+    "seen",
+    [
+        {},
+        {"runs": []},
+        {"runs": [{"errors": [], "answers": [{"status": 202, "body": {"queued": n}} for n in (1, 2, 3, 4)]}]},
+    ],
+    ids=["empty", "no-runs", "one-run-without-a-log"],
+)
+def test_a_record_of_the_wrong_shape_is_not_solved(seen: dict[str, object]) -> None:
+    assert not checks.ex03.decide(seen).solved

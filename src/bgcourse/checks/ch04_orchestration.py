@@ -15,8 +15,9 @@ from fastapi import BackgroundTasks, FastAPI, Header, Request, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from bgcourse.helpers._feedback import exercise_check
+from bgcourse.helpers._check import exercise_check
 from bgcourse.helpers._logs import capture_logs
+from bgcourse.helpers._observation import Observation
 from bgcourse.helpers._server import serve
 
 __all__ = ["ex01", "ex02", "ex03"]
@@ -67,11 +68,20 @@ class _Provider:
             return {"error": "gateway timeout"}
         return {"charge": len(self.charges)}
 
-    def attempts(self, order_id: str) -> list[tuple[float, str, str | None]]:
-        return [request for request in self.requests if request[1] == order_id]
 
-    def charged(self, order_id: str) -> list[int]:
-        return [amount for order, amount in self.charges if order == order_id]
+# The judgement reads the provider's books from the record: requests as [when, order, key],
+# charges as [order, amount] (JSON has lists, not tuples).
+def _attempts(requests: list[list[Any]], order_id: str) -> list[list[Any]]:
+    return [request for request in requests if request[1] == order_id]
+
+
+def _charged(charges: list[list[Any]], order_id: str) -> list[Any]:
+    return [amount for order, amount in charges if order == order_id]
+
+
+def _described(error: BaseException | None) -> str | None:
+    """What a learner's task raised, as the record keeps it: ``"Type: message"``, or ``None`` if it returned."""
+    return None if error is None else f"{type(error).__name__}: {error}"
 
 
 async def _call(func: Callable[..., Any], *args: Any) -> Any:
@@ -85,7 +95,7 @@ _WAIT_FOR_THE_OTHER_SECONDS = 3.0  # exercise 4.2: how long a slow service waits
 
 
 @exercise_check("4.1")
-def ex01(charge_order: Callable[[str, str, int], Any]) -> str:
+def ex01(charge_order: Callable[[str, str, int], Any]) -> Observation:
     """Exercise 4.1: bounded, logged retries with backoff, and exactly one charge per order."""
     provider = _Provider(outage={"B-2": 2, "C-3": 1000}, lost_answers={"A-1": 1}, declined=frozenset({"D-4"}))
     orders = {"A-1": 1999, "B-2": 500, "C-3": 700, "D-4": 300}
@@ -94,7 +104,7 @@ def ex01(charge_order: Callable[[str, str, int], Any]) -> str:
     async def run(provider_url: str, order_id: str, amount: int) -> None:
         try:
             await _call(charge_order, provider_url, order_id, amount)
-        except Exception as error:  # noqa: BLE001 - recorded, then judged below
+        except Exception as error:  # noqa: BLE001 - recorded, then judged
             outcomes[order_id] = error
         else:
             outcomes[order_id] = None
@@ -106,6 +116,7 @@ def ex01(charge_order: Callable[[str, str, int], Any]) -> str:
         background_tasks.add_task(run, request.app.state.provider_url, order_id, amount)
         return {"status": "payment pending"}
 
+    pay_answers: list[dict[str, Any]] = []
     with (
         capture_logs("tasks") as records,
         serve(provider.app) as provider_url,
@@ -114,9 +125,25 @@ def ex01(charge_order: Callable[[str, str, int], Any]) -> str:
         shop.state.provider_url = provider_url
         for order_id, amount in orders.items():
             response = httpx.post(f"{url}/orders/{order_id}/pay", params={"amount": amount})
-            assert response.status_code == 200, response.text
+            pay_answers.append({"status": response.status_code, "text": response.text})
 
-    refused = provider.attempts("B-2")
+    # An order missing from "outcomes" had a task still retrying when the shop stopped (it was cancelled).
+    return {
+        "pay_answers": pay_answers,
+        "outcomes": {order_id: _described(error) for order_id, error in outcomes.items()},
+        "requests": list(provider.requests),
+        "charges": list(provider.charges),
+        "order_count": len(orders),
+        "warnings": sum(record.levelno == logging.WARNING for record in records),
+    }
+
+
+@ex01.judgement
+def _ex01(seen: Observation) -> str:
+    for answer in seen["pay_answers"]:
+        assert answer["status"] == 200, answer["text"]
+    requests, charges, outcomes = seen["requests"], seen["charges"], seen["outcomes"]
+    refused = _attempts(requests, "B-2")
     assert len(refused) > 1, (
         "order B-2: the provider answered 503 and your task did not try again; retry a 5xx (and 429, and "
         "httpx's timeouts and network errors), and call response.raise_for_status() so that an error status raises"
@@ -125,33 +152,33 @@ def ex01(charge_order: Callable[[str, str, int], Any]) -> str:
         f"order B-2: the provider refused twice, then would have charged; your task gave up after {len(refused)} "
         "attempts. Allow up to 5 attempts"
     )
-    assert provider.charged("B-2") == [500], f"order B-2: expected one charge of 500, got {provider.charged('B-2')}"
+    assert _charged(charges, "B-2") == [500], f"order B-2: expected one charge of 500, got {_charged(charges, 'B-2')}"
     assert "C-3" in outcomes, (
         f"order C-3: the provider stayed down and your task was still retrying {_GRACEFUL_SECONDS} s later; "
         "bound it (stop=stop_after_attempt(5)) and keep each wait at most 0.5 s"
     )
-    down = provider.attempts("C-3")
+    down = _attempts(requests, "C-3")
     assert len(down) == 5, f"order C-3: your task made {len(down)} attempts; make 5 (stop_after_attempt(5))"
     assert outcomes["C-3"] is not None, (
         "order C-3: after the last attempt your task returned as if all was well; let the error propagate "
         "(reraise=True) so that the failure is logged"
     )
-    declined = provider.attempts("D-4")
+    declined = _attempts(requests, "D-4")
     assert len(declined) == 1, (
         f"order D-4: the provider declined the card (402) and your task asked {len(declined)} times; a 4xx other "
         "than 429 means the request was understood and refused, and it will be refused again: do not retry it"
     )
     assert outcomes.get("D-4") is not None, "order D-4: the card was declined and your task returned as if all was well"
-    lost = provider.attempts("A-1")
+    lost = _attempts(requests, "A-1")
     keys = [key for _, _, key in lost]
-    if len(provider.charged("A-1")) > 1:
+    if len(_charged(charges, "A-1")) > 1:
         hint = (
             "send an Idempotency-Key header"
             if keys[0] is None
             else f"your key changed between attempts ({keys}): make one key per order, outside the retried code"
         )
-        raise AssertionError(f"order A-1 was charged {len(provider.charged('A-1'))} times: {hint}")
-    assert provider.charged("A-1") == [1999], f"order A-1: expected one charge of 1999, got {provider.charged('A-1')}"
+        raise AssertionError(f"order A-1 was charged {len(_charged(charges, 'A-1'))} times: {hint}")
+    assert _charged(charges, "A-1") == [1999], f"order A-1: expected one charge of 1999, got {_charged(charges, 'A-1')}"
     for attempts in (lost, refused, down):
         order = attempts[0][1]
         for number, ((earlier, *_), (later, *_), wait) in enumerate(
@@ -169,10 +196,10 @@ def ex01(charge_order: Callable[[str, str, int], Any]) -> str:
         f"order C-3: your task's 5 attempts took {span:.1f} s, more than {_SLACK_FACTOR} times the {asked:.2f} s "
         "of waiting that wait_exponential(multiplier=0.05, max=0.5) asks for: keep the waits that short"
     )
-    retries = len(lost) + len(refused) + len(down) + len(declined) - len(orders)
-    warnings = [record for record in records if record.levelno == logging.WARNING]
-    assert len(warnings) == retries, (
-        f"your task retried {retries} times and logged {len(warnings)} WARNING lines on the 'tasks' logger; "
+    retries = len(lost) + len(refused) + len(down) + len(declined) - seen["order_count"]
+    warnings = seen["warnings"]
+    assert warnings == retries, (
+        f"your task retried {retries} times and logged {warnings} WARNING lines on the 'tasks' logger; "
         "log each retry: before_sleep=before_sleep_log(logger, logging.WARNING)"
     )
     return f"Exercise 4.1 solved: {retries} retries, each logged; every order charged at most once."
@@ -186,10 +213,22 @@ def _closed_port() -> int:
     return port
 
 
+def _text_keys(mapping: dict[Any, Any]) -> dict[str, Any]:
+    """``mapping`` with each key that is not a string as its ``repr``.
+
+    JSON would turn a key into ``str(key)``, and an ``httpx.URL`` key would then pass for the URL
+    it names; the old check compared keys as they were, so such a key must stay different.
+    """
+    return {key if isinstance(key, str) else repr(key): value for key, value in mapping.items()}
+
+
 @exercise_check("4.2")
-def ex02(notify_all: Callable[[list[str], dict[str, str]], Awaitable[dict[str, str]]]) -> str:
+def ex02(notify_all: Callable[[list[str], dict[str, str]], Awaitable[dict[str, str]]]) -> Observation:
     """Exercise 4.2: concurrent notifications; failures reported and logged, never fatal."""
-    assert inspect.iscoroutinefunction(notify_all), "notify_all must be an `async def` function"
+    if not inspect.iscoroutinefunction(notify_all):
+        # Only an `async def` can be judged further: a plain function is not run at all (it would
+        # block the shop's event loop), and the judgement stops at this first fact.
+        return {"is_async": False}
     received: dict[str, list[Any]] = {"inventory": [], "analytics": []}
     services = FastAPI()
 
@@ -212,7 +251,7 @@ def ex02(notify_all: Callable[[list[str], dict[str, str]], Awaitable[dict[str, s
         received[service].append(await request.json())
         return Response(status_code=204)
 
-    results: dict[str, str] = {}
+    results: dict[Any, Any] = {}
     errors: list[BaseException] = []
     seconds: list[float] = []
     arrived: dict[str, float] = {}  # when each slow service got its request
@@ -223,7 +262,7 @@ def ex02(notify_all: Callable[[list[str], dict[str, str]], Awaitable[dict[str, s
         started = time.perf_counter()
         try:
             results.update(await notify_all(urls, {"order": "42"}))
-        except Exception as error:  # noqa: BLE001 - recorded, then judged below
+        except Exception as error:  # noqa: BLE001 - recorded, then judged
             errors.append(error)
         finally:
             seconds.append(time.perf_counter() - started)
@@ -240,32 +279,63 @@ def ex02(notify_all: Callable[[list[str], dict[str, str]], Awaitable[dict[str, s
         unreachable = f"http://127.0.0.1:{_closed_port()}/crm"
         shop.state.urls = [inventory, email, unreachable, analytics]
         response = httpx.post(f"{url}/orders")
-        assert response.status_code == 200, response.text
 
-    assert not errors, (
-        f"notify_all raised {type(errors[0]).__name__}: {errors[0]}. One failing service must stop neither the "
+    return {
+        "is_async": True,
+        "status": response.status_code,
+        "text": response.text,
+        "error": {"type": type(errors[0]).__name__, "message": str(errors[0])} if errors else None,
+        "urls": {"inventory": inventory, "email": email, "unreachable": unreachable, "analytics": analytics},
+        "results": _text_keys(results),
+        "received": received,
+        "met": met,
+        "seconds": seconds[0] if seconds else None,
+        "error_logs": [
+            {"message": record.getMessage(), "has_exception": bool(record.exc_info)}
+            for record in records
+            if record.levelno >= logging.ERROR
+        ],
+    }
+
+
+@ex02.judgement
+def _ex02(seen: Observation) -> str:
+    assert seen["is_async"], "notify_all must be an `async def` function"
+    assert seen["status"] == 200, seen["text"]
+    error = seen["error"]
+    assert error is None, (
+        f"notify_all raised {error['type']}: {error['message']}. One failing service must stop neither the "
         "others nor the task: asyncio.gather(..., return_exceptions=True), then turn each exception into 'failed'"
     )
+    urls = seen["urls"]
+    inventory, email, unreachable, analytics = (
+        urls[name] for name in ("inventory", "email", "unreachable", "analytics")
+    )
     expected = {inventory: "ok", email: "failed", unreachable: "failed", analytics: "ok"}
+    results = seen["results"]
     assert results.get(email) != "ok", "the e-mail service answered 503, a failure: call response.raise_for_status()"
     assert results == expected, f"notify_all returned {results}; expected {expected}"
+    received = seen["received"]
     assert received == {"inventory": [{"order": "42"}], "analytics": [{"order": "42"}]}, (
         f"each working service should have received the event once, as JSON; they received {received}"
     )
-    assert sorted(met) == ["analytics", "inventory"], (
-        f"notify_all took {seconds[0]:.2f} s: the first slow service waited {_WAIT_FOR_THE_OTHER_SECONDS:.0f} s for "
+    seconds = seen["seconds"]
+    assert sorted(seen["met"]) == ["analytics", "inventory"], (
+        f"notify_all took {seconds:.2f} s: the first slow service waited {_WAIT_FOR_THE_OTHER_SECONDS:.0f} s for "
         "the other one's request in vain, which came only after it had answered. Send the notifications at the "
         "same time (asyncio.gather), not one after another"
     )
     for failed in (email, unreachable):
-        logged = [r for r in records if r.levelno >= logging.ERROR and failed in r.getMessage()]
+        logged = [line for line in seen["error_logs"] if failed in line["message"]]
         assert logged, f"nothing was logged at ERROR on the 'tasks' logger naming {failed}; log each failure"
-        assert logged[0].exc_info, f"the log line for {failed} has no exception attached: logger.error(..., exc_info=e)"
-    return f"Exercise 4.2 solved: all four notified in {seconds[0]:.1f} s, two failures reported and logged."
+        assert logged[0]["has_exception"], (
+            f"the log line for {failed} has no exception attached: logger.error(..., exc_info=e)"
+        )
+    return f"Exercise 4.2 solved: all four notified in {seconds:.1f} s, two failures reported and logged."
 
 
 @exercise_check("4.3")
-def ex03(app: ASGIApp, events: list[str]) -> str:
+def ex03(app: ASGIApp, events: list[str]) -> Observation:
     """Exercise 4.3: the dependency's audit task and the release task both run, after the CSV is sent."""
     events.clear()
     when_sent: list[list[str]] = []
@@ -280,13 +350,29 @@ def ex03(app: ASGIApp, events: list[str]) -> str:
 
     with serve(watched) as url:
         response = httpx.get(f"{url}/exports/march")
-    assert response.status_code == 200, f"expected 200, got {response.status_code}: {response.text}"
-    assert response.text == _EXPORT, f"the body changed: expected {_EXPORT!r}, got {response.text!r}"
-    assert response.headers["content-type"].startswith("text/csv"), "keep the media type text/csv"
+    return {
+        "status": response.status_code,
+        "text": response.text,
+        "content_type": response.headers.get("content-type"),
+        "when_sent": when_sent,
+        "events": list(events),
+    }
+
+
+@ex03.judgement
+def _ex03(seen: Observation) -> str:
+    text = seen["text"]
+    assert seen["status"] == 200, f"expected 200, got {seen['status']}: {text}"
+    assert text == _EXPORT, f"the body changed: expected {_EXPORT!r}, got {text!r}"
+    # No content-type header at all (None) is a wrong media type too.
+    content_type = seen["content_type"] or ""
+    assert content_type.startswith("text/csv"), "keep the media type text/csv"
+    when_sent = seen["when_sent"]
     assert when_sent == [[]], (
         f"when the CSV was sent, events already held {when_sent[0]}: add the work as background tasks, "
         "so that it runs after the response"
     )
+    events = seen["events"]
     expected = ["audit GET /exports/march", "release march"]
     assert "audit GET /exports/march" in events, (
         f"events is {events}: the dependency's audit task never ran. A response with its own background= "

@@ -22,8 +22,9 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, rela
 from sqlalchemy.pool import NullPool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from bgcourse.helpers._feedback import exercise_check
+from bgcourse.helpers._check import exercise_check
 from bgcourse.helpers._logs import capture_logs
+from bgcourse.helpers._observation import Observation, json_or_none
 from bgcourse.helpers._server import ServerStartError, serve
 from bgcourse.helpers._tracebacks import logged_errors
 
@@ -91,8 +92,13 @@ def _wait_until(condition: Callable[[], bool], timeout: float = _PATIENCE_SECOND
     return condition()
 
 
+def _answer(response: httpx.Response) -> Observation:
+    """A response as the record keeps it: status, text, and the JSON body if it has one."""
+    return {"status": response.status_code, "text": response.text, "body": json_or_none(response)}
+
+
 @exercise_check("6.1")
-def ex01(middleware_class: Callable[[ASGIApp], ASGIApp]) -> str:
+def ex01(middleware_class: Callable[[ASGIApp], ASGIApp]) -> Observation:
     """Exercise 6.1: a pure ASGI middleware adds ``x-process-time``; a client that leaves breaks nothing."""
     lifespan_ran: list[bool] = []
 
@@ -111,6 +117,9 @@ def ex01(middleware_class: Callable[[ASGIApp], ASGIApp]) -> str:
     left: list[str] = []
     app.mount("/poll", _long_poll(left))
     app.add_middleware(middleware_class)
+    start_error: str | None = None
+    response: httpx.Response | None = None
+    heard: bool | None = None
     with capture_logs("uvicorn.error") as records:
         try:
             with serve(app) as url:
@@ -118,25 +127,47 @@ def ex01(middleware_class: Callable[[ASGIApp], ASGIApp]) -> str:
                 _leave_before_the_response(url, "/poll/news")
                 heard = _wait_until(lambda: bool(left))
         except ServerStartError as exc:
-            raise AssertionError(
-                f"the app did not start with your middleware ({exc.__cause__!r}): pass every scope that is "
-                "not 'http' (such as 'lifespan') straight to the app"
-            ) from exc
-    assert heard, "the long poll behind your middleware never heard that its client left: pass `receive` on"
-    assert lifespan_ran, (
+            # Not an error of the check: the learner's middleware stopped the app from starting.
+            # Nothing was sent then; the judgement fails on this first.
+            start_error = repr(exc.__cause__)
+    greeting: Observation | None = None  # stays None if the app did not start
+    if response is not None:
+        greeting = _answer(response) | {
+            "process_time": response.headers.get("x-process-time"),
+            "header_names": sorted(response.headers),
+        }
+    return {
+        "start_error": start_error,
+        "heard": heard,
+        "lifespan_ran": bool(lifespan_ran),
+        "errors": _errors(records),
+        "hello": greeting,
+    }
+
+
+@ex01.judgement
+def _ex01(seen: Observation) -> str:
+    start_error = seen["start_error"]
+    assert start_error is None, (
+        f"the app did not start with your middleware ({start_error}): pass every scope that is "
+        "not 'http' (such as 'lifespan') straight to the app"
+    )
+    assert seen["heard"], "the long poll behind your middleware never heard that its client left: pass `receive` on"
+    assert seen["lifespan_ran"], (
         "the app's lifespan never ran: pass every scope that is not 'http' (such as 'lifespan') straight to the app"
     )
-    errors = _errors(records)
+    errors = seen["errors"]
     assert not any("No response returned" in error for error in errors), (
         "a client that left before the response made the server log 'RuntimeError: No response returned.': "
         "that message comes from BaseHTTPMiddleware (what @app.middleware('http') uses); write a pure ASGI "
         "middleware class instead"
     )
     assert not errors, f"the server logged {errors}"
-    assert response.status_code == 200, f"expected 200 from GET /hello, got {response.status_code}: {response.text}"
-    assert response.json() == {"hello": "world"}, f"the body changed on the way: {response.text}"
-    header = response.headers.get("x-process-time")
-    assert header is not None, f"no x-process-time header in the response; it had {sorted(response.headers)}"
+    hello = seen["hello"]
+    assert hello["status"] == 200, f"expected 200 from GET /hello, got {hello['status']}: {hello['text']}"
+    assert hello["body"] == {"hello": "world"}, f"the body changed on the way: {hello['text']}"
+    header = hello["process_time"]
+    assert header is not None, f"no x-process-time header in the response; it had {hello['header_names']}"
     try:
         seconds = float(header)
     except ValueError:
@@ -149,7 +180,7 @@ def ex01(middleware_class: Callable[[ASGIApp], ASGIApp]) -> str:
 
 
 @exercise_check("6.2")
-def ex02(create_app: Callable[[async_sessionmaker[AsyncSession], list[str]], FastAPI]) -> str:
+def ex02(create_app: Callable[[async_sessionmaker[AsyncSession], list[str]], FastAPI]) -> Observation:
     """Exercise 6.2: the summary task opens its own session instead of using the request's objects."""
     summaries: list[str] = []
     with tempfile.TemporaryDirectory(prefix="bgcourse-ch06-") as folder:
@@ -168,16 +199,29 @@ def ex02(create_app: Callable[[async_sessionmaker[AsyncSession], list[str]], Fas
         # A connection each: after a task fails, uvicorn closes the connection it came on (chapter 1).
         with capture_logs("uvicorn.error") as records, serve(app) as url:
             ada, grace, nobody = (httpx.post(f"{url}/users/{user_id}/summary") for user_id in (1, 2, 99))
-    errors = _errors(records)
+    return {
+        "errors": _errors(records),
+        "ada": _answer(ada),
+        "grace": _answer(grace),
+        "nobody": _answer(nobody),
+        "summaries": list(summaries),
+    }
+
+
+@ex02.judgement
+def _ex02(seen: Observation) -> str:
+    errors = seen["errors"]
     assert not any("MissingGreenlet" in error or "DetachedInstanceError" in error for error in errors), (
         f"the task failed: {errors}. It used an object loaded by the request's session; pass the user's id "
         "and let the task open a session of its own"
     )
     assert not errors, f"the server logged {errors}"
-    for response, name in ((ada, "Ada"), (grace, "Grace")):
-        assert response.status_code == 202, f"expected 202 Accepted, got {response.status_code}: {response.text}"
-        assert response.json() == {"queued": name}, f"expected {{'queued': {name!r}}}, got {response.json()}"
-    assert nobody.status_code == 404, f"for a user that does not exist expected 404, got {nobody.status_code}"
+    for answer, name in ((seen["ada"], "Ada"), (seen["grace"], "Grace")):
+        assert answer["status"] == 202, f"expected 202 Accepted, got {answer['status']}: {answer['text']}"
+        assert answer["body"] == {"queued": name}, f"expected {{'queued': {name!r}}}, got {answer['body']}"
+    nobody = seen["nobody"]["status"]
+    assert nobody == 404, f"for a user that does not exist expected 404, got {nobody}"
+    summaries = seen["summaries"]
     assert sorted(summaries) == ["Ada: 2 orders", "Grace: 0 orders"], (
         f"summaries was {summaries}; expected 'Ada: 2 orders' and 'Grace: 0 orders'"
     )
@@ -226,31 +270,39 @@ def _together(app: ASGIApp, count: int) -> ASGIApp:
     return held
 
 
-def _four_at_once(app: FastAPI, log: list[str]) -> tuple[list[httpx.Response], list[str]]:
-    """Serve ``app`` on a new server, send it four requests at once, and let their tasks start together."""
+def _four_at_once(app: FastAPI, log: list[str]) -> Observation:
+    """Serve ``app`` on a new server, send it four requests at once, let their tasks start together: what happened."""
     log.clear()
     with capture_logs("uvicorn.error") as records, serve(_together(app, 4)) as url, ThreadPoolExecutor(4) as pool:
         responses = list(
             pool.map(lambda n: httpx.post(f"{url}/emails/{n}", timeout=2 * _PATIENCE_SECONDS), (1, 2, 3, 4))
         )
-    return responses, _errors(records)
+    return {"errors": _errors(records), "answers": [_answer(response) for response in responses], "log": list(log)}
 
 
 @exercise_check("6.3")
-def ex03(create_app: Callable[[list[str]], FastAPI]) -> str:
+def ex03(create_app: Callable[[list[str]], FastAPI]) -> Observation:
     """Exercise 6.3: at most two sends at once, however many times (on however many loops) the app is served."""
     log: list[str] = []
     app = create_app(log)  # one app, served twice: as a test suite or a re-run notebook cell does
-    for run in ("first", "second"):
-        responses, errors = _four_at_once(app, log)  # their tasks queue at the semaphore: that binds it to a loop
+    # Their tasks queue at the semaphore: that binds it to a loop. The second serving is observed
+    # whatever the first showed; the judgement reads the first one first.
+    return {"runs": [_four_at_once(app, log) for _ in ("first", "second")]}
+
+
+@ex03.judgement
+def _ex03(seen: Observation) -> str:
+    for run, served in zip(("first", "second"), seen["runs"], strict=True):
+        errors = served["errors"]
         assert not any("different event loop" in error for error in errors), (
             f"the {run} server failed: {errors}. An asyncio semaphore belongs to the first loop that waits on it; "
             "create it in the app's lifespan, which runs on each server's own loop"
         )
         assert not errors, f"the {run} server logged {errors}"
-        for n, response in zip((1, 2, 3, 4), responses, strict=True):
-            assert response.status_code == 202, f"POST /emails/{n}: expected 202, got {response.status_code}"
-            assert response.json() == {"queued": n}, f"POST /emails/{n}: expected {{'queued': {n}}}"
+        for n, answer in zip((1, 2, 3, 4), served["answers"], strict=True):
+            assert answer["status"] == 202, f"POST /emails/{n}: expected 202, got {answer['status']}"
+            assert answer["body"] == {"queued": n}, f"POST /emails/{n}: expected {{'queued': {n}}}"
+        log = served["log"]
         assert sorted(log) == sorted(f"{what} {n}" for what in ("start", "end") for n in (1, 2, 3, 4)), (
             f"{run} server: expected a start and an end for each of the four e-mails, the log was {log}"
         )
