@@ -11,6 +11,7 @@ from fastapi import BackgroundTasks, FastAPI, status
 from pydantic import BaseModel, EmailStr
 
 from bgcourse.checks import ch02_registration as checks
+from bgcourse.helpers._observation import Observation
 from solutions.ch02_registration import ex01
 
 
@@ -74,3 +75,25 @@ def test_the_working_variant_of_the_test_app_passes() -> None:
     settings, audit_log = Settings(), list[str]()
     app = registration_app(settings, audit_log, audit_first=True, in_endpoint=False)
     assert "solved" in checks.ex01(app, settings, audit_log)
+
+
+@pytest.mark.parametrize(
+    "seen",
+    [{}, {"mail_up": [], "mail_down": {}}, {"mail_up": {"status": "201"}}],
+    ids=["empty", "a list for a dict", "a string for a status"],
+)
+def test_a_record_of_the_wrong_shape_is_not_solved(seen: Observation) -> None:
+    assert not checks.ex01.decide(seen).solved
+
+
+def test_a_tampered_record_of_a_wrong_answer_does_not_pass() -> None:
+    settings, audit_log = Settings(), list[str]()
+    app = registration_app(settings, audit_log, audit_first=False, in_endpoint=False)
+    seen = checks.ex01.observation(app, settings, audit_log)
+    assert not checks.ex01.decide(seen).solved
+    # A verdict slipped into the record, or the right entries as text rather than a list, change nothing.
+    wanted = "['registered ada', 'registered bob']"
+    tampered = seen | {"solved": True, "mail_down": seen["mail_down"] | {"audit_log": wanted}}
+    decided = checks.ex01.decide(tampered)
+    assert not decided.solved
+    assert "tasks after a failing one are skipped" in decided

@@ -11,6 +11,7 @@ import pytest
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_fixed
 
 from bgcourse.checks import ch02_registration as checks
+from bgcourse.helpers._observation import Observation
 from solutions.ch02_registration import ex02
 
 logger = logging.getLogger("mail")
@@ -108,3 +109,12 @@ def test_a_task_without_a_timeout_is_caught() -> None:
 
     with pytest.raises(AssertionError, match="was still waiting after 10 s"):
         checks.ex02(send_welcome_email, settings)
+
+
+@pytest.mark.parametrize(
+    "seen",
+    [{}, {"is_async": False, "refused_twice": None}, {"is_async": False, "refused_twice": {"status": 201}}],
+    ids=["empty", "a step not made", "a step without its figures"],
+)
+def test_a_record_of_the_wrong_shape_is_not_solved(seen: Observation) -> None:
+    assert not checks.ex02.decide(seen).solved

@@ -7,6 +7,7 @@ import pytest
 
 from bgcourse import MailServer
 from bgcourse.checks import ch02_registration as checks
+from bgcourse.helpers._observation import Observation
 from solutions.ch02_registration import ex03
 
 GRACE = {"username": "grace", "email": "grace@example.com", "password": "correct horse battery staple"}
@@ -41,3 +42,16 @@ def test_a_test_without_the_e_mail_is_caught() -> None:
 
     with pytest.raises(AssertionError, match=r"passed against an app that never sends the welcome e-mail"):
         checks.ex03(no_mail)
+
+
+@pytest.mark.parametrize(
+    "seen",
+    [
+        {},
+        {"against_correct_app": None, "passed_against": list(checks.FLAWS)},
+        {"against_correct_app": None, "passed_against": dict.fromkeys(checks.FLAWS, "no")},
+    ],
+    ids=["empty", "a list for a dict", "strings for booleans"],
+)
+def test_a_record_of_the_wrong_shape_is_not_solved(seen: Observation) -> None:
+    assert not checks.ex03.decide(seen).solved

@@ -8,6 +8,7 @@ import pytest
 from fastapi import BackgroundTasks, FastAPI, status
 
 from bgcourse.checks import ch05_performance as checks
+from bgcourse.helpers._observation import Observation
 from solutions.ch05_performance import ex01
 
 pytestmark = pytest.mark.usefixtures("no_leftover_threads")
@@ -67,3 +68,32 @@ def test_rendering_inside_the_endpoint_is_caught() -> None:
 
     with pytest.raises(AssertionError, match="render the report in a background task"):
         checks.ex01(app, rendered)
+
+
+@pytest.mark.parametrize(
+    "seen",
+    [
+        {},
+        {"status": 202, "body": {"report": "q3", "status": "rendering"}, "rendered_at_response": None},
+        {
+            "status": 202,
+            "body": {"report": "q3", "status": "rendering"},
+            "rendered_at_response": [],
+            "ping_status": 200,
+            "ping_seconds": "fast",
+        },
+    ],
+    ids=["empty", "null for a list", "a string for a duration"],
+)
+def test_a_record_of_the_wrong_shape_is_not_solved(seen: Observation) -> None:
+    assert not checks.ex01.decide(seen).solved
+
+
+def test_a_tampered_record_of_a_wrong_answer_does_not_pass() -> None:
+    rendered: list[str] = []
+    seen = checks.ex01.observation(app_with(render_in_async_def=True, rendered=rendered), rendered)
+    assert not checks.ex01.decide(seen).solved
+    # A verdict slipped into the record, or an empty string where the check recorded a list, change nothing.
+    decided = checks.ex01.decide(seen | {"solved": True, "rendered_at_ping": ""})
+    assert not decided.solved
+    assert "the blocking call runs on the event loop" in decided

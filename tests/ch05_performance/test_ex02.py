@@ -10,6 +10,7 @@ import pytest
 from fastapi import BackgroundTasks, FastAPI, Request, status
 
 from bgcourse.checks import ch05_performance as checks
+from bgcourse.helpers._observation import Observation
 from solutions.ch05_performance import ex02
 
 pytestmark = pytest.mark.usefixtures("no_leftover_threads")
@@ -83,3 +84,16 @@ def test_a_semaphore_of_one_is_caught() -> None:
     events: list[tuple[str, int]] = []
     with pytest.raises(AssertionError, match="the exports ran one at a time"):
         checks.ex02(app_with_lifespan_semaphore(events, 1), events)
+
+
+@pytest.mark.parametrize(
+    "seen",
+    [
+        {},
+        {"starts": [{"statuses": [202] * 6, "failures": [], "events": []}]},
+        {"starts": {"first": {"statuses": [202] * 6, "failures": [], "events": 12}}},
+    ],
+    ids=["empty", "a list for a dict", "a number for the events"],
+)
+def test_a_record_of_the_wrong_shape_is_not_solved(seen: Observation) -> None:
+    assert not checks.ex02.decide(seen).solved

@@ -11,6 +11,7 @@ from fastapi import BackgroundTasks, FastAPI, status
 from fastapi.concurrency import run_in_threadpool
 
 from bgcourse.checks import ch05_performance as checks
+from bgcourse.helpers._observation import Observation
 from solutions.ch05_performance import ex03
 
 pytestmark = pytest.mark.usefixtures("no_leftover_threads")
@@ -95,3 +96,16 @@ def test_recording_timed_out_after_waiting_for_the_thread_is_caught() -> None:
 
     with pytest.raises(AssertionError, match="the task waited for the thread"):
         checks.ex03(app, outcomes, calls)
+
+
+@pytest.mark.parametrize(
+    "seen",
+    [
+        {},
+        {"status": 202, "body": {"status": "refreshing"}, "outcomes": ["timed out"], "recorded_after": None},
+        {"status": 202, "body": {"status": "refreshing"}, "outcomes": ["timed out"], "recorded_after": "soon"},
+    ],
+    ids=["empty", "null for a duration", "a string for a duration"],
+)
+def test_a_record_of_the_wrong_shape_is_not_solved(seen: Observation) -> None:
+    assert not checks.ex03.decide(seen).solved

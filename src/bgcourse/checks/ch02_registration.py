@@ -16,8 +16,9 @@ from fastapi import BackgroundTasks, FastAPI, HTTPException, status
 from pydantic import BaseModel, EmailStr, SecretStr
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from bgcourse.helpers._feedback import exercise_check
+from bgcourse.helpers._check import exercise_check
 from bgcourse.helpers._logs import capture_logs
+from bgcourse.helpers._observation import Observation, json_or_none
 from bgcourse.helpers._server import serve
 from bgcourse.helpers._smtp import MailServer, smtp_server
 
@@ -39,10 +40,27 @@ class MailSettings(Protocol):
     smtp_port: int
 
 
-def _raised(records: list[logging.LogRecord]) -> str:
+def _task_errors(records: list[logging.LogRecord]) -> str:
     """The exceptions uvicorn logged for failed tasks, for a message that says what went wrong."""
     errors = [record.exc_info[1] for record in records if record.exc_info and record.exc_info[1] is not None]
     return "; ".join(f"{type(error).__name__}: {error}" for error in errors) or "nothing"
+
+
+def _recipients(mail: MailServer) -> list[str | None]:
+    """The ``To`` of each message the mail server received, as plain strings (``None`` for a message without)."""
+    return [None if message["To"] is None else str(message["To"]) for message in mail.messages]
+
+
+def _errors_logged(records: list[logging.LogRecord]) -> list[dict[str, object]]:
+    """The records at ERROR or above: their messages, and whether each has a traceback.
+
+    Only those: formatting a record runs the learner's logging arguments, so only the ones judged are formatted.
+    """
+    return [
+        {"message": record.getMessage(), "has_traceback": record.exc_info is not None}
+        for record in records
+        if record.levelno >= logging.ERROR
+    ]
 
 
 def _watch_audit_log(app: ASGIApp, audit_log: list[str]) -> tuple[ASGIApp, list[int]]:
@@ -61,7 +79,7 @@ def _watch_audit_log(app: ASGIApp, audit_log: list[str]) -> tuple[ASGIApp, list[
 
 
 @exercise_check("2.1")
-def ex01(app: ASGIApp, settings: MailSettings, audit_log: list[str]) -> str:
+def ex01(app: ASGIApp, settings: MailSettings, audit_log: list[str]) -> Observation:
     """Exercise 2.1: the audit entry is written after the response, even when the e-mail fails."""
     audit_log.clear()
     watched, lengths_at_response = _watch_audit_log(app, audit_log)
@@ -70,27 +88,47 @@ def ex01(app: ASGIApp, settings: MailSettings, audit_log: list[str]) -> str:
         settings.smtp_port = mail.port
         with serve(watched) as url, httpx.Client(base_url=url) as client:
             response = client.post("/register", json={"username": "ada", "email": "ada@example.com"})
-        recipients = [message["To"] for message in mail.messages]
-    assert response.status_code == 201, f"expected 201 Created, got {response.status_code}: {response.text}"
-    assert response.json() == {"username": "ada"}, f"expected the body {{'username': 'ada'}}, got {response.json()}"
-    assert lengths_at_response == [0], (
-        "the audit entry was already in audit_log when the response was sent: append it from a background task"
-    )
-    assert recipients == ["ada@example.com"], (
-        f"the mail server received messages for {recipients}, expected one for ada@example.com; "
-        f"your tasks raised {_raised(server_log)}. Send to settings.smtp_host and settings.smtp_port."
-    )
-    assert audit_log == ["registered ada"], (
-        f"after the tasks ran, audit_log was {audit_log}; expected ['registered ada']"
-    )
+        recipients = _recipients(mail)
+    mail_up: Observation = {
+        "status": response.status_code,
+        "text": response.text,
+        "body": json_or_none(response),
+        "lengths_at_response": list(lengths_at_response),
+        "recipients": recipients,
+        "task_errors": _task_errors(server_log),
+        "audit_log": list(audit_log),
+    }
 
+    # Driven whatever the first request showed: it does not depend on it, and the judgement reads that one first.
     with capture_logs("uvicorn.error"), smtp_server(refuse=_ALWAYS) as mail:
         settings.smtp_port = mail.port
         with serve(watched) as url, httpx.Client(base_url=url) as client:
             response = client.post("/register", json={"username": "bob", "email": "bob@example.com"})
-    assert response.status_code == 201, f"expected 201 Created, got {response.status_code}: {response.text}"
-    assert audit_log == ["registered ada", "registered bob"], (
-        f"with the mail server down, audit_log was {audit_log}, without 'registered bob': the e-mail task "
+    mail_down: Observation = {"status": response.status_code, "text": response.text, "audit_log": list(audit_log)}
+    return {"mail_up": mail_up, "mail_down": mail_down}
+
+
+@ex01.judgement
+def _ex01(seen: Observation) -> str:
+    up = seen["mail_up"]
+    assert up["status"] == 201, f"expected 201 Created, got {up['status']}: {up['text']}"
+    assert up["body"] == {"username": "ada"}, f"expected the body {{'username': 'ada'}}, got {up['body']}"
+    assert up["lengths_at_response"] == [0], (
+        "the audit entry was already in audit_log when the response was sent: append it from a background task"
+    )
+    recipients = up["recipients"]
+    assert recipients == ["ada@example.com"], (
+        f"the mail server received messages for {recipients}, expected one for ada@example.com; "
+        f"your tasks raised {up['task_errors']}. Send to settings.smtp_host and settings.smtp_port."
+    )
+    assert up["audit_log"] == ["registered ada"], (
+        f"after the tasks ran, audit_log was {up['audit_log']}; expected ['registered ada']"
+    )
+
+    down = seen["mail_down"]
+    assert down["status"] == 201, f"expected 201 Created, got {down['status']}: {down['text']}"
+    assert down["audit_log"] == ["registered ada", "registered bob"], (
+        f"with the mail server down, audit_log was {down['audit_log']}, without 'registered bob': the e-mail task "
         "raised, and a request's tasks after a failing one are skipped (chapter 1, section 7). Add the audit "
         "task before the e-mail task, or make the e-mail task catch and log its failure."
     )
@@ -108,17 +146,13 @@ def _task_app(send_welcome_email: Callable[[str], Any]) -> FastAPI:
     return app
 
 
-def _errors_naming(records: list[logging.LogRecord], address: str) -> list[logging.LogRecord]:
-    return [record for record in records if record.levelno >= logging.ERROR and address in record.getMessage()]
-
-
 @exercise_check("2.2")
-def ex02(send_welcome_email: Callable[[str], Any], settings: MailSettings) -> str:
+def ex02(send_welcome_email: Callable[[str], Any], settings: MailSettings) -> Observation:
     """Exercise 2.2: a def task with smtplib that times out, retries 3 times in all, and logs its failure."""
-    assert not inspect.iscoroutinefunction(send_welcome_email), (
-        "send_welcome_email is an async def function: smtplib would block the event loop in it. Make it a plain "
-        "def; Starlette runs a def task on a worker thread."
-    )
+    if inspect.iscoroutinefunction(send_welcome_email):
+        # Nothing more to see: as a task it would block the server's loop, and on a thread it only
+        # makes a coroutine that nobody awaits.
+        return {"is_async": True, "refused_twice": None, "always_refused": None, "never_answers": None}
     app = _task_app(send_welcome_email)
     settings.smtp_host = "127.0.0.1"
 
@@ -126,15 +160,15 @@ def ex02(send_welcome_email: Callable[[str], Any], settings: MailSettings) -> st
         settings.smtp_port = mail.port
         with serve(app) as url:
             response = httpx.post(f"{url}/register", params={"address": "ada@example.com"})
-        recipients, connections = [message["To"] for message in mail.messages], mail.connections
-    assert response.status_code == 201, response.text
-    assert server_log == [], f"the task raised {_raised(server_log)}; it must catch and log its last failure"
-    delivered_on_the_third_attempt = recipients == ["ada@example.com"] and connections == 3
-    assert delivered_on_the_third_attempt, (
-        f"the mail server refused the first 2 connections (smtplib raises SMTPConnectError); your task connected "
-        f"{connections} time(s) and delivered {len(recipients)} message(s). Expected 3 connections and 1 message: "
-        "retry on SMTPConnectError, 3 attempts in all (stop_after_attempt(3))."
-    )
+        recipients, connections = _recipients(mail), mail.connections
+    refused_twice: Observation = {
+        "status": response.status_code,
+        "text": response.text,
+        "server_records": len(server_log),
+        "task_errors": _task_errors(server_log),
+        "recipients": recipients,
+        "connections": connections,
+    }
 
     with (
         capture_logs("uvicorn.error") as server_log,
@@ -145,14 +179,12 @@ def ex02(send_welcome_email: Callable[[str], Any], settings: MailSettings) -> st
         with serve(app) as url:
             httpx.post(f"{url}/register", params={"address": "bob@example.com"})
         connections = mail.connections
-    assert server_log == [], f"the task raised {_raised(server_log)}; it must catch and log its last failure"
-    assert connections == 3, (
-        f"against a mail server that always refuses, your task connected {connections} time(s); expected 3 "
-        "attempts in all, then give up"
-    )
-    errors = _errors_naming(mail_log, "bob@example.com")
-    assert errors, "nothing was logged at ERROR on the 'mail' logger naming bob@example.com; use logger.exception"
-    assert errors[0].exc_info is not None, "log the traceback too: logger.exception(...) does that"
+    always_refused: Observation = {
+        "server_records": len(server_log),
+        "task_errors": _task_errors(server_log),
+        "connections": connections,
+        "errors_logged": _errors_logged(mail_log),
+    }
 
     failures: list[BaseException] = []
     worker = threading.Thread(
@@ -167,17 +199,72 @@ def ex02(send_welcome_email: Callable[[str], Any], settings: MailSettings) -> st
             elapsed, connections = time.monotonic() - started, mail.connections
             in_time = not worker.is_alive()
         worker.join(10)  # the mail server has stopped and hung up, so even a task without a timeout ends now
-    assert in_time, (
+    never_answers: Observation = {
+        "in_time": in_time,
+        "failures": [repr(failure) for failure in failures],
+        "connections": connections,
+        "elapsed": elapsed,
+        "errors_logged": _errors_logged(mail_log),
+    }
+    return {
+        "is_async": False,
+        "refused_twice": refused_twice,
+        "always_refused": always_refused,
+        "never_answers": never_answers,
+    }
+
+
+def _naming(errors: list[dict[str, Any]], address: str) -> list[dict[str, Any]]:
+    """The recorded errors whose message names ``address``."""
+    return [error for error in errors if address in error["message"]]
+
+
+@ex02.judgement
+def _ex02(seen: Observation) -> str:
+    assert not seen["is_async"], (
+        "send_welcome_email is an async def function: smtplib would block the event loop in it. Make it a plain "
+        "def; Starlette runs a def task on a worker thread."
+    )
+    first = seen["refused_twice"]
+    assert first["status"] == 201, first["text"]
+    assert first["server_records"] == 0, (
+        f"the task raised {first['task_errors']}; it must catch and log its last failure"
+    )
+    recipients, connections = first["recipients"], first["connections"]
+    delivered_on_the_third_attempt = recipients == ["ada@example.com"] and connections == 3
+    assert delivered_on_the_third_attempt, (
+        f"the mail server refused the first 2 connections (smtplib raises SMTPConnectError); your task connected "
+        f"{connections} time(s) and delivered {len(recipients)} message(s). Expected 3 connections and 1 message: "
+        "retry on SMTPConnectError, 3 attempts in all (stop_after_attempt(3))."
+    )
+
+    second = seen["always_refused"]
+    assert second["server_records"] == 0, (
+        f"the task raised {second['task_errors']}; it must catch and log its last failure"
+    )
+    assert second["connections"] == 3, (
+        f"against a mail server that always refuses, your task connected {second['connections']} time(s); "
+        "expected 3 attempts in all, then give up"
+    )
+    errors = _naming(second["errors_logged"], "bob@example.com")
+    assert errors, "nothing was logged at ERROR on the 'mail' logger naming bob@example.com; use logger.exception"
+    assert errors[0]["has_traceback"] is True, "log the traceback too: logger.exception(...) does that"
+
+    third = seen["never_answers"]
+    assert third["in_time"] is True, (
         f"against a mail server that never answers, your task was still waiting after {_GIVE_UP_SECONDS:.0f} s "
         "(three attempts with a 0.5 s timeout take under 2 s): give smtplib.SMTP a timeout (timeout=0.5)"
     )
-    assert not failures, f"the task raised {failures[0]!r}; it must catch and log its last failure"
-    assert connections == 3, (
-        f"against a mail server that never answers, your task connected {connections} time(s) in {elapsed:.1f} s; "
-        "expected 3. smtplib reports a timeout while it waits for the greeting as SMTPServerDisconnected: "
-        "retry on that too."
+    failures = third["failures"]
+    assert failures == [], f"the task raised {failures[0]}; it must catch and log its last failure"
+    assert third["connections"] == 3, (
+        f"against a mail server that never answers, your task connected {third['connections']} time(s) in "
+        f"{float(third['elapsed']):.1f} s; expected 3. smtplib reports a timeout while it waits for the greeting "
+        "as SMTPServerDisconnected: retry on that too."
     )
-    assert _errors_naming(mail_log, "cy@example.com"), "the timed-out e-mail to cy@example.com was not logged at ERROR"
+    assert _naming(third["errors_logged"], "cy@example.com"), (
+        "the timed-out e-mail to cy@example.com was not logged at ERROR"
+    )
     return "Exercise 2.2 solved: a def task that times out, makes 3 attempts, and logs the failure with its traceback."
 
 
@@ -231,7 +318,7 @@ def _registration_app(mail: MailServer, flaw: str | None) -> FastAPI:
     return app
 
 
-def _outcome(test: Callable[[httpx.Client, MailServer], object], flaw: str | None) -> BaseException | None:
+def _outcome(test: Callable[[httpx.Client, MailServer], object], flaw: str | None) -> str | None:
     """Run the learner's test against a fresh app (with ``flaw``); return what it raised, if anything."""
     with (
         capture_logs("uvicorn.error"),
@@ -242,18 +329,29 @@ def _outcome(test: Callable[[httpx.Client, MailServer], object], flaw: str | Non
         try:
             test(client, mail)
         except Exception as error:  # noqa: BLE001 - any failure of the test counts as "it caught the flaw"
-            return error
+            return f"{type(error).__name__}: {error}"
     return None
 
 
 @exercise_check("2.3")
-def ex03(test_registration: Callable[[httpx.Client, MailServer], object]) -> str:
+def ex03(test_registration: Callable[[httpx.Client, MailServer], object]) -> Observation:
     """Exercise 2.3: the learner's test passes against a correct app and fails against each broken one."""
-    failure = _outcome(test_registration, None)
+    return {
+        "against_correct_app": _outcome(test_registration, None),
+        # Run against every broken app even if it failed against the correct one: each run is independent.
+        "passed_against": {flaw: _outcome(test_registration, flaw) is None for flaw in FLAWS},
+    }
+
+
+@ex03.judgement
+def _ex03(seen: Observation) -> str:
+    failure = seen["against_correct_app"]
     assert failure is None, (
-        f"your test failed against a correct app: {type(failure).__name__}: {failure}. (The welcome e-mail "
+        f"your test failed against a correct app: {failure}. (The welcome e-mail "
         "arrives after the response: wait for it with mail.wait_for.)"
     )
-    missed = [description for flaw, description in FLAWS.items() if _outcome(test_registration, flaw) is None]
+    passed = seen["passed_against"]
+    # Only an explicit False (the test failed) counts as caught: any other value is a miss, never a catch.
+    missed = [description for flaw, description in FLAWS.items() if passed[flaw] is not False]
     assert not missed, "your test passed against " + "; and against ".join(missed)
     return f"Exercise 2.3 solved: your test passes against a correct app and catches all {len(FLAWS)} broken ones."
