@@ -35,7 +35,6 @@ from bgcourse.instructor._guard import ALLOWED_PROGRAMS, GUARD_SOURCE, GUARD_VAR
 from bgcourse.instructor._isolation import Isolation, ProcessLimit, choose_isolation
 from bgcourse.instructor._kernel_caps import message_caps_source
 from bgcourse.instructor._kernel_client import CellRun, GradingClient, new_refusals, outcome
-from bgcourse.instructor._mounts import small_tmpfs, unmount
 
 __all__ = ["CellRun", "Limits", "Run", "run_cells"]
 
@@ -112,8 +111,6 @@ def run_cells(
                 "PYTHONPATH": os.pathsep.join([str(root / "site"), *filter(None, [os.environ.get("PYTHONPATH")])])
             }
         limit = ProcessLimit(limits.processes) if isolation.sandboxed else None
-        # The kernel's folder in memory, of a fixed size (root only: see _mounts.py); else the watch holds.
-        mounted = isolation.sandboxed and small_tmpfs(root / "kernel", _KERNEL_TMPFS_BYTES, _KERNEL_TMPFS_FILES)
         try:
             _write_kernelspec(root, limits, env, isolation, limit)
             return asyncio.run(_run(sources, limits, root, env, warm, isolation))
@@ -122,8 +119,6 @@ def run_cells(
         finally:
             if limit is not None:
                 limit.close()
-            if mounted:
-                unmount(root / "kernel")
     finally:
         _remove(root)
 
@@ -218,6 +213,8 @@ async def _run(
         kernel: Any = client.km.provisioner  # a LocalProvisioner: it has the process and its group
         watchdog = asyncio.get_running_loop().call_later(limits.deadline, _kill, kernel.pgid, deadline_passed)
         folder_watch = asyncio.create_task(_watch_kernel_folder(root / "kernel", kernel.pgid, overfilled))
+        if isolation.sandboxed:
+            _seal(root / "kernel")
         try:
             for index, cell in enumerate(notebook.cells):
                 client.start_cell()
@@ -250,7 +247,6 @@ async def _run(
 
 _MAX_KERNEL_FOLDER_ENTRIES = 64  # the connection file and the kernel's five sockets, and room to spare
 _MAX_KERNEL_FOLDER_BYTES = 16 * 2**20
-_KERNEL_TMPFS_BYTES, _KERNEL_TMPFS_FILES = 4 * 2**20, 128  # where it is a tmpfs: full long before the watch stops it
 _OVERFILLED = "it wrote files into the kernel's own folder (not its working folder): grading stopped there"
 
 
@@ -263,6 +259,21 @@ async def _watch_kernel_folder(folder: Path, group: int | None, overfilled: asyn
             overfilled.set()
             _kill(group, None)
             return
+
+
+_NOBODY = 65534
+
+
+def _seal(folder: Path) -> None:
+    """As root, once the kernel's sockets exist, give their folder to nobody: the kernel can no longer change it.
+
+    The sandbox's processes have no capabilities, so a folder of another user's is closed to them:
+    no file added, none removed or replaced by a link (which the grader's client would follow when
+    it reconnects). Without root, the folder cannot be given away; it is watched instead.
+    """
+    if os.geteuid() == 0:
+        os.chown(folder, _NOBODY, _NOBODY)
+        os.chmod(folder, 0o755)
 
 
 def _folder_usage(folder: Path, limit: int) -> tuple[int, int]:

@@ -31,8 +31,6 @@ from typing import Generic, TypeVar
 
 import psutil
 
-from bgcourse.instructor._mounts import private_mounts
-
 __all__ = ["Ended", "end_descendants", "run_jobs"]
 
 Job = TypeVar("Job")
@@ -157,7 +155,6 @@ def _stop(run: _Running[Job], *, gently: bool = False) -> None:
 
 def _serve(work: Callable[[Job], object], job: Job, results: Connection, grader: int, scratch: str) -> None:
     """The worker: watch the grader, do the job in ``scratch``, send the result."""
-    private_mounts()  # first, while this is the only thread: a kernel's folder can then be a tmpfs that ends with us
     os.environ["JUPYTER_RUNTIME_DIR"] = os.path.join(scratch, "runtime")  # the kernel's connection file
     if len(scratch) <= MAX_SCRATCH_CHARS:  # for the kernel's folder too, if its socket paths still fit
         os.environ["TMPDIR"] = tempfile.tempdir = scratch
