@@ -55,3 +55,8 @@ def test_a_session_left_open_is_caught() -> None:
 
     with pytest.raises(AssertionError, match="open the session with `async with`"):
         asyncio.run(checks.ex02(cancel_booking))
+
+
+@pytest.mark.parametrize("seen", [{}, {"status": 202, "text": "", "errors": 5}])
+def test_a_record_of_the_wrong_shape_is_not_solved(seen: dict[str, object]) -> None:
+    assert not checks.ex02.decide(seen).solved

@@ -72,3 +72,8 @@ def test_never_marking_done_is_caught() -> None:
 
     with pytest.raises(AssertionError, match=r"still not done after 10 s|open_account was called"):
         asyncio.run(checks.ex03(process_outbox))
+
+
+@pytest.mark.parametrize("seen", [{}, {"responses": "202"}])
+def test_a_record_of_the_wrong_shape_is_not_solved(seen: dict[str, object]) -> None:
+    assert not checks.ex03.decide(seen).solved

@@ -81,3 +81,8 @@ def test_a_wrong_status_code_is_caught() -> None:
 
     with pytest.raises(AssertionError, match="expected 202 Accepted, got 200"):
         checks.ex01(make_app)
+
+
+@pytest.mark.parametrize("seen", [{}, {"status": 202, "text": "", "body": [], "job_id": ["j"]}])
+def test_a_record_of_the_wrong_shape_is_not_solved(seen: dict[str, object]) -> None:
+    assert not checks.ex01.decide(seen).solved

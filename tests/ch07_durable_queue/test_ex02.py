@@ -60,3 +60,8 @@ def test_check_then_send_then_record_is_caught() -> None:
 
     with pytest.raises(AssertionError, match="sent 2 times"):
         checks.ex02(check_then_send)
+
+
+@pytest.mark.parametrize("seen", [{}, {"sent_after_first": ["o-1"], "first": "True"}])
+def test_a_record_of_the_wrong_shape_is_not_solved(seen: dict[str, object]) -> None:
+    assert not checks.ex02.decide(seen).solved

@@ -64,3 +64,16 @@ def test_not_marking_the_rows_is_caught() -> None:
 def test_marking_before_enqueueing_is_caught() -> None:
     with pytest.raises(AssertionError, match="a row marked before its enqueue succeeded is lost"):
         checks.ex03(relay(condition=STALE, mark_first=True))
+
+
+def test_a_wrong_answer_is_judged_not_solved_from_its_observation() -> None:
+    seen = checks.ex03.observation(relay(condition="enqueued_at is null"))
+    assert seen["enqueued"] == [101, 105]
+    decided = checks.ex03.decide(seen)
+    assert not decided.solved
+    assert "enqueued orders [101, 105]" in decided
+
+
+@pytest.mark.parametrize("seen", [{}, {"enqueued": [101, 102, 105], "count": 3, "now": "later", "marks": {}}])
+def test_a_record_of_the_wrong_shape_is_not_solved(seen: dict[str, object]) -> None:
+    assert not checks.ex03.decide(seen).solved

@@ -23,9 +23,10 @@ from sqlalchemy import DateTime, ForeignKey, String, event, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from bgcourse.helpers._check import exercise_check
 from bgcourse.helpers._db import Database, temporary_database
-from bgcourse.helpers._feedback import exercise_check
 from bgcourse.helpers._logs import capture_logs
+from bgcourse.helpers._observation import Observation, json_or_none
 from bgcourse.helpers._server import serve
 from bgcourse.helpers._tracebacks import logged_errors
 
@@ -123,7 +124,7 @@ def _error_lines(records: list[logging.LogRecord]) -> list[str]:
 
 
 @exercise_check("3.1")
-async def ex01(make_app: Callable[[Sessions], FastAPI]) -> str:
+async def ex01(make_app: Callable[[Sessions], FastAPI]) -> Observation:
     """Exercise 3.1: the user and the billing call in one transaction; a refusal leaves nothing behind."""
     async with temporary_database(ExerciseBase.metadata) as db:
         seen_during_billing: dict[str, int] = {}
@@ -142,18 +143,40 @@ async def ex01(make_app: Callable[[Sessions], FastAPI]) -> str:
             _billing_observers.remove(look)
         ada_rows = await _count(db, User, User.email == "ada@example.com")
         bob_rows = await _count(db, User, User.email == "bob@fail.example")
-        body = accepted.json() if accepted.headers.get("content-type") == "application/json" else {}
+        body = json_or_none(accepted)
         ada_id = body.get("user_id") if isinstance(body, dict) else None
+        # Looked up only by an id the response really gave: the judgement then compares plain counts.
         ada_by_id = await _count(db, User, User.id == ada_id) if isinstance(ada_id, int) else 0
-    assert accepted.status_code == 201, (
-        f"ada@example.com: expected 201 Created, got {accepted.status_code}: {accepted.text}"
+    return {
+        "accepted_status": accepted.status_code,
+        "accepted_text": accepted.text,
+        "ada_id": ada_id,
+        "ada_rows": ada_rows,
+        "ada_by_id": ada_by_id,
+        "refused_status": refused.status_code,
+        "refused_text": refused.text,
+        "seen_during_billing": seen_during_billing,
+        "bob_rows_at_response": bob_rows_at_response,
+        "bob_rows": bob_rows,
+    }
+
+
+@ex01.judgement
+def _ex01(seen: Observation) -> str:
+    accepted_status = seen["accepted_status"]
+    assert accepted_status == 201, (
+        f"ada@example.com: expected 201 Created, got {accepted_status}: {seen['accepted_text']}"
     )
-    assert isinstance(ada_id, int), f"expected a body {{'user_id': <the new id>}}, got {accepted.text}"
+    ada_id = seen["ada_id"]
+    assert isinstance(ada_id, int), f"expected a body {{'user_id': <the new id>}}, got {seen['accepted_text']}"
+    ada_rows, ada_by_id = seen["ada_rows"], seen["ada_by_id"]
     assert (ada_rows, ada_by_id) == (1, 1), (
         f"after ada's 201 the users table has {ada_rows} row(s) for ada@example.com (and {ada_by_id} with id "
         f"{ada_id}); expected her row, committed, with the id the response gave"
     )
-    assert refused.status_code == 502, f"bob@fail.example: expected 502, got {refused.status_code}: {refused.text}"
+    refused_status = seen["refused_status"]
+    assert refused_status == 502, f"bob@fail.example: expected 502, got {refused_status}: {seen['refused_text']}"
+    seen_during_billing = seen["seen_during_billing"]
     assert "bob@fail.example" in seen_during_billing, (
         "create_billing_account was never called for bob@fail.example: await it inside the registration"
     )
@@ -162,6 +185,7 @@ async def ex01(make_app: Callable[[Sessions], FastAPI]) -> str:
         "have stayed. Call create_billing_account inside the `async with sessions.begin()` block, so that its "
         "BillingError rolls the INSERT back"
     )
+    bob_rows_at_response, bob_rows = seen["bob_rows_at_response"], seen["bob_rows"]
     assert (bob_rows_at_response, bob_rows) == (0, 0), (
         f"bob's row was still in the table when the client had its 502 ({bob_rows_at_response} row, "
         f"{bob_rows} after the server stopped): nothing may be left to undo after the response"
@@ -170,7 +194,7 @@ async def ex01(make_app: Callable[[Sessions], FastAPI]) -> str:
 
 
 @exercise_check("3.2")
-async def ex02(cancel_booking: Callable[[Sessions, int], Awaitable[None]]) -> str:
+async def ex02(cancel_booking: Callable[[Sessions, int], Awaitable[None]]) -> Observation:
     """Exercise 3.2: a compensation with its own session, harmless when it runs more than once."""
     async with temporary_database(ExerciseBase.metadata) as db:
         async with db.sessions.begin() as session:
@@ -208,17 +232,33 @@ async def ex02(cancel_booking: Callable[[Sessions, int], Awaitable[None]]) -> st
         async with db.sessions() as session:
             seats_left = await session.scalar(select(Event.seats_left).where(Event.id == course_day.id))
             left = list(await session.scalars(select(Booking.email).order_by(Booking.id)))
-    assert response.status_code == 202, f"expected 202, got {response.status_code}: {response.text}"
+    return {
+        "status": response.status_code,
+        "text": response.text,
+        "errors": errors[:1],  # the judgement names the first; the rest would only make the record longer
+        "left": left,
+        "seats_left": seats_left,
+        "still_taken": still_taken,
+    }
+
+
+@ex02.judgement
+def _ex02(seen: Observation) -> str:
+    assert seen["status"] == 202, f"expected 202, got {seen['status']}: {seen['text']}"
+    errors = seen["errors"]
     assert not errors, (
         f"a run of cancel_booking raised {errors[0]}. The first run cancelled the booking; the next runs must "
         "find nothing to do and do nothing (a DELETE that matches no row is harmless; session.delete(None) is not)"
     )
+    left = seen["left"]
     assert left == ["bob@example.com"], f"the bookings left are {left}; expected only bob's: cancel ada's, by its id"
+    seats_left = seen["seats_left"]
     assert seats_left == 1, (
         f"after cancelling one booking (once, and twice more as retries) the event has {seats_left} seats left; "
         "expected 1. Give the seat back only if this run really deleted the booking (the DELETE's rowcount), "
         "in the same transaction"
     )
+    still_taken = seen["still_taken"]
     assert still_taken == [0], (
         f"after the tasks, {still_taken[0] if still_taken else '?'} connection(s) were still taken by sessions "
         "nobody closed: open the session with `async with`, so that it is closed whatever happens"
@@ -227,7 +267,7 @@ async def ex02(cancel_booking: Callable[[Sessions, int], Awaitable[None]]) -> st
 
 
 @exercise_check("3.3")
-async def ex03(process_outbox: Callable[[Sessions, Callable[[str], Awaitable[None]]], Awaitable[int]]) -> str:
+async def ex03(process_outbox: Callable[[Sessions, Callable[[str], Awaitable[None]]], Awaitable[int]]) -> Observation:
     """Exercise 3.3: an outbox worker: each message carried out once, a failed one tried again later."""
     calls: Counter[str] = Counter()
     failures: list[str] = []
@@ -291,8 +331,23 @@ async def ex03(process_outbox: Callable[[Sessions, Callable[[str], Awaitable[Non
             not_done = await _count(db, OutboxMessage, OutboxMessage.done_at.is_(None))
         calls_before = dict(calls)
         again = await process_outbox(db.sessions, open_account)
-    assert all(response.status_code == 202 for response in responses), [r.text for r in responses]
+    return {
+        "responses": [{"status": response.status_code, "text": response.text} for response in responses],
+        "statuses": statuses,
+        "not_done": not_done,
+        "failures": failures[:3],  # what the judgement quotes; a worker that fails every round fails 500 times
+        "calls_before": calls_before,
+        "again": again,
+        "extra_calls": sum(calls.values()) - sum(calls_before.values()),
+    }
+
+
+@ex03.judgement
+def _ex03(seen: Observation) -> str:
+    responses = seen["responses"]
+    assert all(response["status"] == 202 for response in responses), [response["text"] for response in responses]
     expected = {"ada@example.com": "active", "bob@fail.example": "refused", "flaky@example.com": "active"}
+    statuses, not_done = seen["statuses"], seen["not_done"]
     if statuses.get("flaky@example.com") == "pending" and not not_done:
         raise AssertionError(
             "flaky@example.com is still 'pending' although every message is marked done: its first billing call "
@@ -301,17 +356,17 @@ async def ex03(process_outbox: Callable[[Sessions, Callable[[str], Awaitable[Non
         )
     assert not_done == 0, (
         f"{not_done} message(s) were still not done after 10 s; statuses {statuses}; the worker's failures: "
-        f"{failures[:3]}"
+        f"{seen['failures'][:3]}"
     )
     assert statuses == expected, f"the users' statuses are {statuses}; expected {expected}"
     repeated = {
-        email: count for email, count in calls_before.items() if count > (2 if email.startswith("flaky") else 1)
+        email: count for email, count in seen["calls_before"].items() if count > (2 if email.startswith("flaky") else 1)
     }
     assert not repeated, (
         f"open_account was called {repeated} times: a message that is done must not be carried out again "
         "(mark it done, and select only messages that are not)"
     )
-    extra_calls = sum(calls.values()) - sum(calls_before.values())
+    again, extra_calls = seen["again"], seen["extra_calls"]
     assert (again, extra_calls) == (0, 0), (
         f"with nothing left to do, process_outbox returned {again} and made {extra_calls} call(s); expected 0 and none"
     )
