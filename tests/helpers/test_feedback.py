@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bgcourse import load_quiz
-from bgcourse.helpers._check import exercise_check
+from bgcourse.helpers._check import Check, exercise_check
 from bgcourse.helpers._feedback import COPY_MARKER, NotSolved, Verdict, copy_mode
 from bgcourse.helpers._observation import MIME, Observation, as_json
 from bgcourse.helpers._quiz import WrongAnswer
@@ -162,3 +164,15 @@ def test_a_check_without_a_judgement_never_passes() -> None:
         return {"value": value}
 
     assert not unjudged.decide(unjudged.observation(1)).solved
+
+
+def test_every_exercise_check_of_the_course_has_a_judgement_and_every_master_calls_one() -> None:
+    root = Path(__file__).resolve().parents[2]
+    for notebook in sorted((root / "notebooks").glob("ch*.py")):
+        module = importlib.import_module(f"bgcourse.checks.{notebook.stem}")
+        checks = {name: value for name, value in vars(module).items() if isinstance(value, Check)}
+        assert checks, notebook.stem
+        for name, check in checks.items():
+            assert check.judge is not None, f"{notebook.stem}.{name} has no judgement: it could never pass"
+        called = set(re.findall(r"checks\.(ex\d\d)\(", notebook.read_text(encoding="utf-8")))
+        assert called == set(checks), f"{notebook.stem}: the notebook calls {sorted(called)}"
