@@ -56,7 +56,11 @@ def test_only_what_scores_runs_and_only_the_chapter_cells_it_needs(master_answer
     assert roles.count(("context", "")) == 1, "only the chapter cell that imports load_quiz"
     assert "load_quiz" in cells[0].source
     (check,) = [cell for cell in cells if (cell.role, cell.item) == ("check", "q06")]
-    assert "def check(schedule)" in check.source, "a code question's check is added at grading time"
+    assert "def observe(schedule)" in check.source, "a code question's probe is added at grading time"
+    assert check.judge == ("question", "q06"), "and its record is judged in the grader"
+    (probe,) = [cell for cell in cells if (cell.role, cell.item) == ("check", "ex01")]
+    assert "checks.ex01.observation(app, receipts)" in probe.source, "an exercise's probe observes only"
+    assert probe.judge == ("exercise", "bgcourse.checks.ch01_core_mechanics:ex01")
     # A missing answer does not pull in the chapter's own definitions of the names it should define.
     stubbed = plan_cells(assignment, Submission("someone"))
     assert [cell.role for cell in stubbed].count("context") == 1
