@@ -100,7 +100,41 @@ def _parser() -> argparse.ArgumentParser:
         "--check", action="store_true", help="write nothing; fail if a measurement disagrees with the table"
     )
     versions.set_defaults(run=_versions)
+
+    edition = commands.add_parser(
+        "edition",
+        help="check an edition in another language against the English notebooks; start or stamp a translation",
+        description="An edition (notebooks/LANGUAGE/) mirrors the English notebooks cell for cell: the same code, "
+        "the same nbgrader metadata, each markdown cell stamped with a hash of the English cell it translates. "
+        "With no option, list what differs, naming each cell.",
+    )
+    edition.add_argument("language", choices=["zh-CN"], help="the edition's language")
+    edition.add_argument("--new", metavar="CHAPTER", help="start a translation: a stamped copy of the English notebook")
+    edition.add_argument(
+        "--stamp", action="append", default=[], metavar="CHAPTER:INDEX",
+        help="record that this cell translates the English cell as it is now (after translating its change)",
+    )  # fmt: skip
+    edition.set_defaults(run=_edition)
     return parser
+
+
+def _edition(options: argparse.Namespace, course: Path) -> int:
+    from bgcourse.editions._editions import Edition, problems, stamp, start_translation
+
+    edition = Edition(course, options.language)
+    if options.new:
+        print(f"Wrote {start_translation(edition, options.new)}: translate its markdown cells in the .py file.")
+        return 0
+    if options.stamp:
+        for chapter, _, index in (item.partition(":") for item in options.stamp):
+            stamp(edition, chapter, [int(index)])
+        print(f"Stamped {len(options.stamp)} cells.")
+        return 0
+    found = [problem for slug in edition.slugs() for problem in problems(edition, slug)]
+    for problem in found:
+        print(problem)
+    print(f"{len(edition.slugs())} chapters of the {options.language} edition; {len(found)} problems.")
+    return 1 if found else 0
 
 
 def _release(options: argparse.Namespace, course: Path) -> int:

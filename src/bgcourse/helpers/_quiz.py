@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from bgcourse.helpers._feedback import copy_mode
+from bgcourse.helpers._language import ENGLISH, current_language
 from bgcourse.helpers._observation import RAISED, UNATTEMPTED, Observation, observed
 
 __all__ = ["Question", "Quiz", "QuizFormatError", "WrongAnswer", "find_quiz_file", "load_quiz"]
@@ -201,20 +202,25 @@ class Quiz:
         return sum(question.points for question in self.questions)
 
 
-def find_quiz_file(slug: str) -> Path:
+def find_quiz_file(slug: str, language: str | None = None) -> Path:
     """Where ``quizzes/<slug>.toml`` is: ``$BGCOURSE_QUIZZES``, the cwd or above it, or the course checkout.
 
     The cwd comes before the checkout so that a released copy (``release/assessed/notebooks/``)
     finds its own quiz files, without an answer key, even where the course package is installed.
+    In an edition's language (default: the notebook's, see ``_language.py``), each folder's
+    ``<language>/<slug>.toml`` comes first: ``quizzes/zh-CN/`` in the course; a released copy
+    of the edition has its quiz files directly in ``quizzes/``.
     """
+    language = language or current_language()
     candidates: list[Path] = []
     if os.environ.get("BGCOURSE_QUIZZES"):
         candidates.append(Path(os.environ["BGCOURSE_QUIZZES"]))
     candidates += [folder / "quizzes" for folder in (Path.cwd(), *Path.cwd().parents)]
     candidates.append(Path(__file__).resolve().parents[3] / "quizzes")  # an editable install
     for folder in candidates:
-        if (folder / f"{slug}.toml").is_file():
-            return folder / f"{slug}.toml"
+        for path in ([folder / language / f"{slug}.toml"] if language != ENGLISH else []) + [folder / f"{slug}.toml"]:
+            if path.is_file():
+                return path
     raise FileNotFoundError(
         f"No quiz file {slug}.toml in {', '.join(str(c) for c in dict.fromkeys(candidates))}; "
         "run the notebook from the course folder or set BGCOURSE_QUIZZES to the quizzes folder."
