@@ -31,16 +31,17 @@ $(READY): pyproject.toml requirements.lock
 	$(UV) pip install --python $(BIN)/python --no-deps -e .
 	@touch $(READY)
 
-# More options for JupyterLab, e.g. `make lab LAB_OPTIONS="--no-browser --port=8900"`.
+# More options for JupyterLab, e.g. `make lab LAB_OPTIONS="--no-browser --port=8900"`; the Chinese
+# edition (中文版) with `make lab LANGUAGE=zh-CN`.
 LAB_OPTIONS ?=
 
 ## lab: set up (first time only), copy the course into my-course/ (your own copy), open JupyterLab on chapter 1
 lab: $(READY)
-	$(BIN)/bgcourse lab $(LAB_OPTIONS)
+	$(BIN)/bgcourse lab $(if $(LANGUAGE),--language $(LANGUAGE)) $(LAB_OPTIONS)
 
 ## lab-master: JupyterLab on the master notebooks, solutions and answers filled in (authors, instructors)
 lab-master: $(READY)
-	$(BIN)/bgcourse lab --master $(LAB_OPTIONS)
+	$(BIN)/bgcourse lab --master $(if $(LANGUAGE),--language $(LANGUAGE)) $(LAB_OPTIONS)
 
 ## test: set up (first time only), then lint, type-check, and run every test and notebook
 test: $(READY) $(NBGRADER_READY)

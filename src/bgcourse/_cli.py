@@ -46,6 +46,10 @@ def _parser() -> argparse.ArgumentParser:
         "<chapter>.updated.ipynb), then start JupyterLab there, on chapter 1. Other options go to JupyterLab.",
     )
     lab.add_argument("--master", action="store_true", help="the master notebooks instead (authors, instructors)")
+    lab.add_argument(
+        "--language", choices=["en", "zh-CN"], default="en",
+        help="the course's edition: en (default) or zh-CN, the Chinese one (中文版: my-course-zh-CN/)",
+    )  # fmt: skip
     lab.set_defaults(run=_lab)
 
     release = commands.add_parser(
@@ -154,7 +158,7 @@ def _release(options: argparse.Namespace, course: Path) -> int:
 def _lab(options: argparse.Namespace, course: Path) -> int:
     from bgcourse.lab._lab import lab_arguments, prepare_lab
 
-    folder, said = prepare_lab(course, master=options.master)
+    folder, said = prepare_lab(course, master=options.master, language=options.language)
     for line in said:
         print(line)
     arguments = lab_arguments(course, folder, master=options.master, extra=options.jupyter_options)

@@ -10,6 +10,8 @@ import nbformat
 import pytest
 
 from bgcourse.helpers._feedback import COPY_MARKER, copy_mode
+from bgcourse.helpers._language import current_language
+from bgcourse.helpers._quiz import find_quiz_file
 from bgcourse.lab._lab import FIRST_CHAPTER, lab_arguments, prepare_lab
 from bgcourse.lab._workspace import UPDATED_SUFFIX, prepare_workspace
 
@@ -129,3 +131,21 @@ def test_the_lab_serves_the_learners_folder_on_chapter_1_without_jupytext(course
     overrides = json.loads((settings / "lab" / "overrides.json").read_text(encoding="utf-8"))
     assert overrides["@jupyterlab/apputils-extension:notification"]["fetchNews"] == "false"
     assert (settings / "nbsignatures.db").is_file(), "the copies are signed: JupyterLab trusts them"
+
+
+def test_the_chinese_edition_gets_a_copy_of_its_own_that_reads_its_own_quizzes(
+    course: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (course / "notebooks" / "zh-CN").mkdir()
+    for suffix in (".ipynb", ".py"):
+        shutil.copy(ROOT / "notebooks" / "zh-CN" / f"ch01_core_mechanics{suffix}", course / "notebooks" / "zh-CN")
+    folder, said = prepare_lab(course, language="zh-CN")
+    assert folder == course / "my-course-zh-CN"
+    assert said == [f"Copied ch01_core_mechanics.ipynb into {folder}."]
+    assert copy_mode(folder) == "practice"
+    assert current_language(folder) == "zh-CN"
+    notebook = nbformat.read(folder / "ch01_core_mechanics.ipynb", as_version=4)
+    assert notebook.cells[1].source.startswith("> **你的练习副本。**"), "the banner in the learner's language"
+    monkeypatch.chdir(folder)  # as a notebook's kernel runs
+    assert find_quiz_file("ch01_core_mechanics") == course / "quizzes" / "zh-CN" / "ch01_core_mechanics.toml"
+    assert not (course / "my-course").exists(), "the English copy is not touched"

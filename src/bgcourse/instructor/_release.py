@@ -8,6 +8,10 @@ outputs and records nbgrader checksums, in two modes:
 - ``assessed``: quiz files without answers, explanations or checks, so a check cell only says
   that the answer has the right form and was recorded; feedback comes with the grade.
 
+Each edition in another language (``notebooks/zh-CN/``, ``quizzes/zh-CN/``; see
+``bgcourse.editions``) is released the same way into a folder of its own, ``release/zh-CN/``,
+whose copies say their language in ``.course-copy.json``.
+
 Output is deterministic (sorted keys, no dates), so a test can regenerate it and compare bytes.
 """
 
@@ -24,6 +28,7 @@ from typing import Any
 
 import nbformat
 
+from bgcourse.editions._editions import EDITIONS
 from bgcourse.helpers._feedback import COPY_MARKER
 from bgcourse.helpers._quiz import Quiz, load_quiz
 from bgcourse.instructor._files import replaced_directory, write_atomic
@@ -46,6 +51,7 @@ __all__ = [
     "chapters",
     "copy_marker",
     "find_course",
+    "languages",
     "practice_stub",
     "release_files",
     "release_tree",
@@ -70,13 +76,32 @@ _BANNER = {
 }
 
 
+_BANNER_ZH = {
+    "practice": (
+        "> **你的练习副本。** 每道练习和测验题都有一个作答单元格（把 `...` 换成你的答案），下面的检查单元格"
+        "会立刻告诉你是否正确，不对时给出提示。这里没有任何单元格会中断 *Run All*：还没作答的检查只会如实说明。"
+    ),
+    "assessed": (
+        "> **考核副本。** 测验答案只记录、不评判：测验的检查单元格只确认答案的格式正确。练习的检查单元格照常运行。"
+        "分数和反馈在评分之后给出。提交时请保留本 notebook 的文件名。"
+    ),
+}
+_BANNERS = {"en": _BANNER, "zh-CN": _BANNER_ZH}
+
+
 @dataclass(frozen=True)
 class Chapter:
-    """One chapter: its slug, master notebook and quiz file (``None`` if it has no quiz)."""
+    """One chapter: its slug, master notebook and quiz file (``None`` if it has no quiz), and its language."""
 
     slug: str
     notebook: Path
     quiz: Path | None
+    language: str = "en"
+
+    @property
+    def prefix(self) -> str:
+        """Where its copies go in the release: ``""`` for English, ``"zh-CN/"`` for an edition."""
+        return "" if self.language == "en" else f"{self.language}/"
 
 
 def find_course(start: Path | None = None) -> Path:
@@ -88,18 +113,27 @@ def find_course(start: Path | None = None) -> Path:
     raise FileNotFoundError(f"no course folder (with notebooks/ and quizzes/) at or above {here}; pass --course")
 
 
-def chapters(course: Path, slugs: Sequence[str] = ()) -> list[Chapter]:
-    """Every ``notebooks/ch*.ipynb`` of the course, or the ones named (by slug or notebook path)."""
-    found = {path.stem: path for path in sorted((course / "notebooks").glob("ch*.ipynb"))}
+def chapters(course: Path, slugs: Sequence[str] = (), language: str = "en") -> list[Chapter]:
+    """Every ``notebooks/ch*.ipynb`` of the course (an edition's: ``notebooks/<language>/``), or the ones named."""
+    where = "" if language == "en" else f"/{language}"
+    found = {path.stem: path for path in sorted((course / f"notebooks{where}").glob("ch*.ipynb"))}
     wanted = [Path(slug).stem for slug in slugs] or list(found)
     unknown = [slug for slug in wanted if slug not in found]
     if unknown:
-        raise ReleaseError(f"no notebooks/{unknown[0]}.ipynb in {course}; the chapters are {', '.join(found)}")
-    quiz_folder = course / "quizzes"
+        raise ReleaseError(f"no notebooks{where}/{unknown[0]}.ipynb in {course}; the chapters are {', '.join(found)}")
+    quiz_folder = course / f"quizzes{where}"
     return [
-        Chapter(slug, found[slug], quiz_folder / f"{slug}.toml" if (quiz_folder / f"{slug}.toml").is_file() else None)
+        Chapter(
+            slug, found[slug], quiz_folder / f"{slug}.toml" if (quiz_folder / f"{slug}.toml").is_file() else None,
+            language,
+        )
         for slug in wanted
-    ]
+    ]  # fmt: skip
+
+
+def languages(course: Path) -> list[str]:
+    """English, and each edition that the course has."""
+    return ["en", *(language for language in EDITIONS if (course / "notebooks" / language).is_dir())]
 
 
 def read_master(chapter: Chapter) -> tuple[nbformat.NotebookNode, Quiz | None]:
@@ -125,7 +159,7 @@ def student_notebook(chapter: Chapter, master: nbformat.NotebookNode, quiz: Quiz
         else:
             stub = CODE_STUB
         student_cell(cell, stub, f"{chapter.notebook.name}, cell {cell_id}")
-    banner = nbformat.v4.new_markdown_cell(_BANNER[mode], id=f"bgcourse-{mode}-copy")
+    banner = nbformat.v4.new_markdown_cell(_BANNERS[chapter.language][mode], id=f"bgcourse-{mode}-copy")
     notebook.cells.insert(1 if notebook.cells else 0, banner)
     nbformat.validate(notebook)
     return notebook
@@ -180,17 +214,19 @@ def release_files(course: Path, slugs: Sequence[str] = ()) -> tuple[dict[str, by
     """Every released file (relative path to bytes) of the chapters, and their manifest entries."""
     files: dict[str, bytes] = {}
     manifest: dict[str, Any] = {}
-    for chapter in chapters(course, slugs):
-        master, quiz = read_master(chapter)
-        cells: dict[str, Any] = {}
-        for mode in MODES:
-            notebook = student_notebook(chapter, master, quiz, mode)
-            files[f"{mode}/notebooks/{chapter.slug}.ipynb"] = _notebook_bytes(notebook)
-            if chapter.quiz:
-                text = chapter.quiz.read_bytes() if mode == "practice" else assessed_quiz_text(chapter.quiz).encode()
-                files[f"{mode}/quizzes/{chapter.slug}.toml"] = text
-            cells[mode] = _cell_checksums(notebook)
-        manifest[chapter.slug] = {"cells": cells}
+    for language in languages(course):
+        for chapter in chapters(course, slugs, language):
+            master, quiz = read_master(chapter)
+            cells: dict[str, Any] = {}
+            for mode in MODES:
+                notebook = student_notebook(chapter, master, quiz, mode)
+                files[f"{chapter.prefix}{mode}/notebooks/{chapter.slug}.ipynb"] = _notebook_bytes(notebook)
+                if chapter.quiz:
+                    quiz_text = chapter.quiz.read_bytes()
+                    text = quiz_text if mode == "practice" else assessed_quiz_text(chapter.quiz).encode()
+                    files[f"{chapter.prefix}{mode}/quizzes/{chapter.slug}.toml"] = text
+                cells[mode] = _cell_checksums(notebook)
+            manifest[f"{chapter.prefix}{chapter.slug}"] = {"cells": cells}
     return files, manifest
 
 
@@ -218,6 +254,9 @@ def release_tree(course: Path) -> dict[str, bytes]:
     files, chapters_manifest = release_files(course)
     files["README.md"] = _README.encode("utf-8")
     files[f"practice/notebooks/{COPY_MARKER}"] = copy_marker("practice")
+    for language in languages(course)[1:]:  # an edition's copies say their language (quizzes, feedback)
+        for mode in MODES:
+            files[f"{language}/{mode}/notebooks/{COPY_MARKER}"] = copy_marker(mode, language=language)
     files[MANIFEST] = _manifest_bytes(chapters_manifest, files)
     return files
 
@@ -268,6 +307,8 @@ these files by hand: a test regenerates them and fails if they differ.
 - `assessed/`: the same notebooks, and quiz files without answers, explanations or checks: a quiz
   check cell only records the answer. Hand out the whole folder; grade the returned notebooks
   with `bgcourse grade SUBMISSIONS_DIR`.
+- `zh-CN/practice/`, `zh-CN/assessed/`: the same two copies of the course's Chinese edition
+  (`notebooks/zh-CN/`, `quizzes/zh-CN/`); their `.course-copy.json` says `"language": "zh-CN"`.
 - `checksums.json`: the nbgrader checksums of the graded, locked and solution cells, and the
   SHA-256 of every file here.
 

@@ -42,15 +42,20 @@ _OVERRIDES = {
 }
 
 
-def prepare_lab(course: Path, *, master: bool = False) -> tuple[Path, list[str]]:
+def learner_folder(course: Path, language: str = "en") -> Path:
+    """The learner's own copy: ``my-course/``, or ``my-course-zh-CN/`` for the Chinese edition."""
+    return course / (LEARNER_FOLDER if language == "en" else f"{LEARNER_FOLDER}-{language}")
+
+
+def prepare_lab(course: Path, *, master: bool = False, language: str = "en") -> tuple[Path, list[str]]:
     """Make the folder JupyterLab will serve ready; return it and what to tell the learner."""
     if master:
-        folder = course / "notebooks"
+        folder = course / "notebooks" if language == "en" else course / "notebooks" / language
         said = [f"The master notebooks (reference solutions filled in, answers given): {folder}"]
         to_sign = sorted(folder.glob("ch*.ipynb"))
     else:
-        folder = course / LEARNER_FOLDER
-        report = prepare_workspace(course, folder)
+        folder = learner_folder(course, language)
+        report = prepare_workspace(course, folder, language)
         said = report.lines() or [f"Your copy of the course: {folder}"]
         to_sign = [folder / name for name in [*report.created, *report.restored, *report.refreshed]]
         to_sign += [folder / f"{name.removesuffix('.ipynb')}{UPDATED_SUFFIX}" for name in report.offered]

@@ -66,16 +66,19 @@ class WorkspaceReport:
         return said
 
 
-def prepare_workspace(course: Path, folder: Path) -> WorkspaceReport:
+def prepare_workspace(course: Path, folder: Path, language: str = "en") -> WorkspaceReport:
     """Bring the learner's ``folder`` up to date with the course's practice release, losing nothing.
+
+    ``language`` chooses the edition: English, or ``zh-CN`` (``release/zh-CN/practice/``).
 
     The record keeps two digests a chapter: ``release``, of the released notebook (has the course
     changed?), and ``written``, of the file as written here (has the learner changed it?).
     """
+    source = _SOURCE if language == "en" else f"{language}/{_SOURCE}"
     released = {
-        name.removeprefix(_SOURCE): data
+        name.removeprefix(source): data
         for name, data in release_tree(course).items()
-        if name.startswith(_SOURCE) and name.endswith(".ipynb")
+        if name.startswith(source) and name.endswith(".ipynb")
     }
     folder.mkdir(parents=True, exist_ok=True)
     record = _read_record(folder)
@@ -109,7 +112,8 @@ def prepare_workspace(course: Path, folder: Path) -> WorkspaceReport:
             continue
         write_atomic(target, data)
         copied[name] = {"release": digest, "written": _sha256(data)}
-    write_atomic(folder / COPY_MARKER, copy_marker("practice", chapters=copied))
+    in_language = {} if language == "en" else {"language": language}
+    write_atomic(folder / COPY_MARKER, copy_marker("practice", chapters=copied, **in_language))
     return report
 
 
