@@ -83,7 +83,7 @@ nbgrader-env: $(NBGRADER_READY)
 
 ## notebooks: after editing a chapter's .py (or .ipynb), bring its twin up to date
 notebooks: $(READY)
-	$(BIN)/jupytext --sync notebooks/*.ipynb
+	$(BIN)/jupytext --sync notebooks/*.ipynb notebooks/zh-CN/*.ipynb
 
 ## lock: re-resolve requirements.lock after changing a pin in pyproject.toml
 lock: $(READY)
