@@ -40,8 +40,9 @@ WATCH_SECONDS = 0.2  # how often a worker looks whether the grader is still ther
 EXIT_SECONDS = 30  # how long a worker that sent its result may take to exit
 # A kernel's IPC sockets live in its folder, <temporary folder>/bgcourse-grade-XXXXXXXX/kernel/k-N
 # (35 characters more), and a socket's path must be under 107 characters: in a worker folder with a
-# longer path, the kernel's folder goes to the usual temporary folder (and is left there if the
-# worker is killed before it can remove it: only if the kernel kills it, or someone else does).
+# longer path, the kernel's folder goes to the usual temporary folder, or to /tmp if that is long
+# too (and is left there if the worker is killed before it can remove it: only if the kernel
+# kills it, or someone else does).
 MAX_SCRATCH_CHARS = 70
 
 
@@ -158,6 +159,9 @@ def _serve(work: Callable[[Job], object], job: Job, results: Connection, grader:
     os.environ["JUPYTER_RUNTIME_DIR"] = os.path.join(scratch, "runtime")  # the kernel's connection file
     if len(scratch) <= MAX_SCRATCH_CHARS:  # for the kernel's folder too, if its socket paths still fit
         os.environ["TMPDIR"] = tempfile.tempdir = scratch
+    elif len(tempfile.gettempdir()) > MAX_SCRATCH_CHARS and os.path.isdir("/tmp"):
+        # A long TMPDIR would make the kernel's socket paths too long for it to start at all.
+        os.environ["TMPDIR"] = tempfile.tempdir = "/tmp"
     signal.signal(signal.SIGTERM, _end_on_signal)
     finished = threading.Event()
     watch = threading.Thread(target=_watch, args=(grader, scratch, finished), name="bgcourse-watch", daemon=True)
