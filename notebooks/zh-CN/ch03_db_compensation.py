@@ -17,36 +17,22 @@
 # ---
 
 # %% [markdown] translates="91ad8709d9bf3b4b"
-# # Chapter 3: Database transaction compensation, and a task's own session
+# # 第 3 章：数据库事务（transaction）与补偿事务（compensation），以及任务自己的会话（session）
 #
-# Chapter 2 kept its users in a dictionary. Real users live in a database, and a database brings
-# two questions that background tasks make sharp. First: when a registration has written its user
-# and a later step fails, who removes the user again, and what if that never happens? Second: a
-# background task runs after the response; which database session may it use? Everything here is
-# real: SQLAlchemy's asyncio API on a real database, uvicorn servers in threads and in processes
-# of their own, and `kill -9`. Run the cells from top to bottom; each statement of fact is followed
-# by a cell that proves it.
+# 第 2 章把用户存放在一个字典里。真实的用户存放在数据库里，而数据库带来了两个问题，后台任务（background task）让它们变得格外尖锐。第一：注册流程已经写入了用户，后面的某一步却失败了，谁来把这个用户删掉？如果删除始终没有发生，又会怎样？第二：后台任务在响应（response）之后才运行，它可以使用哪个数据库会话？本章的一切都是真实的：在真实的数据库上使用 SQLAlchemy 的 asyncio API，在线程里和独立进程里运行的 uvicorn 服务器，以及 `kill -9`。请从上到下依次运行各单元格；每一条事实陈述之后，都跟着一个证明它的证明单元格（proof cell）。
 #
-# **You will learn**
+# **你将学到**
 #
-# - SQLAlchemy 2's asyncio API: `AsyncEngine`, `async_sessionmaker`, `AsyncSession`, on SQLite
-#   through `aiosqlite`; the same code runs on PostgreSQL through `asyncpg` when `DATABASE_URL`
-#   says so;
-# - the compensation pattern: a task that undoes a committed write after a later step failed,
-#   and why it is fragile: if the process dies before the task runs, the undo never happens;
-# - better designs: undo inside the request's transaction, compensations that are harmless to
-#   repeat (idempotent), and the outbox, where the work still to do is written in the same
-#   transaction as the data;
-# - when a dependency with `yield` closes its session, relative to the response and the tasks,
-#   on FastAPI 0.163 and on the versions before it, and what `Depends(..., scope="function")` does;
-# - what goes wrong when a task uses the request's session or its ORM objects
-#   (`MissingGreenlet`, `DetachedInstanceError`, a connection nobody returns), and the pattern
-#   that always works: pass ids, and open a session inside the task.
+# - SQLAlchemy 2 的 asyncio API：`AsyncEngine`、`async_sessionmaker`、`AsyncSession`，在 SQLite 上通过 `aiosqlite` 运行；当 `DATABASE_URL` 指定 PostgreSQL 时，同样的代码通过 `asyncpg` 在 PostgreSQL 上运行；
+# - 补偿事务模式：后面的步骤失败后，由一个任务撤销已经提交（commit）的写入；以及它为什么脆弱：如果进程在任务运行之前就死掉，撤销就永远不会发生；
+# - 更好的设计：在请求（request）的事务内撤销；重复执行也无害、即幂等（idempotent）的补偿事务；以及发件箱（outbox）：把尚待完成的工作与数据写在同一个事务里；
+# - 带 `yield` 的依赖项（dependency）在什么时候关闭它的会话（相对于响应和任务而言），在 FastAPI 0.163 上如何，在之前的版本上又如何；以及 `Depends(..., scope="function")` 起什么作用；
+# - 任务使用请求的会话或其 ORM 对象时会出什么问题（`MissingGreenlet`、`DetachedInstanceError`、一个没人归还的连接），以及始终可行的模式：传递 id，在任务内部打开会话。
 
 # %% [markdown] translates="53f60f58bd25c4d4"
-# ## 0. Set-up: the versions, the database, and the course's helpers
+# ## 0. 准备工作：版本、数据库和课程的辅助函数
 #
-# The cell prints the versions this chapter was proved on, and says so if yours differ.
+# 下面的单元格打印本章验证时所用的版本；如果你的版本与之不同，它会指出来。
 
 # %%
 import asyncio
@@ -85,24 +71,15 @@ for package, pinned in PINNED.items():
 print(f"{'python':10} {platform.python_version()}")
 
 # %% [markdown] translates="1dbd212fecbdaff2"
-# **The database.** Without any set-up the chapter uses SQLite, a database in one file, through
-# the `aiosqlite` driver: `temporary_database()` makes a new file in a temporary folder for each
-# cell, creates the tables, and removes the folder when the cell is done. To run the chapter on
-# PostgreSQL instead, start Jupyter with the environment variable `DATABASE_URL` set, for example
-# `DATABASE_URL=postgresql+asyncpg://user:password@localhost:5432/course_db`, naming an empty
-# database made for the course (the cells create their tables and drop them afterwards). The
-# course's tests run every app of this chapter on both.
+# **数据库。** 不做任何配置时，本章通过 `aiosqlite` 驱动使用 SQLite（一种单文件数据库）：`temporary_database()` 为每个单元格在临时文件夹中新建一个数据库文件，创建数据表，并在单元格结束时删除该文件夹。若要改在 PostgreSQL 上运行本章，请在启动 Jupyter 时设置环境变量 `DATABASE_URL`，例如 `DATABASE_URL=postgresql+asyncpg://user:password@localhost:5432/course_db`，指向一个专为本课程创建的空数据库（各单元格会自行建表，用完后再删除）。课程的测试会在这两种数据库上运行本章的每个应用。
 #
-# From the course's helpers, besides `serve` (a uvicorn server in a thread of the notebook):
+# 除了 `serve`（在 notebook 的一个线程中运行的 uvicorn 服务器）之外，本章还用到课程的这些辅助函数：
 #
-# - `database_url()`, `make_engine(url)`, `make_sessionmaker(engine)`, `create_tables(...)`:
-#   what an app uses to reach its database (section 1);
-# - `temporary_database(metadata)`: a fresh database for one `async with` block;
-# - `uvicorn_process(app)`: a real `python -m uvicorn` in a child process, which the notebook can
-#   kill (section 3), and `read_module_source` to show the code such a process runs (the cell
-#   below wraps it as `app_process(app, NAME=value, ...)`, with the child's environment);
-# - `logged_errors(records)`: the exceptions a server logged, by type and message;
-# - `version_table(...)`: what `make versions` measured on older FastAPI releases (section 7).
+# - `database_url()`、`make_engine(url)`、`make_sessionmaker(engine)`、`create_tables(...)`：应用连接数据库所用的工具（第 1 节）；
+# - `temporary_database(metadata)`：为一个 `async with` 代码块提供一个全新的数据库；
+# - `uvicorn_process(app)`：在子进程中运行的真实 `python -m uvicorn`，notebook 可以杀掉它（第 3 节）；以及 `read_module_source`，用来展示这种进程所运行的代码（下面的单元格把前者封装成 `app_process(app, NAME=value, ...)`，关键字参数即子进程的环境变量）；
+# - `logged_errors(records)`：服务器记录下的异常，按类型和消息列出；
+# - `version_table(...)`：`make versions` 在旧版 FastAPI 上测得的结果（第 7 节）。
 
 # %%
 import httpx
@@ -154,7 +131,7 @@ async def count_rows(db: Database, sql: str, **parameters: object) -> int:
 def app_process(app: str, **environment: str) -> Iterator[ChildProcess]:
     """`python -m uvicorn <app>` in a child process, with these environment variables, once it serves."""
     with uvicorn_process(app, env=environment) as server:
-        server.wait_for_output("Uvicorn running on", timeout=30)  # uvicorn says so once it has its port
+        server.wait_for_output("Uvicorn running on", timeout=30)  # uvicorn 拿到端口后会打印这一行
         yield server
 
 
@@ -168,22 +145,16 @@ async def eventually(condition: Callable[[], Awaitable[bool]], what: str, timeou
 
 
 # %% [markdown] translates="46d53ce8200ee55f"
-# ## 1. SQLAlchemy's asyncio API, on SQLite or PostgreSQL
+# ## 1. SQLAlchemy 的 asyncio API：SQLite 或 PostgreSQL
 #
-# Four pieces make up SQLAlchemy 2's asyncio API, and an app uses them in this order:
+# SQLAlchemy 2 的 asyncio API 由四部分组成，应用按以下顺序使用它们：
 #
-# 1. an `AsyncEngine` (`make_engine(url)` calls `create_async_engine`): one per process; it
-#    knows the database and keeps a pool of connections;
-# 2. an `async_sessionmaker` (`make_sessionmaker(engine)`): a factory of sessions. The course's
-#    sets `expire_on_commit=False`, so that an object keeps its values after a commit
-#    (section 8 shows what happens without it);
-# 3. `async with sessions.begin() as session:` a session with a transaction that commits when
-#    the block ends and rolls back if the block raises;
-# 4. `await session.execute(...)`, `await session.scalars(select(...))`: every statement that
-#    reaches the database is awaited.
+# 1. `AsyncEngine`（`make_engine(url)` 调用 `create_async_engine`）：每个进程一个；它知道要连接哪个数据库，并维护一个连接池（connection pool）；
+# 2. `async_sessionmaker`（`make_sessionmaker(engine)`）：会话工厂。课程的版本设置了 `expire_on_commit=False`，使对象在提交之后仍保留其属性值（第 8 节展示不这样设置会怎样）；
+# 3. `async with sessions.begin() as session:`：一个带事务的会话，代码块结束时提交，代码块抛出异常时回滚（rollback）；
+# 4. `await session.execute(...)`、`await session.scalars(select(...))`：每一条发往数据库的语句都要 await。
 #
-# **Fact 1.1.** The same code writes and reads rows on SQLite (a file in a temporary folder,
-# which is gone after the block) and on PostgreSQL; only the URL differs.
+# **事实 1.1**：同样的代码既能在 SQLite（临时文件夹中的一个文件，代码块结束后即被删除）上写入和读取数据行，也能在 PostgreSQL 上这样做；唯一的区别是 URL。
 
 # %%
 class Base(DeclarativeBase):
@@ -198,7 +169,7 @@ class User(Base):
 
 
 async with temporary_database(Base.metadata) as db:
-    async with db.sessions.begin() as session:  # BEGIN; the INSERTs; COMMIT when the block ends
+    async with db.sessions.begin() as session:  # BEGIN；执行各条 INSERT；代码块结束时 COMMIT
         session.add_all([User(email="ada@example.com"), User(email="bob@example.com")])
     async with db.sessions() as session:
         emails = list(await session.scalars(select(User.email).order_by(User.id)))
@@ -213,11 +184,9 @@ assert emails == ["ada@example.com", "bob@example.com"]
 assert sqlite_file is None or not sqlite_file.exists()
 
 # %% [markdown] translates="4b5315024674666e"
-# The transaction is what the rest of the chapter builds on: what happens inside one either
-# happens entirely or not at all.
+# 事务是本章其余内容的基础：事务里的操作，要么全部生效，要么全都不生效。
 #
-# **Fact 1.2.** If a `sessions.begin()` block raises, nothing it wrote stays, even a row whose
-# `INSERT` had already run (`session.flush()` sends it, and the row gets its id).
+# **事实 1.2**：如果 `sessions.begin()` 代码块抛出异常，它写入的任何内容都不会保留，即使某一行的 `INSERT` 已经执行过（`session.flush()` 会把它发送出去，该行也已拿到 id）。
 
 # %%
 class LaterStepFailed(Exception):
@@ -229,7 +198,7 @@ async with temporary_database(Base.metadata) as db:
         async with db.sessions.begin() as session:
             user = User(email="cy@example.com")
             session.add(user)
-            await session.flush()  # the INSERT runs now
+            await session.flush()  # INSERT 此时执行
             id_inside = user.id
             raise LaterStepFailed("a later step failed")
     except LaterStepFailed:
@@ -241,23 +210,15 @@ print(f"after the block raised, the table holds {rows_after} rows: the transacti
 assert id_inside is not None and rows_after == 0
 
 # %% [markdown] translates="ee4b704546f40baf"
-# The asyncio API needs one more package. SQLAlchemy's ORM is written as ordinary, blocking
-# Python; its asyncio API runs that code in a *greenlet* (a lightweight coroutine from the
-# `greenlet` package) and suspends the greenlet wherever the driver has to `await`. SQLAlchemy
-# 2.1 does not install `greenlet` by default. Its documentation says: "Changed in version 2.1:
-# greenlet is no longer installed by default; to use the asyncio extension, the
-# `sqlalchemy[asyncio]` target must be used." So install it as
+# asyncio API 还需要一个包。SQLAlchemy 的 ORM 是用普通的、阻塞（blocking）式的 Python 写成的；它的 asyncio API 在一个 *greenlet* 中运行这些代码——greenlet 是 `greenlet` 包提供的轻量级协程（coroutine）——并在驱动需要 `await` 的地方挂起该 greenlet。SQLAlchemy 2.1 默认不再安装 `greenlet`。它的文档写道："Changed in version 2.1: greenlet is no longer installed by default; to use the asyncio extension, the `sqlalchemy[asyncio]` target must be used."（2.1 版变更：默认不再安装 greenlet；要使用 asyncio 扩展，必须安装 `sqlalchemy[asyncio]` 这个目标。）所以请这样安装：
 #
 # ```
 # pip install "sqlalchemy[asyncio]"
 # ```
 #
-# as the course's requirements do.
+# 课程的安装要求也是这样写的。
 #
-# **Fact 1.3.** SQLAlchemy's own package metadata names `greenlet` as a requirement of its
-# `asyncio` extra only, and `greenlet` is installed here. In a fresh Python in which
-# `import greenlet` fails (the cell blocks it, as if it were not installed), importing
-# `sqlalchemy.ext.asyncio` raises an `ImportError` that says to install `sqlalchemy[asyncio]`.
+# **事实 1.3**：SQLAlchemy 自身的包元数据只把 `greenlet` 列为其 `asyncio` extra 所需的包，而这里已经安装了 `greenlet`。在一个 `import greenlet` 会失败的全新 Python 进程中（单元格屏蔽了它，就像没有安装一样），导入 `sqlalchemy.ext.asyncio` 会抛出 `ImportError`，提示安装 `sqlalchemy[asyncio]`。
 
 # %%
 greenlet_requirements = [line for line in requires("sqlalchemy") or [] if line.startswith("greenlet")]
@@ -275,34 +236,23 @@ assert error_line.startswith("ImportError: The SQLAlchemy asyncio module require
 assert "pip install sqlalchemy[asyncio]" in error_line
 
 # %% [markdown] translates="a6496de9ad079c20"
-# ## 2. A registration with a compensation task
+# ## 2. 带补偿事务任务的注册流程
 #
-# The chapter's example is a registration that has two steps: write the user, then open an
-# account at a billing service (another system; it refuses every address at `fail.example`). The
-# first design commits the user at once, because it does not want to hold a database transaction
-# open while it waits for another service. When billing refuses, the user must go again, and
-# that undo, a **compensation**, is slow (it stands for cancelling what other services already
-# did), so it goes into a background task and the client gets its `502 Bad Gateway` at once.
+# 本章的例子是一个分两步的注册：先写入用户，再到计费服务（另一个系统；它拒绝所有 `fail.example` 下的地址）开一个账户。第一种设计立即提交用户，因为它不想在等待另一个服务时一直占着一个数据库事务。计费服务拒绝时，用户必须再被删掉；这种撤销，即**补偿事务**，很慢（它代表撤销其他服务已经做过的事情），所以放进后台任务中，客户端则立刻拿到它的 `502 Bad Gateway`。
 #
-# The app runs as a real `python -m uvicorn` process, as in production; it is a module of the
-# course, shown here:
+# 应用像在生产环境中一样，作为一个真实的 `python -m uvicorn` 进程运行；它是课程中的一个模块，代码如下：
 
 # %%
 Code(read_module_source("solutions.ch03_db_compensation.registration_app"), language="python")
 
 # %% [markdown] translates="4141bf8d1bc547fe"
-# Note two choices in it: the endpoint *returns* its `502` instead of raising `HTTPException`
-# (Fact 2.2 shows why), and the task gets the user's *id* and opens a session of its own
-# (sections 7 to 9 show why).
+# 注意其中的两个选择：端点（endpoint）*返回*它的 `502`，而不是抛出 `HTTPException`（事实 2.2 说明原因）；任务拿到的是用户的 *id*，并自己打开一个会话（第 7 至 9 节说明原因）。
 #
-# **Fact 2.1.** A refused registration answers `502` at once; when the client has that answer,
-# the user's row is still in the table, and the compensation removes it afterwards, no sooner
-# than the half second it takes (`UNDO_SECONDS`). A successful registration keeps its row.
-# (Starting the app's process takes a few seconds; the progress bar shows the steps.)
+# **事实 2.1**：被拒绝的注册立即返回 `502`；客户端拿到这个响应时，用户那一行还在表里，补偿事务随后才把它删除，不会早于它所需的半秒（`UNDO_SECONDS`）。成功的注册则保留它那一行。（启动应用进程需要几秒钟；进度条会显示各个步骤。）
 
 # %%
 REGISTRATION_APP = "solutions.ch03_db_compensation.registration_app:app"
-UNDO_SECONDS = 0.5  # how long the app's compensation takes before it deletes the row
+UNDO_SECONDS = 0.5  # 应用的补偿事务在删除该行之前要花多长时间
 
 
 async def users_with(db: Database, email: str) -> int:
@@ -314,7 +264,7 @@ async def no_user(db: Database, email: str) -> bool:
 
 
 with tqdm(total=2, desc="start the app's process; register ada and bob") as progress:
-    async with temporary_database() as db:  # the app creates its table when it starts
+    async with temporary_database() as db:  # 应用启动时自己建表
         with app_process(REGISTRATION_APP, DATABASE_URL=db.url, UNDO_SECONDS=str(UNDO_SECONDS)) as server:
             progress.update()
             accepted = httpx.post(f"{server.url}/register", params={"email": "ada@example.com"})
@@ -333,17 +283,13 @@ print(f"when the client had the 502, the table held {bob_rows_at_response} row f
       f" the compensation removed it {bob_gone - refused_answered:.1f} s later")
 assert accepted.status_code == 201 and ada_rows == 1
 assert refused.status_code == 502 and bob_rows_at_response == 1
-# The task starts after the response and waits UNDO_SECONDS before it deletes: a lower bound, never too tight.
+# 任务在响应之后开始，并等待 UNDO_SECONDS 后才删除：这是一个下限，永远不会过紧。
 assert bob_gone - refused_sent >= UNDO_SECONDS, "the row went only after the compensation's UNDO_SECONDS"
 
 # %% [markdown] translates="189009ee612e3cab"
-# An error answer is where compensations are scheduled, and the usual way to answer with an
-# error is to raise `HTTPException`. FastAPI attaches the task list to the response the endpoint
-# *returns*; a raised exception is turned into a new response by the exception handler, and that
-# one has no tasks.
+# 补偿事务正是在返回错误响应的地方安排的，而返回错误的常见做法是抛出 `HTTPException`。FastAPI 把任务列表挂在端点*返回*的响应上；抛出的异常会被异常处理器转换成一个新的响应，而这个新响应上没有任务。
 #
-# **Fact 2.2.** A task added before the endpoint raises `HTTPException(502)` never runs. The same
-# task, with the `502` returned as a `JSONResponse`, runs.
+# **事实 2.2**：在端点抛出 `HTTPException(502)` 之前添加的任务永远不会运行。同样的任务，如果把 `502` 作为 `JSONResponse` 返回，就会运行。
 
 # %%
 app = FastAPI()
@@ -362,7 +308,7 @@ async def returns(background_tasks: BackgroundTasks) -> JSONResponse:
     return JSONResponse({"detail": "the billing service refused"}, status_code=502)
 
 
-with serve(app) as url:  # when the block ends, the server has run every task it had
+with serve(app) as url:  # 代码块结束时，服务器已经运行完它的所有任务
     answers = {path: httpx.post(f"{url}{path}").status_code for path in ("/raises", "/returns")}
 
 print(f"answers: {answers}")
@@ -371,20 +317,13 @@ assert answers == {"/raises": 502, "/returns": 502}
 assert ran == ["the task of the endpoint that returned"]
 
 # %% [markdown] translates="d1f46e4e70c5476f"
-# ## 3. Why it is fragile: the process can die before the task runs
+# ## 3. 为什么它很脆弱：进程可能在任务运行之前就死掉
 #
-# A background task lives only in the memory of the process that answered the request. Nothing
-# about it is written anywhere. If that process ends before the task has run (`kill -9`, the
-# operating system's out-of-memory killer, a crashed machine, a deployment that stops the old
-# process before its tasks are done), the task is gone, and no other process knows it existed.
+# 后台任务只存在于响应该请求的那个进程的内存中，关于它的任何信息都没有写到别处。如果该进程在任务运行之前就结束了（`kill -9`、操作系统在内存耗尽时的 OOM killer、机器崩溃、部署时旧进程的任务还没做完就被停掉），任务就没了，也没有任何其他进程知道它曾经存在过。
 #
-# **Fact 3.1.** Killed with `SIGKILL` after it has answered `502` but while its compensation is
-# still waiting, the process leaves the refused user in the table, and a freshly started process
-# does not remove it either: it carries out a compensation of its own (for a new refused
-# registration), and the first user's row is still there.
+# **事实 3.1**：进程返回 `502` 之后、补偿事务还在等待时，用 `SIGKILL` 杀掉它，被拒绝的用户就会留在表里；重新启动的进程也不会删除它：新进程会执行它自己的补偿事务（针对一次新的被拒注册），而第一个用户那一行依然还在。
 #
-# So that the kill surely comes while the compensation waits, the first process gets a slow one
-# (`UNDO_SECONDS=60`); the restarted process has the usual half second.
+# 为了确保在补偿事务等待期间杀掉进程，第一个进程的补偿事务被设得很慢（`UNDO_SECONDS=60`）；重启后的进程则使用通常的半秒。
 
 # %%
 with tqdm(total=3, desc="start; register cy; kill -9; restart; register dan") as progress:
@@ -392,7 +331,7 @@ with tqdm(total=3, desc="start; register cy; kill -9; restart; register dan") as
         with app_process(REGISTRATION_APP, DATABASE_URL=db.url, UNDO_SECONDS="60") as server:
             progress.update()
             refused = httpx.post(f"{server.url}/register", params={"email": "cy@fail.example"})
-            server.send_signal(signal.SIGKILL)  # kill -9: no shutdown, no finally, no task
+            server.send_signal(signal.SIGKILL)  # kill -9：没有关闭流程，没有 finally，也没有任务
             exit_status = server.wait(timeout=30)
         rows_after_kill = await users_with(db, "cy@fail.example")
         progress.update()
@@ -410,25 +349,14 @@ assert dan.status_code == 502
 assert rows_after_kill == 1 and rows_after_restart == 1, "the compensation was lost with the process"
 
 # %% [markdown] translates="102d0f977fdf1076"
-# The user cy now exists in the database but has no billing account, and nothing in the system
-# remembers that it should be removed. Retrying the task inside the process (chapter 4) does not
-# help: the retry lives in the same memory. The next sections make the undo unnecessary, harmless
-# to repeat, or durable.
+# 用户 cy 现在存在于数据库中，却没有计费账户，而系统中没有任何东西记得应该删除它。在进程内重试（retry）这个任务（第 4 章）也无济于事：重试同样只存在于这块内存中。接下来的几节分别让撤销变得不再必要、可以安全重复，或者持久可靠。
 
 # %% [markdown] translates="600bab390026d7eb"
-# ## 4. Better: undo inside the request's transaction
+# ## 4. 更好的做法：在请求的事务内撤销
 #
-# When the later step can run while the transaction is still open, there is nothing to
-# compensate: do the insert and the call in one transaction, and let the failure roll the insert
-# back (Fact 1.2). `POST /register-atomic` in the module above does that: inside one
-# `async with sessions.begin()` block it adds the user, calls `await session.flush()`, and then
-# awaits the billing call; the block commits when it ends, and rolls back if the call raised.
+# 如果后面的步骤可以在事务仍然打开时运行，就没有什么需要补偿的：在一个事务中完成插入和调用，让失败把插入回滚掉（事实 1.2）。上面模块中的 `POST /register-atomic` 就是这么做的：在一个 `async with sessions.begin()` 代码块内，它添加用户，调用 `await session.flush()`，然后 await 计费调用；代码块结束时提交，如果调用抛出异常则回滚。
 #
-# **Fact 4.1.** In the module's source, `register_atomic` opens the transaction, flushes, and
-# calls billing, in that order. Run with the same steps on an engine whose events note every
-# statement, a successful registration gives: `BEGIN`, the `INSERT` (after which the user has its
-# id), the billing call (during which another connection sees no row for the user), and only then
-# `COMMIT`. A refused one gives the same first three, then `ROLLBACK`.
+# **事实 4.1**：在模块的源码中，`register_atomic` 依次打开事务、执行 flush、调用计费服务。在一个通过事件记录每条语句的 engine 上按同样的步骤运行，一次成功的注册依次得到：`BEGIN`、`INSERT`（之后用户有了 id）、计费调用（期间另一个连接看不到该用户的行），最后才是 `COMMIT`。一次被拒绝的注册，前三步相同，然后是 `ROLLBACK`。
 
 # %%
 registration_source = read_module_source("solutions.ch03_db_compensation.registration_app")
@@ -444,7 +372,7 @@ class BillingRefused(Exception):
 
 async with temporary_database(Base.metadata) as db:
     engine = make_engine(db.url)
-    async with engine.connect():  # the first connection runs the dialect's own set-up queries: not traced
+    async with engine.connect():  # 第一个连接会运行方言自己的初始化查询：不记录它们
         pass
     trace: list[str] = []
     event.listen(engine.sync_engine, "begin", lambda connection: trace.append("BEGIN"))
@@ -461,7 +389,7 @@ async with temporary_database(Base.metadata) as db:
     traces: dict[str, list[str]] = {}
     for email in ("dee@example.com", "eve@fail.example"):
         with contextlib.suppress(BillingRefused):
-            async with sessions.begin() as session:  # the steps of register_atomic
+            async with sessions.begin() as session:  # register_atomic 的各个步骤
                 user = User(email=email)
                 session.add(user)
                 await session.flush()
@@ -482,9 +410,7 @@ for email, last in (("dee@example.com", "COMMIT"), ("eve@fail.example", "ROLLBAC
 assert rows_after == {"dee@example.com": 1, "eve@fail.example": 0}
 
 # %% [markdown] translates="57624386d609d429"
-# **Fact 4.2.** Treated the same way (a refused registration, then `kill -9` right after the
-# `502`), the compensating endpoint leaves a row behind and the transactional one leaves none;
-# a successful transactional registration has its row committed when the client has its `201`.
+# **事实 4.2**：用同样的方式处理（一次被拒的注册，然后在 `502` 之后立刻 `kill -9`），补偿式端点会留下一行，事务式端点则什么都不留；一次成功的事务式注册，在客户端拿到 `201` 时，它的行已经提交。
 
 # %%
 outcomes: dict[str, tuple[int, int, int]] = {}
@@ -492,7 +418,7 @@ with tqdm(total=3, desc="a process for each: /register, /register-atomic, then a
     async with temporary_database() as db:
         for path in ("/register", "/register-atomic"):
             email = f"{path.strip('/')}@fail.example"
-            # UNDO_SECONDS=60: the kill surely comes while the compensation still waits.
+            # UNDO_SECONDS=60：确保在补偿事务仍在等待时杀掉进程。
             with app_process(REGISTRATION_APP, DATABASE_URL=db.url, UNDO_SECONDS="60") as server:
                 answer = httpx.post(f"{server.url}{path}", params={"email": email})
                 rows_at_response = await users_with(db, email)
@@ -514,26 +440,14 @@ assert outcomes["/register-atomic"] == (502, 0, 0)
 assert welcome.status_code == 201 and dee_rows_at_response == 1
 
 # %% [markdown] translates="304d5024af07d94b"
-# The price: the transaction, and the connection it runs on, stay open for as long as the
-# billing call takes (on SQLite the whole database's write lock is held that long). For a call of
-# a few milliseconds that is the right trade; for a slow or unreliable one, section 6 shows a
-# design that holds nothing open. And a transaction can only undo what is in the database: an
-# e-mail already sent stays sent.
+# 代价是：事务以及它所用的连接，会在计费调用的整个过程中保持打开（在 SQLite 上，整个数据库的写锁也会被持有这么久）。对于几毫秒的调用，这是正确的取舍；对于缓慢或不可靠的调用，第 6 节给出一种什么都不占用的设计。另外，事务只能撤销数据库里的东西：已经发出的电子邮件是收不回来的。
 
 # %% [markdown] translates="a3b232c1d28bd919"
-# ## 5. Make compensations idempotent
+# ## 5. 让补偿事务幂等
 #
-# A compensation can run more than once: a retry after a timeout that had in fact succeeded
-# (chapter 4), a message carried out again after a crash (section 6). So it must be
-# **idempotent**: a second run must change nothing and raise nothing. A statement that says what
-# the result should be (`DELETE FROM users WHERE id = ...`) is idempotent; code that first loads
-# the object and then acts on it usually is not.
+# 补偿事务可能运行不止一次：超时（timeout）后的重试，而那次调用其实已经成功了（第 4 章）；崩溃后被再次执行的消息（第 6 节）。所以它必须是**幂等**的：第二次运行既不改变任何东西，也不抛出任何异常。直接说明结果应当是什么的语句（`DELETE FROM users WHERE id = ...`）是幂等的；先加载对象、再对它进行操作的代码通常不是。
 #
-# **Fact 5.1.** Run twice by one request (a compensation and its retry), a `DELETE ... WHERE id`
-# deletes one row, then none, quietly. Loading the user with `session.get` and passing it to
-# `session.delete` works once; the second run raises
-# `UnmappedInstanceError: Class 'builtins.NoneType' is not mapped` (the user is gone, `get`
-# returned `None`).
+# **事实 5.1**：由同一个请求运行两次（一次补偿事务加上它的重试），`DELETE ... WHERE id` 第一次删除一行，第二次一行也不删，悄无声息。用 `session.get` 加载用户、再交给 `session.delete`，第一次可行；第二次则抛出 `UnmappedInstanceError: Class 'builtins.NoneType' is not mapped`（用户已经没了，`get` 返回了 `None`）。
 
 # %%
 async with temporary_database(Base.metadata) as db:
@@ -558,7 +472,7 @@ async with temporary_database(Base.metadata) as db:
     async def undo(how: str, user_id: int, background_tasks: BackgroundTasks) -> dict[str, str]:
         compensation = remove_with_delete if how == "delete" else remove_with_get
         background_tasks.add_task(compensation, user_id)
-        background_tasks.add_task(compensation, user_id)  # the retry
+        background_tasks.add_task(compensation, user_id)  # 重试
         return {"undoing": how}
 
     with capture_logs("uvicorn.error") as records, serve(app) as url:
@@ -576,32 +490,18 @@ assert runs == {"delete": ["deleted 1 row(s)", "deleted 0 row(s)"], "get": ["del
 assert [error.type for error in errors] == ["UnmappedInstanceError"] and users_left == 0
 
 # %% [markdown] translates="64885e2c88276f91"
-# The same idea works for a compensation that *marks* a row instead of deleting it: put the
-# state it expects into the `WHERE` clause (`UPDATE users SET status = 'refused' WHERE id = ...
-# AND status = 'pending'`), as the outbox worker of section 6 does, so that a second run finds
-# nothing to change. Where a compensation also gives something back (a seat, a credit), give it
-# back only if this run really changed the row; exercise 3.2 does that.
+# 同样的思路也适用于*标记*某行而不是删除它的补偿事务：把它所期望的状态写进 `WHERE` 子句（`UPDATE users SET status = 'refused' WHERE id = ... AND status = 'pending'`），第 6 节的发件箱工作进程（worker）就是这么做的，这样第二次运行就找不到可改的东西。如果补偿事务还要归还某样东西（一个座位、一笔额度），那么只有在本次运行确实改动了该行时才归还；练习（exercise）3.2 就是这么做的。
 
 # %% [markdown] translates="6a70485b326d8cb7"
-# ## 6. The outbox: write down what is left to do, in the same transaction
+# ## 6. 发件箱：在同一个事务中记下还要做的事
 #
-# The durable version of "do this later" is a row in the database. The registration writes the
-# user (status `pending`) *and* an outbox message ("open a billing account for user 7") in one
-# transaction, and answers `202 Accepted`. A worker reads unfinished messages, does the work,
-# and then, in one transaction, records the outcome (the user becomes `active`, or `refused`:
-# the compensation marks the row) and marks the message done. If the process dies anywhere in
-# between, the message is still there, not done, and the next worker does it. Here the worker is
-# a loop started by the app's lifespan, in the same process:
+# “稍后再做这件事”的持久化版本，是数据库里的一行记录。注册流程在一个事务中写入用户（状态为 `pending`）*以及*一条发件箱消息（“为用户 7 开通计费账户”），然后返回 `202 Accepted`。工作进程读取未完成的消息，完成工作，然后在一个事务中记录结果（用户变为 `active`，或者 `refused`：由补偿事务标记该行），并把消息标记为已完成。如果进程在这中间的任何地方死掉，消息仍然在那里、处于未完成状态，下一个工作进程会去完成它。这里的工作进程是由应用的生命周期（lifespan）启动的一个循环，与应用在同一个进程中：
 
 # %%
 Code(read_module_source("solutions.ch03_db_compensation.outbox_app"), language="python")
 
 # %% [markdown] translates="dcc63445e381b94d"
-# **Fact 6.1.** Two registrations (one to be refused) are answered `202`; right after that the
-# process is killed, when its worker has at most begun the first billing call (each takes a
-# minute in that process, `BILLING_SECONDS=60`, so that none can be finished before the kill).
-# Both users are `pending` and both messages are not done. A new process, with quick billing
-# calls, finishes them: one user `active`, the other `refused`, every message done.
+# **事实 6.1**：两次注册（其中一次会被拒绝）都得到 `202`；紧接着进程被杀掉，此时它的工作进程最多刚开始第一次计费调用（在该进程中每次调用需要一分钟，`BILLING_SECONDS=60`，因此被杀之前一次也完成不了）。两个用户都是 `pending`，两条消息都未完成。一个新进程使用快速的计费调用把它们处理完：一个用户变为 `active`，另一个变为 `refused`，所有消息都已完成。
 
 # %%
 OUTBOX_APP = "solutions.ch03_db_compensation.outbox_app:app"
@@ -644,30 +544,17 @@ assert after_kill == ({"ada@example.com": "pending", "bob@fail.example": "pendin
 assert after_restart == ({"ada@example.com": "active", "bob@fail.example": "refused"}, 0)
 
 # %% [markdown] translates="722fe1a8bcf23b12"
-# What this minimal outbox does and does not give you:
+# 这个最简单的发件箱能给你什么、不能给你什么：
 #
-# - **Nothing is lost**: the intent was committed with the user, so a crash only delays it.
-# - **At least once, not exactly once**: a message is done only once its outcome is committed,
-#   so if a billing call was under way when the process died, the next process makes it again.
-#   The other service must accept a repeat, for example by taking the message id as an
-#   idempotency key; and the worker's own steps must be idempotent (section 5: the status
-#   changes only from `pending`).
-# - **One worker**: two processes running this loop would both take the oldest message
-#   (Fact 6.2). On PostgreSQL, `SELECT ... FOR UPDATE SKIP LOCKED` lets several workers share the
-#   table (Fact 6.3).
+# - **不会丢失**：意图与用户一起提交了，所以崩溃只会让它推迟。
+# - **至少一次投递（at-least-once delivery），而非恰好一次（exactly once）**：只有在结果提交之后，消息才算完成；所以如果进程死掉时某次计费调用正在进行，下一个进程会再调用一次。对方服务必须能接受重复的请求，例如把消息 id 当作幂等键；工作进程自己的步骤也必须幂等（第 5 节：状态只会从 `pending` 改变）。
+# - **只有一个工作进程**：两个运行这个循环的进程都会取走最早的那条消息（事实 6.2）。在 PostgreSQL 上，`SELECT ... FOR UPDATE SKIP LOCKED` 让多个工作进程可以共享这张表（事实 6.3）。
 #
-# Chapter 7 completes the picture with a durable queue, where a separate worker process takes the
-# place of this loop.
+# 第 7 章用持久化队列（durable queue）补全这幅图景：由一个独立的工作进程取代这个循环。
 #
-# Two workers sharing the outbox means two connections, each with a transaction of its own,
-# asking the worker's question ("the oldest message not done") at the same time. The cells below
-# ask it on an outbox table with three messages: the first worker takes one in its transaction,
-# and while that transaction is still open, the second asks.
+# 两个工作进程共享发件箱，意味着有两个连接，各自有自己的事务，同时提出工作进程的那个问题（“最早的未完成消息是哪条”）。下面的单元格在一张有三条消息的发件箱表上提出这个问题：第一个工作进程在它的事务中取走一条，在该事务仍然打开时，第二个工作进程也来问。
 #
-# **Fact 6.2.** Without a lock, both workers take message 1. On SQLite, `FOR UPDATE SKIP LOCKED`
-# does not exist: written out, it is a syntax error, and SQLAlchemy's
-# `.with_for_update(skip_locked=True)` is simply left out of the SQL, so both workers still take
-# message 1.
+# **事实 6.2**：没有锁时，两个工作进程都取到消息 1。SQLite 中不存在 `FOR UPDATE SKIP LOCKED`：直接写出来是语法错误，而 SQLAlchemy 的 `.with_for_update(skip_locked=True)` 会被直接从 SQL 中省略，所以两个工作进程仍然都取到消息 1。
 
 # %%
 outbox_tables = MetaData()
@@ -710,11 +597,7 @@ async with temporary_database(outbox_tables) as db:
         assert "FOR UPDATE" not in compiled and with_for_update == (1, 1)
 
 # %% [markdown] translates="8988e3256364504e"
-# **Fact 6.3.** On PostgreSQL, with `FOR UPDATE SKIP LOCKED`, worker 1's query locks message 1
-# until its transaction ends, and worker 2's query passes over the locked row: it takes message
-# 2. The cell runs on the chapter's database if that is PostgreSQL; otherwise on a throwaway
-# PostgreSQL server (`throwaway_postgres()`, from the course's helpers), if this machine has
-# PostgreSQL installed. Where it has neither, the cell says that the fact is not shown here.
+# **事实 6.3**：在 PostgreSQL 上使用 `FOR UPDATE SKIP LOCKED` 时，工作进程 1 的查询会锁住消息 1，直到它的事务结束；工作进程 2 的查询跳过被锁住的行，取到消息 2。如果本章的数据库是 PostgreSQL，单元格就在它上面运行；否则，如果这台机器装有 PostgreSQL，就在一个临时的 PostgreSQL 服务器上运行（`throwaway_postgres()`，来自课程的辅助函数）。两者都没有时，单元格会说明这条事实无法在这台机器上展示。
 
 # %%
 async def skip_locked_on(engine: AsyncEngine) -> tuple[str, tuple[int | None, int | None]]:
@@ -742,28 +625,18 @@ if compiled:
     assert compiled.endswith("FOR UPDATE SKIP LOCKED") and taken == (1, 2)
 
 # %% [markdown] translates="f16b72b3fcb38e56"
-# ## 7. When does a dependency with `yield` close its session?
+# ## 7. 带 `yield` 的依赖项什么时候关闭它的会话？
 #
-# The usual way to give an endpoint a session is a dependency with `yield`: the code before
-# `yield` opens the session, and the code after it closes it. FastAPI's documentation calls that
-# second part the dependency's *exit code* (code, not a number). A background task can use the
-# request's session only if the exit code has not run yet when the task starts.
+# 为端点提供会话的常见方式，是一个带 `yield` 的依赖项：`yield` 之前的代码打开会话，之后的代码关闭它。FastAPI 的文档把后半部分称为依赖项的 *exit code*（退出代码：指一段代码，而不是一个数字）。只有当任务开始时退出代码还没有运行，后台任务才能使用请求的会话。
 #
-# When the exit code runs has changed twice, and since FastAPI 0.121.0 you can choose it. The
-# choice is the dependency's *scope*, an argument of `Depends`:
+# 退出代码的运行时机已经变过两次，而从 FastAPI 0.121.0 起，你可以自己选择。这个选择就是依赖项的*作用域*（scope），它是 `Depends` 的一个参数：
 #
-# - `Depends(get_session, scope="function")`: the exit code runs when the endpoint function has
-#   returned, before the response is sent;
-# - `scope="request"`, the default for a dependency with `yield`: it runs after the response is
-#   sent.
+# - `Depends(get_session, scope="function")`：退出代码在端点函数返回之后、响应发送之前运行；
+# - `scope="request"`，带 `yield` 的依赖项的默认值：退出代码在响应发送之后运行。
 #
-# FastAPI keeps the exit codes it has to run in an *exit stack* (a `contextlib.AsyncExitStack`),
-# one for each scope of each request; closing the stack runs them, last in, first out. So the
-# question "when does the session close?" is the question "when does FastAPI close that stack?".
+# FastAPI 把需要运行的退出代码放在一个*退出栈*（exit stack，即一个 `contextlib.AsyncExitStack`）中，每个请求的每个作用域各有一个；关闭这个栈就会按后进先出的顺序运行它们。所以“会话什么时候关闭？”这个问题，就是“FastAPI 什么时候关闭那个栈？”。
 #
-# **Fact 7.1.** On FastAPI 0.163.2, a dependency with `yield` and the default scope runs its exit
-# code after the response was sent *and after the background task ended*. With
-# `scope="function"` it runs before the response is sent, so before the task starts.
+# **事实 7.1**：在 FastAPI 0.163.2 上，一个使用默认作用域、带 `yield` 的依赖项，会在响应发送之后*并且在后台任务结束之后*才运行它的退出代码。使用 `scope="function"` 时，退出代码在响应发送之前运行，因此也在任务开始之前。
 
 # %%
 timeline = Timeline()
@@ -825,18 +698,11 @@ assert orders['scope="function"'] == [
 ]
 
 # %% [markdown] translates="8a8de232825d8ee9"
-# In `fastapi/routing.py` of 0.163.2 you can see why: the request's exit stack closes only after
-# `await response(...)`, and a Starlette response runs its background tasks inside that call.
+# 从 0.163.2 的 `fastapi/routing.py` 中可以看出原因：请求的退出栈只在 `await response(...)` 之后才关闭，而 Starlette 的响应正是在这个调用内部运行它的后台任务。
 #
-# Older releases behaved differently. The course measures this on each of them: `make versions`
-# installs each release below in an environment of its own, runs the same small app on a real
-# uvicorn server, and records the order of events (the exit code, the response leaving the app,
-# the task). The table is what it recorded; a test of the course measures it again.
+# 旧版本的行为则不同。课程在每个版本上都测量了这一点：`make versions` 把下面的每个版本分别安装到独立的环境中，在真实的 uvicorn 服务器上运行同一个小应用，并记录事件的顺序（退出代码、响应离开应用、任务）。表格就是它记录下的结果；课程中的一个测试会重新测量。
 #
-# **Fact 7.2.** The default exit code ran after the response and the tasks on FastAPI 0.103.2
-# and 0.105.0, *before the response* on 0.106.0 to 0.117.0, and after the response and the
-# tasks again from 0.118.0. `scope="function"` exists from 0.121.0 and runs it before the
-# response. The last row is the pinned version: the same as the cell above.
+# **事实 7.2**：在 FastAPI 0.103.2 和 0.105.0 上，默认的退出代码在响应和任务之后运行；在 0.106.0 到 0.117.0 上，在*响应之前*运行；从 0.118.0 起，又回到响应和任务之后运行。`scope="function"` 从 0.121.0 开始存在，它让退出代码在响应之前运行。最后一行是本课程固定的版本：结果与上面的单元格相同。
 
 # %%
 exit_code_history = version_table("yield_exit", "yield_exit_function_scope")
@@ -849,45 +715,27 @@ assert exit_code_history.outcome("FastAPI 0.163.2", "yield_exit_function_scope")
 exit_code_history
 
 # %% [markdown] translates="d8437a67cc430b25"
-# FastAPI's release notes say the same:
+# FastAPI 的发布说明也是这么说的：
 #
-# - 0.106.0, under *Breaking Changes*: "Using resources from dependencies with `yield` in
-#   background tasks is no longer supported." Before it, the exit code ran "*after* the response
-#   was sent", by design, "to allow using the same objects 'yielded' by dependencies inside of
-#   background tasks".
-# - 0.118.0: "This behavior was reverted in 0.118.0, to make the exit code after `yield` be
-#   executed after the response is sent."
-# - 0.121.0: "Add support for dependencies with scopes". (That note says `scope="request"` is
-#   the one that exits before the response; the documentation, the code and the table agree that
-#   it is `"function"`.)
+# - 0.106.0，在 *Breaking Changes* 一节中："Using resources from dependencies with `yield` in background tasks is no longer supported."（不再支持在后台任务中使用带 `yield` 的依赖项所提供的资源。）在此之前，退出代码是按设计在 "*after* the response was sent"（响应发送*之后*）运行的，"to allow using the same objects 'yielded' by dependencies inside of background tasks"（以便在后台任务中使用依赖项 yield 出来的同一批对象）。
+# - 0.118.0："This behavior was reverted in 0.118.0, to make the exit code after `yield` be executed after the response is sent."（0.118.0 回退了这一行为，让 `yield` 之后的退出代码在响应发送之后执行。）
+# - 0.121.0："Add support for dependencies with scopes"（为依赖项增加作用域支持）。（这条说明称 `scope="request"` 是在响应之前退出的那一个；但文档、代码和表格一致表明，那是 `"function"`。）
 #
-# So the same code hands a background task an open session on FastAPI 0.163 (and before
-# 0.106), and a closed one on 0.106 to 0.117, or with `scope="function"`. The next section shows
-# both situations; neither is what you want.
+# 所以，同一份代码在 FastAPI 0.163（以及 0.106 之前）上交给后台任务的是一个打开的会话，而在 0.106 到 0.117 上，或者使用 `scope="function"` 时，交给它的是一个已关闭的会话。下一节展示这两种情况；两种都不是你想要的。
 
 # %% [markdown] translates="6f2b6e6ef9ed5271"
-# ## 8. What goes wrong when a task uses the request's session
+# ## 8. 任务使用请求的会话时会出什么问题
 #
-# Section 7 showed that a background task that is handed the request's session gets it either
-# closed or still open, depending on the FastAPI version and the dependency's scope. Neither is
-# safe, and neither are the objects that session loaded:
+# 第 7 节表明，被交给请求会话的后台任务，拿到的会话要么已经关闭，要么仍然打开，取决于 FastAPI 版本和依赖项的作用域。两种情况都不安全，该会话加载的对象也不安全：
 #
-# - **A closed session** does not complain. It quietly starts a new transaction on a new
-#   connection, which nobody gives back (Fact 8.1); enough such requests leave the pool with no
-#   connection to give, and the next request fails (Fact 8.2).
-# - **An open session** works, but the request's connection stays taken, and its commit waits,
-#   until the task is done (Fact 8.3).
-# - **The request's ORM objects**: after the commit, reading one of their attributes can need the
-#   database again, and a plain attribute read cannot reach it under asyncio (Fact 8.4).
-# - **One session for the whole app** fails as soon as two tasks use it at once (Fact 8.5).
+# - **已关闭的会话**不会报错。它悄悄地在一个新连接上开始一个新事务，而这个连接没有人归还（事实 8.1）；这样的请求多了，连接池就再也无连接可给，下一个请求就会失败（事实 8.2）。
+# - **打开的会话**能用，但请求的连接会一直被占用，它的提交也要等到任务完成（事实 8.3）。
+# - **请求的 ORM 对象**：提交之后，读取它们的某个属性可能需要再次访问数据库，而在 asyncio 下，普通的属性读取无法访问数据库（事实 8.4）。
+# - **整个应用共用一个会话**：一旦有两个任务同时使用它，就会失败（事实 8.5）。
 #
-# Section 9 shows the pattern that avoids all four.
+# 第 9 节给出避开这四个问题的模式。
 #
-# *How the cells look.* Each app gets an engine of its own (`make_engine(db.url)`, with a
-# connection pool), used only by the server's event loop and disposed in the app's lifespan, as a
-# real app does. `count_connections` counts, with two SQLAlchemy pool events, the connections
-# taken from the pool and given back. Some tasks catch the error they meet and keep only its text,
-# with `what_went_wrong`; its comment says why it also clears the error's traceback.
+# *单元格的写法。* 每个应用都有自己的 engine（`make_engine(db.url)`，带连接池），只由服务器的事件循环（event loop）使用，并在应用的生命周期中 dispose，和真实的应用一样。`count_connections` 借助 SQLAlchemy 的两个连接池事件，统计从连接池取出和归还的连接数。有些任务会捕获遇到的错误，并通过 `what_went_wrong` 只保留其文本；该函数中的注释说明了它为什么还要清除错误的回溯（traceback）。
 
 
 # %%
@@ -901,9 +749,9 @@ def count_connections(engine: AsyncEngine) -> Counter[str]:
 
 def what_went_wrong(error: BaseException) -> str:
     """The error's type and the first line of its message; then its traceback's frames are cleared."""
-    # Cleared here, in the server's thread: a traceback of MissingGreenlet holds the greenlet it was
-    # raised in, and when one outlived the server's thread, the course's tests saw Python crash at a
-    # later garbage collection (a segmentation fault in greenlet 3.5.6), about once in forty runs.
+    # 在这里、在服务器的线程中清除：MissingGreenlet 的回溯持有抛出它的那个 greenlet；
+    # 当这样的回溯比服务器的线程活得更久时，课程的测试曾看到 Python 在之后的某次垃圾回收中崩溃
+    # （greenlet 3.5.6 中的段错误），大约每四十次运行出现一次。
     text = f"{type(error).__name__}: {str(error).splitlines()[0]}"
     caught: BaseException | None = error
     while caught is not None:
@@ -913,11 +761,7 @@ def what_went_wrong(error: BaseException) -> str:
 
 
 # %% [markdown] translates="4f529c8c0ded41f0"
-# **Fact 8.1.** With `scope="function"` (the timing that FastAPI 0.106 to 0.117 used by default,
-# according to the release notes above) the task gets a session that is already closed. Using it
-# raises nothing: a closed `AsyncSession` simply takes a *new* connection from the pool and starts
-# a new transaction. Nobody closes the session again, so after the request and its task are done
-# that connection is still taken.
+# **事实 8.1**：使用 `scope="function"` 时（按照上面的发布说明，这正是 FastAPI 0.106 到 0.117 默认采用的时机），任务拿到的会话已经关闭。使用它不会抛出任何异常：已关闭的 `AsyncSession` 只是从连接池中取出一个*新*连接，开始一个新事务。没有人再去关闭这个会话，所以在请求及其任务都完成之后，那个连接仍然被占用着。
 
 # %%
 async with temporary_database(Base.metadata) as db:
@@ -931,7 +775,7 @@ async with temporary_database(Base.metadata) as db:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
-        for session in handed_over:  # tidy up after the demonstration, on the server's own loop
+        for session in handed_over:  # 演示结束后，在服务器自己的事件循环上清理
             await session.close()
         await engine.dispose()
 
@@ -982,20 +826,9 @@ assert task_saw == {
 assert totals == {"taken": 2, "returned": 1} and still_taken == 1
 
 # %% [markdown] translates="a7df1b830a842f24"
-# The connection stays taken until someone commits, rolls back or closes that session. A task
-# that does none of these, like this one, leaves it to the garbage collector. (Here the app's
-# lifespan closed the sessions, so nothing leaked out of the cell.) In a real app every such
-# request holds one connection until then, and a pool has only so many. SQLAlchemy's
-# `QueuePool` (for an asyncio engine, `AsyncAdaptedQueuePool`) keeps `pool_size` connections,
-# opens up to `max_overflow` more when those are all taken, and makes a request for one more wait
-# `pool_timeout` seconds before it gives up.
+# 这个连接会一直被占用，直到有人提交、回滚或关闭那个会话。像这里这样三件事都不做的任务，只能把它留给垃圾回收器。（这里由应用的生命周期关闭了这些会话，所以没有东西泄漏到单元格之外。）在真实的应用中，每个这样的请求都会一直占着一个连接，直到那时为止，而连接池里的连接是有限的。SQLAlchemy 的 `QueuePool`（对 asyncio engine 而言是 `AsyncAdaptedQueuePool`）保持 `pool_size` 个连接，当它们全部被占用时最多再开 `max_overflow` 个；再申请一个连接的请求会等待 `pool_timeout` 秒，然后放弃。
 #
-# **Fact 8.2.** The chapter's engine has such a pool: by default 5 connections, 10 overflow and
-# a 30 s timeout. With a pool of 2, no overflow and a timeout of half a second, four requests
-# like Fact 8.1's, one after the other (each sent once the task before it is done): the first two
-# are answered `200`, and their tasks leave both connections taken. The pool has nothing left to
-# give, so each later request waits the half second and fails with a `500`: the endpoint's commit
-# raised SQLAlchemy's `TimeoutError: QueuePool limit of size 2 overflow 0 reached`.
+# **事实 8.2**：本章的 engine 就有这样一个连接池：默认 5 个连接、10 个溢出连接、30 秒超时。把连接池设为 2 个连接、不允许溢出、超时半秒，然后依次发出四个与事实 8.1 相同的请求（每个都在前一个请求的任务完成后才发出）：前两个得到 `200`，它们的任务让两个连接都处于被占用状态。连接池再也没有连接可给，所以之后的每个请求都等待半秒，然后以 `500` 失败：端点的提交抛出了 SQLAlchemy 的 `TimeoutError: QueuePool limit of size 2 overflow 0 reached`。
 
 # %%
 defaults = inspect.signature(QueuePool.__init__).parameters
@@ -1026,7 +859,7 @@ async with temporary_database(Base.metadata) as db:
 
     async def count_users_later(session: AsyncSession) -> None:
         handed_over.append(session)
-        await session.scalar(select(func.count()).select_from(User))  # a new connection, never given back
+        await session.scalar(select(func.count()).select_from(User))  # 一个新连接，永远不会归还
         task_done.release()
 
     @app.post("/users")
@@ -1046,7 +879,7 @@ async with temporary_database(Base.metadata) as db:
             sent = time.monotonic()
             code = httpx.post(f"{url}/users", params={"email": f"user{number}@example.com"}, timeout=60).status_code
             answers.append((code, time.monotonic() - sent))
-            if code == 200:  # wait until its task has taken its connection
+            if code == 200:  # 等到它的任务取走了连接
                 assert task_done.acquire(timeout=60), "the task did not finish"
         still_taken = connections["taken"] - connections["returned"]
     errors = logged_errors(records)
@@ -1068,11 +901,7 @@ assert all(error.message.startswith(f"QueuePool limit of size {POOL_SIZE} overfl
 assert all(took >= POOL_TIMEOUT for code, took in answers if code == 500)
 
 # %% [markdown] translates="cd60a5493e2fb032"
-# **Fact 8.3.** With the default scope on FastAPI 0.163, the task gets the request's session
-# still open, and it works. But the request's connection stays taken for as long as the task
-# runs, and a dependency that commits in its exit code (`async with sessions.begin()`) commits
-# only after the task: the client has its answer while the new user is not yet visible to
-# anybody else.
+# **事实 8.3**：在 FastAPI 0.163 上使用默认作用域时，任务拿到的请求会话仍然打开，而且能正常工作。但在任务运行期间，请求的连接一直被占用；在退出代码中提交的依赖项（`async with sessions.begin()`）要等任务结束后才提交：客户端已经拿到了响应，而新用户对其他任何人都还不可见。
 
 # %%
 async with temporary_database(Base.metadata) as db:
@@ -1091,12 +920,12 @@ async with temporary_database(Base.metadata) as db:
     app = FastAPI(lifespan=lifespan)
 
     async def get_session_in_a_transaction() -> AsyncIterator[AsyncSession]:
-        async with sessions.begin() as session:  # commits in the exit code
+        async with sessions.begin() as session:  # 在退出代码中提交
             yield session
 
     async def send_welcome_later(session: AsyncSession) -> None:
         task_running.set()
-        # A slow mail server, as slow as it takes: the task goes on once the cell has looked at the database.
+        # 一个慢邮件服务器，需要多慢就多慢：单元格查看过数据库之后，任务才继续。
         await asyncio.to_thread(cell_has_looked.wait, 60)
         task_saw["users"] = await session.scalar(select(func.count()).select_from(User))
 
@@ -1130,54 +959,31 @@ assert visible_during_task == 0 and taken_during_task == 1
 assert visible_after == 1 and taken_after == 0
 
 # %% [markdown] translates="78141149e7a4116f"
-# On FastAPI 0.106.0 to 0.117.0 the default exit code ran before the response (Fact 7.2): there
-# this dependency would commit and close the session before the response, and the task would be
-# in the situation of Fact 8.1. Code that depends on the exit code's timing changes its behaviour
-# with a minor upgrade.
+# 在 FastAPI 0.106.0 到 0.117.0 上，默认的退出代码在响应之前运行（事实 7.2）：在那些版本上，这个依赖项会在响应之前提交并关闭会话，任务就会陷入事实 8.1 的处境。指望退出代码在某个特定时机运行的代码，会在一次小版本升级后改变行为。
 #
-# The ORM objects that the request's session loaded or added have a problem of their own. Four
-# ideas explain it, one at a time.
+# 请求的会话加载或添加的 ORM 对象，还有它们自己的问题。下面四个概念依次解释这个问题。
 #
-# **Expired attributes.** When a session commits, SQLAlchemy by default *expires* every attribute
-# of every object in that session: it forgets the values, since from now on another transaction
-# may change the row. This is the sessionmaker's `expire_on_commit=True`, SQLAlchemy's default.
+# **过期的属性。** 会话提交时，SQLAlchemy 默认会让该会话中每个对象的每个属性*过期*（expire）：它忘掉这些值，因为从此刻起，其他事务可能会修改该行。这就是 sessionmaker 的 `expire_on_commit=True`，SQLAlchemy 的默认设置。
 #
-# **Lazy loads.** Reading an attribute that is not loaded, such as an expired `user.email`, makes
-# SQLAlchemy fetch it from the database there and then, inside the attribute access. That is a
-# *lazy load*, and it needs the object's session and a connection.
+# **懒加载。** 读取一个未加载的属性，比如一个已过期的 `user.email`，会让 SQLAlchemy 当场在属性访问内部从数据库获取它。这就是*懒加载*（lazy load），它需要对象的会话和一个连接。
 #
-# **`MissingGreenlet`.** Under asyncio, SQLAlchemy can wait for the driver only inside a call that
-# you `await` (which runs its code in the greenlet of Fact 1.3). A plain attribute access is not
-# awaited, so a lazy load there cannot wait for the database, and it raises `MissingGreenlet`.
+# **`MissingGreenlet`。** 在 asyncio 下，SQLAlchemy 只能在你 `await` 的调用内部等待驱动（该调用的代码运行在事实 1.3 提到的 greenlet 中）。普通的属性访问没有被 await，所以在那里发生的懒加载无法等待数据库，于是抛出 `MissingGreenlet`。
 #
-# **Detached instances.** Once its session is closed, an object is *detached*: it belongs to no
-# session, so nothing can load its attributes, and a lazy load raises `DetachedInstanceError`.
+# **游离的实例。** 会话一旦关闭，对象就变成*游离*（detached）状态：它不属于任何会话，没有什么能加载它的属性，懒加载会抛出 `DetachedInstanceError`。
 #
-# The course's `make_sessionmaker` sets `expire_on_commit=False`: the object keeps the values it
-# had at the commit, and reading them needs no database. It keeps only those values; an attribute
-# that is not loaded still needs a lazy load.
+# 课程的 `make_sessionmaker` 设置了 `expire_on_commit=False`：对象保留提交时的值，读取这些值不需要访问数据库。但它只保留这些值；未加载的属性仍然需要懒加载。
 #
-# **Fact 8.4.** An endpoint commits a `User` and hands the object itself to a task, which reads
-# `user.email`:
+# **事实 8.4**：端点提交一个 `User`，并把这个对象本身交给一个读取 `user.email` 的任务：
 #
-# 1. `expire_on_commit=True`, session still open (the default scope): the lazy load raises
-#    `MissingGreenlet: greenlet_spawn has not been called; can't call await_() here. Was IO
-#    attempted in an unexpected place?`. On PostgreSQL (asyncpg) it arrives as it is. On SQLite,
-#    aiosqlite meets it in the middle of running the statement, so it arrives wrapped, as
-#    `StatementError: (sqlalchemy.exc.MissingGreenlet) ...`, and Python then warns about a
-#    coroutine that was never awaited.
-# 2. `expire_on_commit=True`, session closed (`scope="function"`): `DetachedInstanceError:
-#    Instance <User at 0x...> is not bound to a Session; attribute refresh operation cannot
-#    proceed`.
-# 3. `expire_on_commit=False`, the default scope: the read works, and gives the address as the
-#    request committed it.
-# 4. `expire_on_commit=False`, session closed, but the endpoint expired `email` after the commit
-#    (`session.expire(user, ["email"])`): `DetachedInstanceError` again, as in case 2.
+# 1. `expire_on_commit=True`，会话仍然打开（默认作用域）：懒加载抛出 `MissingGreenlet: greenlet_spawn has not been called; can't call await_() here. Was IO attempted in an unexpected place?`。在 PostgreSQL（asyncpg）上，它原样抛出。在 SQLite 上，aiosqlite 在执行语句的中途遇到它，因此它以包装后的形式出现，即 `StatementError: (sqlalchemy.exc.MissingGreenlet) ...`，随后 Python 还会警告有一个协程从未被 await。
+# 2. `expire_on_commit=True`，会话已关闭（`scope="function"`）：`DetachedInstanceError: Instance <User at 0x...> is not bound to a Session; attribute refresh operation cannot proceed`。
+# 3. `expire_on_commit=False`，默认作用域：读取成功，得到的是请求提交时的地址。
+# 4. `expire_on_commit=False`，会话已关闭，但端点在提交之后让 `email` 过期了（`session.expire(user, ["email"])`）：又是 `DetachedInstanceError`，与情况 2 相同。
 #
-# The first cell builds the app, one endpoint for each case; the second runs it.
+# 第一个单元格构建应用，每种情况一个端点；第二个单元格运行它。
 
 # %%
-GREETING_CASES = {  # case: (expire_on_commit, the dependency's scope, expire email after the commit)
+GREETING_CASES = {  # 情况：(expire_on_commit, 依赖项的作用域, 提交后是否让 email 过期)
     "expire_on_commit=True,  default scope                ": (True, "request", False),
     'expire_on_commit=True,  scope="function"             ': (True, "function", False),
     "expire_on_commit=False, default scope                ": (False, "request", False),
@@ -1217,7 +1023,7 @@ def greeting_app(engine: AsyncEngine, reads: dict[str, str]) -> FastAPI:
             await session.commit()
             if expire_email:
                 session.expire(user, ["email"])
-            background_tasks.add_task(greet, case, user)  # the ORM object itself
+            background_tasks.add_task(greet, case, user)  # ORM 对象本身
             return {"created": email}
 
     for number, (case, options) in enumerate(GREETING_CASES.items()):
@@ -1233,7 +1039,7 @@ async with temporary_database(Base.metadata) as db:
         with serve(greeting_app(make_engine(db.url), reads)) as url:
             for number in range(len(GREETING_CASES)):
                 httpx.post(f"{url}/case/{number}", params={"email": f"user{number}@example.com"})
-        gc.collect()  # the failed reload left objects behind; collect them now, while warnings are caught
+        gc.collect()  # 失败的重新加载留下了一些对象；趁警告仍被捕获，现在就回收它们
 
 for number, case in enumerate(GREETING_CASES, start=1):
     print(f"{number}. {case}: {reads[case]}")
@@ -1249,17 +1055,13 @@ assert outcomes[2] == "read 'user2@example.com'"
 assert outcomes[3].startswith("DetachedInstanceError: Instance <User at 0x") and outcomes[3].endswith(detached)
 
 # %% [markdown] translates="f8964ce67aed1356"
-# What about one session for the whole app, created once, so that it is never closed too early?
-# An `AsyncSession` is a single unit of work and must not be used by two tasks at the same time,
-# and the tasks of different requests do run at the same time (chapter 1, section 3).
+# 那么，整个应用只创建一次、共用一个会话，让它永远不会过早关闭，行不行？`AsyncSession` 是单个工作单元（unit of work），不能被两个任务同时使用；而不同请求的任务确实会并发（concurrency）运行（第 1 章第 3 节）。
 #
-# **Fact 8.5.** Two requests whose tasks query one shared, global session at the same moment:
-# one query works, the other raises `InvalidRequestError: This session is provisioning a new
-# connection; concurrent operations are not permitted`.
+# **事实 8.5**：两个请求的任务在同一时刻查询同一个全局共享会话：一个查询成功，另一个抛出 `InvalidRequestError: This session is provisioning a new connection; concurrent operations are not permitted`。
 
 # %%
 async with temporary_database(Base.metadata) as db:
-    shared_session = db.sessions()  # one session for the whole app: the mistake
+    shared_session = db.sessions()  # 整个应用共用一个会话：错误就在这里
     both_tasks_running = asyncio.Barrier(2)
     task_outcomes: list[str] = []
 
@@ -1271,8 +1073,8 @@ async with temporary_database(Base.metadata) as db:
     app = FastAPI(lifespan=lifespan)
 
     async def count_users_now() -> None:
-        async with asyncio.timeout(60):  # only ends a wait for a second task that never comes
-            await both_tasks_running.wait()  # from here on both tasks run at once
+        async with asyncio.timeout(60):  # 只用于结束对一个永远不来的第二个任务的等待
+            await both_tasks_running.wait()  # 从这里开始，两个任务同时运行
         try:
             users = await shared_session.scalar(select(func.count()).select_from(User))
             task_outcomes.append(f"counted {users} users")
@@ -1296,18 +1098,11 @@ assert failed.startswith(
 assert worked == "counted 0 users"
 
 # %% [markdown] translates="845c410f09ff47c5"
-# ## 9. The pattern that always works: pass ids, open a session in the task
+# ## 9. 始终可行的模式：传递 id，在任务中打开会话
 #
-# What FastAPI's documentation has recommended since 0.106 does not depend on when the exit code
-# runs, because the task never touches the request's session: give the task the *id* (and the session factory, or let it use the app's), and let the
-# task open its own session and transaction, read what it needs, and commit what it changes.
-# (FastAPI's docs: "instead of passing the object from the database as a parameter to the
-# background task function, you would pass the ID of that object and then obtain the object again
-# inside the background task function.")
+# FastAPI 文档从 0.106 起推荐的做法，与退出代码何时运行无关，因为任务从不碰请求的会话：把 *id* 交给任务（再加上会话工厂，或者让它使用应用的会话工厂），让任务自己打开会话和事务，读取它需要的数据，提交它做的修改。（FastAPI 文档原文："instead of passing the object from the database as a parameter to the background task function, you would pass the ID of that object and then obtain the object again inside the background task function."，即：不要把数据库中的对象作为参数传给后台任务函数，而是传入该对象的 ID，再在后台任务函数内部重新获取这个对象。）
 #
-# **Fact 9.1.** With the request's session from the default scope or from `scope="function"`,
-# the same task (id in, `async with sessions.begin()` inside) reads the committed user, commits
-# its change, raises nothing, and once it is done no connection is left taken.
+# **事实 9.1**：无论请求的会话来自默认作用域还是 `scope="function"`，同一个任务（传入 id，内部使用 `async with sessions.begin()`）都能读到已提交的用户，提交它的修改，不抛出任何异常；任务完成后，没有任何连接处于被占用状态。
 
 # %%
 class Member(Base):
@@ -1337,9 +1132,9 @@ async with temporary_database(Base.metadata) as db:
             yield session
 
     async def welcome(member_id: int) -> None:
-        async with sessions.begin() as session:  # the task's own session and transaction
+        async with sessions.begin() as session:  # 任务自己的会话和事务
             member = await session.get(Member, member_id)
-            if member is not None and not member.welcomed:  # harmless to run twice
+            if member is not None and not member.welcomed:  # 运行两次也无害
                 welcomed_now.append(member.email)
                 member.welcomed = True
         tasks_done.release()
@@ -1351,7 +1146,7 @@ async with temporary_database(Base.metadata) as db:
         member = Member(email=email)
         session.add(member)
         await session.commit()
-        background_tasks.add_task(welcome, member.id)  # the id, not the object
+        background_tasks.add_task(welcome, member.id)  # 传 id，而不是对象
         return {"id": member.id}
 
     @app.post("/members/function")
@@ -1386,37 +1181,27 @@ assert [tuple(row) for row in stored] == [("default@example.com", True), ("funct
 assert taken_after_tasks == 0
 
 # %% [markdown] translates="c9b0f63d713baf4f"
-# The endpoint and its task now share nothing but an integer. The task works whether the
-# request's session is open or closed, commits on its own, and can be moved, unchanged, to a
-# worker process (chapter 7), where the request's session could never follow it.
+# 现在，端点和它的任务之间只共享一个整数。无论请求的会话是打开还是关闭，这个任务都能工作，并自行提交；它还可以原封不动地搬到一个工作进程中去（第 7 章），而请求的会话是永远不可能跟过去的。
 
 # %% [markdown] translates="014c40ed61265fd8"
-# ## 10. The designs side by side
+# ## 10. 几种设计的对比
 #
-# | Design | Left behind after `kill -9` between the response and the undo | Holds a transaction during the slow step | Proof |
+# | 设计 | 在响应与撤销之间 `kill -9` 后留下什么 | 慢步骤期间是否占着事务 | 证明 |
 # |---|---|---|---|
-# | Commit, then undo in a background task | the row, for good | no | sections 2 and 3 |
-# | One transaction around both steps | nothing | yes | section 4 |
-# | Outbox: the intent in the same transaction, a worker acts on it | nothing lost: the next worker finishes the job | no | section 6 |
+# | 先提交，再在后台任务中撤销 | 那一行，永久留下 | 否 | 第 2、3 节 |
+# | 用一个事务包住两个步骤 | 什么都不留 | 是 | 第 4 节 |
+# | 发件箱：意图写在同一个事务中，由工作进程执行 | 不会丢失：下一个工作进程会完成这项工作 | 否 | 第 6 节 |
 #
-# Whichever you choose, the undo must be idempotent (section 5), and a task that touches the
-# database opens its own session from an id (sections 8 and 9).
+# 无论选择哪种设计，撤销都必须是幂等的（第 5 节），而访问数据库的任务要根据 id 打开自己的会话（第 8、9 节）。
 
 # %% [markdown] translates="b53f02b3d3d4ef55"
-# ## Exercises
+# ## 练习
 #
-# Each exercise has a code cell for your answer and a cell that checks it against a real server
-# and a real database (SQLite, or the one `DATABASE_URL` names). The tables and the billing
-# service come from `bgcourse.checks.ch03_db_compensation`. The reference solutions are in
-# `solutions/ch03_db_compensation/`; try first, then compare.
+# 每个练习都有一个供你作答的代码单元格，以及一个用真实服务器和真实数据库（SQLite，或者 `DATABASE_URL` 指定的数据库）检查答案的单元格。数据表和计费服务来自 `bgcourse.checks.ch03_db_compensation`。参考答案在 `solutions/ch03_db_compensation/` 中；请先自己尝试，再对照。
 #
-# ### Exercise 3.1: undo inside the transaction
+# ### 练习 3.1：在事务内撤销
 #
-# Write `make_app(sessions)`, which returns an app with `POST /register?email=...`. In **one**
-# transaction it adds a `User` and awaits `create_billing_account(email)`. On success it answers
-# `201 Created` with `{"user_id": <the new id>}`; when billing raises `BillingError`, it answers
-# `502` with the error's text as the `detail` and leaves no row behind, not even for a moment:
-# the check looks at the table from another connection while the billing call runs.
+# 编写 `make_app(sessions)`，它返回一个带有 `POST /register?email=...` 的应用。它在**一个**事务中添加一个 `User`，并 await `create_billing_account(email)`。成功时返回 `201 Created`，内容为 `{"user_id": <the new id>}`；当计费服务抛出 `BillingError` 时，返回 `502`，以错误的文本作为 `detail`，并且不留下任何行，哪怕片刻也不行：检查程序会在计费调用进行期间，从另一个连接查看这张表。
 
 # %% nbgrader={"grade": false, "grade_id": "ex01_answer", "locked": false, "schema_version": 3, "solution": true, "task": false}
 ### BEGIN SOLUTION
@@ -1450,15 +1235,9 @@ from bgcourse.checks import ch03_db_compensation as checks
 await checks.ex01(make_app)
 
 # %% [markdown] translates="f3ec97d5d43447a6"
-# ### Exercise 3.2: a compensation that is harmless to repeat
+# ### 练习 3.2：重复执行也无害的补偿事务
 #
-# The tables `Event` (`id`, `name`, `seats_left`) and `Booking` (`id`, `event_id`, `email`).
-# Write `async def cancel_booking(sessions, booking_id)`, the compensation for a booking whose
-# payment failed: in one transaction of a session of its own, delete the booking and give its
-# seat back (`seats_left + 1`). It will run more than once for the same booking (the check's
-# endpoint adds it three times: the compensation and two retries), and the later runs must change
-# nothing and raise nothing. A hint: `delete(Booking).where(...).returning(Booking.event_id)`
-# tells you whether *this* run deleted the booking.
+# 数据表 `Event`（`id`、`name`、`seats_left`）和 `Booking`（`id`、`event_id`、`email`）。编写 `async def cancel_booking(sessions, booking_id)`，作为付款失败的预订的补偿事务：在它自己的会话的一个事务中，删除该预订并归还座位（`seats_left + 1`）。它会对同一个预订运行不止一次（检查程序的端点会把它添加三次：一次补偿事务和两次重试），之后的运行必须不改变任何东西，也不抛出任何异常。提示：`delete(Booking).where(...).returning(Booking.event_id)` 能告诉你是不是*这一次*运行删掉了预订。
 
 # %% nbgrader={"grade": false, "grade_id": "ex02_answer", "locked": false, "schema_version": 3, "solution": true, "task": false}
 ### BEGIN SOLUTION
@@ -1480,16 +1259,9 @@ async def cancel_booking(sessions: async_sessionmaker[AsyncSession], booking_id:
 await checks.ex02(cancel_booking)
 
 # %% [markdown] translates="9259645a2b434aa4"
-# ### Exercise 3.3: an outbox worker
+# ### 练习 3.3：发件箱工作进程
 #
-# The tables `User` (`id`, `email`, `status`) and `OutboxMessage` (`id`, `user_id`, `done_at`).
-# The check's `POST /register` writes a user with status `"pending"` and a message for it in one
-# transaction; its worker loop calls your `process_outbox(sessions, open_account)` every 20 ms.
-# For every message that is not done, oldest first: `await open_account(<the user's email>)`,
-# then, in one transaction, set the user's status to `"active"` (or `"refused"` if it raised
-# `BillingError`) and the message's `done_at` to the current time. If `open_account` raises
-# anything else (the billing service is down), that message must stay as it is for the next
-# round: let the exception propagate. Return how many messages were carried out.
+# 数据表 `User`（`id`、`email`、`status`）和 `OutboxMessage`（`id`、`user_id`、`done_at`）。检查程序的 `POST /register` 在一个事务中写入一个状态为 `"pending"` 的用户和一条对应的消息；它的工作循环每 20 毫秒调用一次你的 `process_outbox(sessions, open_account)`。对每条未完成的消息，按从旧到新的顺序：`await open_account(<the user's email>)`，然后在一个事务中把用户的状态设为 `"active"`（如果它抛出了 `BillingError`，则设为 `"refused"`），并把消息的 `done_at` 设为当前时间。如果 `open_account` 抛出其他异常（计费服务宕机了），这条消息必须保持原样，留待下一轮处理：让异常继续向上传播。返回本次处理了多少条消息。
 
 # %% nbgrader={"grade": false, "grade_id": "ex03_answer", "locked": false, "schema_version": 3, "solution": true, "task": false}
 ### BEGIN SOLUTION
@@ -1532,12 +1304,9 @@ async def process_outbox(
 await checks.ex03(process_outbox)
 
 # %% [markdown] translates="bc69c0b95f8e48b7"
-# ## Quiz
+# ## 测验（quiz）
 #
-# Each question shows itself in a cell; answer in the cell below it; the cell after that says
-# whether you are right. A right answer comes with the explanation; a wrong one with a hint
-# that does not give the answer away (`quiz.explain("q01")` shows the explanation of q01 at
-# any time, if you would rather read it).
+# 每道题会在一个单元格中显示；在它下面的单元格中作答；再下一个单元格会告诉你是否答对。答对时给出解释；答错时给出一个不泄露答案的提示（如果你更想直接看解释，随时可以用 `quiz.explain("q01")` 查看 q01 的解释）。
 
 # %% nbgrader={"grade": false, "grade_id": "q01_question", "locked": true, "schema_version": 3, "solution": false, "task": false}
 quiz = load_quiz("ch03_db_compensation")
@@ -1608,33 +1377,14 @@ def schedule_removal(background_tasks, remove_user, user):
 quiz.check("q06", schedule_removal)
 
 # %% [markdown] translates="86bb541ac8c4d414"
-# ## Summary
+# ## 小结
 #
-# - SQLAlchemy's asyncio API is an `AsyncEngine` per process, an `async_sessionmaker`, and
-#   `async with sessions.begin()` for a transaction; the same code runs on SQLite (`aiosqlite`)
-#   and PostgreSQL (`asyncpg`), chosen by `DATABASE_URL`. It needs `greenlet`, which SQLAlchemy
-#   2.1 installs only with `pip install "sqlalchemy[asyncio]"` (section 1).
-# - A compensation in a background task works while the process lives (section 2), and is lost
-#   with it: after `kill -9` the row stays for good (section 3).
-# - Where you can, put the write and the step that may fail in one transaction: a failure rolls
-#   back, and nothing is left to undo (section 4). Make every compensation idempotent: say what
-#   the result should be (`DELETE ... WHERE id`) instead of acting on a loaded object (section 5).
-# - For work that must survive a crash, write it down in the same transaction (an outbox) and
-#   let a worker carry it out at least once (section 6); chapter 7 hands that to a durable queue.
-#   Two such workers would take the same message; on PostgreSQL, `FOR UPDATE SKIP LOCKED` makes
-#   the second pass over the row the first has locked (section 6).
-# - The exit code of a dependency with `yield` ran after the tasks on FastAPI 0.103.2 and
-#   0.105.0, before the response on 0.106.0 to 0.117.0, and after the response and the tasks
-#   again on 0.118.0, 0.121.0 and the pinned 0.163.2; `scope="function"` (from 0.121.0) chooses
-#   the early exit (section 7, measured on each).
-# - A task that uses the request's session meets either a closed session, which quietly begins a
-#   new transaction on a new connection that stays taken until the session is committed, rolled
-#   back or closed (or collected), so that enough such requests empty the pool and the next one
-#   fails with `TimeoutError`; or an open one that holds the request's connection and delays its
-#   commit. Attributes of the request's ORM objects that are not loaded (expired by the commit, or
-#   by `session.expire`) fail with `MissingGreenlet` or `DetachedInstanceError` (with
-#   `expire_on_commit=False`, the values loaded before the commit can still be read); a shared
-#   global session fails under concurrency (section 8).
-# - So: pass ids, and open a session in the task with `async_sessionmaker` (section 9).
+# - SQLAlchemy 的 asyncio API 由每个进程一个的 `AsyncEngine`、一个 `async_sessionmaker`，以及用于事务的 `async with sessions.begin()` 组成；同样的代码可以在 SQLite（`aiosqlite`）和 PostgreSQL（`asyncpg`）上运行，由 `DATABASE_URL` 决定。它需要 `greenlet`，而 SQLAlchemy 2.1 只有在 `pip install "sqlalchemy[asyncio]"` 时才会安装它（第 1 节）。
+# - 后台任务中的补偿事务在进程存活时有效（第 2 节），但会随进程一起丢失：`kill -9` 之后，那一行会永久留下（第 3 节）。
+# - 只要可以，就把写入和可能失败的步骤放进同一个事务：失败时回滚，也就没有什么需要撤销的（第 4 节）。让每个补偿事务都幂等：直接说明结果应当是什么（`DELETE ... WHERE id`），而不是对已加载的对象进行操作（第 5 节）。
+# - 对于必须在崩溃后依然完成的工作，在同一个事务中把它记下来（发件箱），让工作进程至少执行一次（第 6 节）；第 7 章把这件事交给持久化队列。两个这样的工作进程会取走同一条消息；在 PostgreSQL 上，`FOR UPDATE SKIP LOCKED` 让第二个工作进程跳过第一个已锁住的行（第 6 节）。
+# - 带 `yield` 的依赖项的退出代码：在 FastAPI 0.103.2 和 0.105.0 上于任务之后运行；在 0.106.0 到 0.117.0 上于响应之前运行；在 0.118.0、0.121.0 以及固定版本 0.163.2 上，又回到响应和任务之后运行；`scope="function"`（从 0.121.0 起）选择提前退出（第 7 节，逐个版本实测）。
+# - 使用请求会话的任务，要么遇到一个已关闭的会话：它悄悄地在一个新连接上开始新事务，这个连接在会话被提交、回滚或关闭（或被垃圾回收）之前一直被占用，这样的请求一多，连接池就会被耗尽，下一个请求以 `TimeoutError` 失败；要么遇到一个打开的会话：它占着请求的连接，并推迟请求的提交。请求的 ORM 对象中未加载的属性（因提交或 `session.expire` 而过期）会以 `MissingGreenlet` 或 `DetachedInstanceError` 失败（使用 `expire_on_commit=False` 时，提交前已加载的值仍然可以读取）；全局共享会话在并发下会失败（第 8 节）。
+# - 所以：传递 id，并在任务中用 `async_sessionmaker` 打开会话（第 9 节）。
 #
-# Next: chapter 4 orchestrates several tasks: order, retries, and what to do when one fails.
+# 下一章：第 4 章编排多个任务：执行顺序、重试，以及其中一个失败时该怎么办。

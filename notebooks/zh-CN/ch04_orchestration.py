@@ -17,33 +17,22 @@
 # ---
 
 # %% [markdown] translates="24eab0766d2f3394"
-# # Chapter 4: Task orchestration: wrappers, retries, chaining, failures
+# # 第 4 章：任务编排：包装函数、重试（retry）、任务链与失败
 #
-# Chapter 1 showed how one background task runs. Real tasks are wrapped (to log them), retried
-# (because the services they call fail now and then), chained and fanned out. Each of these has a
-# well-known way to go wrong quietly. As in every chapter, each statement is followed by a cell
-# that proves it against a real server and `assert`s it.
+# 第 1 章展示了单个后台任务（background task）是如何运行的。真实的任务会被包装（为了记录日志）、被重试（因为它们调用的服务时不时会失败）、被串成链，或者扇出（fan-out）。每一种做法都有一个众所周知的、悄无声息地出错的方式。和每一章一样，每条陈述之后都跟着一个证明单元格（proof cell），它在真实的服务器上验证该陈述，并用 `assert` 断言。
 #
-# **You will learn**
+# **你将学到**
 #
-# - what the monitoring decorator that is commonly shown (an `async def wrapper` that awaits the
-#   function) does to a `def` task: it blocks the server, reports a failure after the work was
-#   done, and renames the task `wrapper`;
-# - how to write a correct one: `functools.wraps`, `async` functions awaited, `def` functions sent
-#   to the thread pool, failures logged with the traceback, typed with `ParamSpec`;
-# - what a failing task does and does not do: to the client, to the request's other tasks, to the
-#   log, to other requests, and in tests;
-# - how to retry with backoff using `tenacity`, bounded and logged, and why a retried task must
-#   be idempotent;
-# - how to orchestrate: chains that pass results on, fan-out with `asyncio.TaskGroup` or
-#   `asyncio.gather` (and how they differ when one part fails), tasks added by dependencies, and
-#   the `background=` trap that silently drops tasks.
+# - 常见的监控装饰器（一个 await 被包装函数的 `async def wrapper`）会对 `def` 任务造成什么影响：它阻塞（blocking）整个服务器，在工作已经完成之后报告失败，并把任务改名为 `wrapper`；
+# - 如何写出正确的装饰器：使用 `functools.wraps`；`async` 函数直接 await，`def` 函数送进线程池（thread pool）；失败时连同回溯（traceback）一起记录日志；用 `ParamSpec` 标注类型；
+# - 失败的任务会做什么、不会做什么：对客户端和它收到的响应（response），对该请求（request）的其他任务，对日志，对其他请求，以及在测试中；
+# - 如何用 `tenacity` 以指数退避（exponential backoff）的方式重试，有上限、有日志；以及为什么被重试的任务必须是幂等（idempotent）的；
+# - 如何编排：把结果传递下去的任务链；用 `asyncio.TaskGroup` 或 `asyncio.gather` 扇出（以及其中一部分失败时两者有何不同）；由依赖项（dependency）添加的任务；以及会悄悄丢掉任务的 `background=` 陷阱。
 
 # %% [markdown] translates="ff2f4560fa0a512d"
-# ## 0. Set-up: the versions, and the course's helpers
+# ## 0. 准备工作：版本和课程的辅助函数
 #
-# The course was proved on the versions pinned in `pyproject.toml`; the cell says so if yours
-# differ. This chapter adds `tenacity`, the retry library.
+# 本课程在 `pyproject.toml` 中固定的版本上验证过；如果你的版本与之不同，下面的单元格会指出来。本章新增了重试库 `tenacity`。
 
 # %%
 import asyncio
@@ -69,15 +58,9 @@ for package, pinned in PINNED.items():
 print(f"{'python':10} {platform.python_version()}")
 
 # %% [markdown] translates="99dc55f57793761e"
-# The helpers are chapter 1's: `serve(app)` runs a real uvicorn server in a thread and stops it
-# (waiting for running tasks) when the block ends; `Timeline` and `TimelineMiddleware` record
-# requests and tasks on one clock; `capture_logs(name)` collects what a logger logged, so that a
-# cell can print it and assert on it; `run_in_fresh_kernel` runs a snippet in a new kernel;
-# `version_table(...)` shows what `make versions` measured on older FastAPI releases.
+# 辅助函数与第 1 章相同：`serve(app)` 在一个线程中运行真实的 uvicorn 服务器，并在代码块结束时停止它（会等待正在运行的任务）；`Timeline` 和中间件（middleware）`TimelineMiddleware` 在同一个时钟上记录请求和任务；`capture_logs(name)` 收集某个 logger 记录的内容，以便单元格打印它们并对其断言；`run_in_fresh_kernel` 在一个新内核中运行一段代码；`version_table(...)` 展示 `make versions` 在旧版 FastAPI 上测得的结果。
 #
-# The tasks of this chapter log on a logger named `"tasks"`. Its start and end lines are `INFO`,
-# below Python's default threshold (`WARNING`), so the cell lowers the threshold for this logger.
-# `describe` prints a log record as one line.
+# 本章的任务在名为 `"tasks"` 的 logger 上记录日志。它的开始和结束日志是 `INFO` 级别，低于 Python 的默认阈值（`WARNING`），所以下面的单元格为这个 logger 调低了阈值。`describe` 把一条日志记录打印成一行。
 
 # %%
 import httpx
@@ -112,10 +95,9 @@ def describe(record: logging.LogRecord) -> str:
 
 
 # %% [markdown] translates="af26f3edd487c6cd"
-# ## 1. The monitoring decorator that is commonly shown
+# ## 1. 常见的监控装饰器
 #
-# Tutorials and answers often suggest wrapping every background task in a decorator like this
-# one, to log when it starts, ends and fails:
+# 教程和问答经常建议用下面这样的装饰器包装每个后台任务，以便记录它何时开始、何时结束、何时失败：
 #
 # ```python
 # def monitor_task(func):
@@ -131,15 +113,9 @@ def describe(record: logging.LogRecord) -> str:
 #     return wrapper
 # ```
 #
-# On an `async def` task it works (Fact 1.3 shows it). On a `def` task it goes wrong three ways.
-# Chapter 1 (Fact 4.1) showed that Starlette decides where a task runs by looking at the function
-# it is given: a coroutine function is awaited on the event loop, anything else is sent to a
-# worker thread. The decorator hands Starlette `wrapper`, which is always `async def`.
+# 用在 `async def` 任务上，它没有问题（事实 1.3 会展示）。用在 `def` 任务上，它会在三个方面出错。第 1 章（事实 4.1）表明，Starlette 根据交给它的函数来决定任务在哪里运行：一个协程（coroutine）函数会在事件循环（event loop）上被 await，其他函数则被送到工作线程（worker thread）上。这个装饰器交给 Starlette 的是 `wrapper`，而它永远是 `async def`。
 #
-# **Fact 1.1.** Wrapped by `monitor_task`, a `def` task no longer runs on a worker thread but on
-# the event loop's thread, and its blocking call stops the whole server: a `GET /ping` sent while
-# it runs is answered only after the task has ended. The same function added as it is runs on a
-# worker thread, and `/ping` is answered while it still runs.
+# **事实 1.1**：被 `monitor_task` 包装后，`def` 任务不再在工作线程上运行，而是在事件循环的线程上运行，它的阻塞调用会让整个服务器停住：在它运行期间发出的 `GET /ping`，要等任务结束后才得到响应。同一个函数不加包装直接添加时，会在工作线程上运行，`/ping` 在它仍在运行时就得到了响应。
 
 # %%
 def monitor_task(func):
@@ -162,7 +138,7 @@ app.add_middleware(TimelineMiddleware, timeline=timeline)
 
 
 def build_report(kind: str) -> None:
-    time.sleep(0.5)  # blocking work: a synchronous database driver, a file, a CPU-heavy step
+    time.sleep(0.5)  # 阻塞的工作：同步的数据库驱动、文件操作、CPU 密集的步骤
 
 
 @app.post("/reports/{kind}")
@@ -177,7 +153,7 @@ async def ping() -> dict[str, bool]:
     return {"pong": True}
 
 
-# Two clients: the one whose task fails gets its connection closed (chapter 1, Fact 7.2).
+# 两个客户端：任务失败的那个客户端，其连接会被关闭（第 1 章，事实 7.2）。
 with (
     capture_logs("tasks"),
     capture_logs("uvicorn.error"),
@@ -189,7 +165,7 @@ with (
         timeline.request(reports, "POST", f"/reports/{kind}", lane=f"POST /reports/{kind}")
         timeline.request(pings, "GET", "/ping", lane=f"GET /ping while the {kind} task runs")
 
-# When each /ping was sent and answered, against the end of the task it was sent beside.
+# 每个 /ping 何时发出、何时得到响应，并与同时运行的那个任务的结束时间相比较。
 sent, answered, task_end = {}, {}, {}
 for kind, when in (("plain", "before"), ("decorated", "after")):
     lane = f"GET /ping while the {kind} task runs"
@@ -208,18 +184,11 @@ assert answered["decorated"] > task_end["decorated"], "beside the decorated task
 timeline.plot("monitor_task moves a def task onto the event loop: /ping waits for it")
 
 # %% [markdown] translates="a4cbf0177b9a6eee"
-# The second `/ping` bar ends only after the task's bar: the server could not even read the
-# request until `time.sleep(0.5)` returned. Every request to this server would have waited the
-# same way.
+# 第二个 `/ping` 的条形在任务的条形结束之后才结束：在 `time.sleep(0.5)` 返回之前，服务器连读取请求都做不到。发给这个服务器的每个请求都会以同样的方式等待。
 #
-# Then `wrapper` reaches `await func(*args, **kwargs)`. `func` was not a coroutine function, so
-# the call has already *done the work* and returned its result, here `None`; the `await` is
-# applied to that result.
+# 接着，`wrapper` 执行到 `await func(*args, **kwargs)`。`func` 不是协程函数，所以这个调用已经*完成了工作*并返回了结果，这里是 `None`；`await` 作用在的是这个结果上。
 #
-# **Fact 1.2.** After the report is built, `await None` raises `TypeError` (on Python 3.11:
-# `object NoneType can't be used in 'await' expression`). The wrapper logs "failed" for work that
-# succeeded, the server logs the exception, and the request's later tasks are skipped (chapter 1,
-# Fact 7.1).
+# **事实 1.2**：报表生成之后，`await None` 抛出 `TypeError`（在 Python 3.11 上是：`object NoneType can't be used in 'await' expression`）。包装函数为一项成功完成的工作记录了 "failed"，服务器记录了这个异常，而该请求后面的任务都被跳过（第 1 章，事实 7.1）。
 
 # %%
 app = FastAPI()
@@ -256,24 +225,15 @@ assert isinstance(failure, TypeError) and "NoneType" in str(failure) and "await"
 assert notified == []
 
 # %% [markdown] translates="7c9bacc5fed4aba1"
-# The log says the task failed, the report exists, and the notification that depended on it was
-# never sent. An on-call engineer who re-runs the "failed" task builds it twice.
+# 日志说任务失败了，报表却已经存在，而以这份报表为前提的通知始终没有发出。值班工程师如果重新运行这个“失败”的任务，就会把报表生成两次。
 #
-# The third problem is the name. `wrapper` is a new function, and without `functools.wraps` it
-# keeps its own name, qualified name and (empty) docstring. The decorator's own log lines are
-# right, because they read `func.__name__` from the closure, but anything that reads the name
-# from the task it was given sees `wrapper`.
+# 第三个问题是名字。`wrapper` 是一个新函数，没有 `functools.wraps` 时，它保留自己的名字、限定名和（空的）docstring。装饰器自己的日志行是对的，因为它们从闭包里读取 `func.__name__`；但任何从拿到的任务上读取名字的代码，看到的都是 `wrapper`。
 #
-# **Fact 1.3.** Decorated by `monitor_task`, every task is called `wrapper`: a helper that logs
-# the name of each task it queues logs `queued wrapper` twice for two different tasks. With
-# `@functools.wraps(func)` on the wrapper, the names, docstring and signature are the task's own,
-# and nothing else changes: the wrapper is still a coroutine function, and around a `def`
-# function it still ends in `TypeError`. (On these `async def` tasks both decorators otherwise
-# do their job: the tasks complete.)
+# **事实 1.3**：被 `monitor_task` 装饰后，每个任务都叫 `wrapper`：一个在日志中记下每个入队任务名字的辅助函数，为两个不同的任务记录了两次 `queued wrapper`。在 wrapper 上加上 `@functools.wraps(func)` 后，名字、docstring 和签名都变成任务自己的，除此之外什么都没变：wrapper 仍然是协程函数，包在 `def` 函数外面时仍然以 `TypeError` 告终。（在这些 `async def` 任务上，两个装饰器在其他方面都能正常工作：任务都完成了。）
 
 # %%
 def monitor_task_with_wraps(func):
-    @functools.wraps(func)  # the only difference from monitor_task
+    @functools.wraps(func)  # 与 monitor_task 唯一的区别
     async def wrapper(*args, **kwargs):
         logger.info(f"Task {func.__name__} started")
         try:
@@ -320,7 +280,7 @@ with capture_logs("tasks") as records, serve(app) as url:
 
 messages = [record.getMessage() for record in records]
 queued_lines = [message for message in messages if message.startswith("queued")]
-queued = {"without-wraps": queued_lines[:2], "with-wraps": queued_lines[2:]}  # the requests came one by one
+queued = {"without-wraps": queued_lines[:2], "with-wraps": queued_lines[2:]}  # 请求是一个接一个来的
 completed = sum(message.endswith("completed") for message in messages)
 failed = sum(" failed: " in message for message in messages)
 print(f"on async def tasks, both decorators work: {completed} tasks completed, {failed} failed")
@@ -347,19 +307,11 @@ assert queued["with-wraps"] == ["queued send_invoice", "queued update_crm"]
 assert str(inspect.signature(monitor_task_with_wraps(send_invoice))) == "(customer: str) -> None"
 
 # %% [markdown] translates="971679ae95fc0f62"
-# So `functools.wraps` fixes the name and nothing else: Starlette, seeing a coroutine function,
-# still runs a `def` task wrapped by `monitor_task_with_wraps` on the event loop.
+# 所以 `functools.wraps` 修好了名字，仅此而已：Starlette 看到的是协程函数，仍然会把被 `monitor_task_with_wraps` 包装的 `def` 任务放在事件循环上运行。
 #
-# The mirror image of this decorator, a plain `def wrapper` around an `async def` task, fails
-# more quietly still. Starlette sees a `def` function and runs it in a worker thread; calling the
-# `async def` function there only *creates* a coroutine, which nobody awaits. Python reports that
-# with a `RuntimeWarning` when the coroutine is thrown away. To keep that warning out of this
-# kernel, the demonstration runs in a fresh kernel of its own, which records the warning and
-# prints it.
+# 这个装饰器的镜像版本，即包在 `async def` 任务外面的普通 `def wrapper`，失败得更加悄无声息。Starlette 看到一个 `def` 函数，就把它放到工作线程中运行；在那里调用 `async def` 函数只会*创建*一个协程，而没有人 await 它。Python 在这个协程被丢弃时，用一个 `RuntimeWarning` 报告此事。为了不让这个警告出现在当前内核中，演示在一个独立的全新内核中运行，由它记录并打印这个警告。
 #
-# **Fact 1.4.** A `def` wrapper around an `async def` task logs "started" and "completed", the
-# task's work never happens, and the only sign of trouble is `RuntimeWarning: coroutine
-# 'send_welcome' was never awaited`.
+# **事实 1.4**：包在 `async def` 任务外面的 `def` 包装函数会记录 "started" 和 "completed"，任务的工作却从未发生，唯一的异常迹象是 `RuntimeWarning: coroutine 'send_welcome' was never awaited`。
 
 # %%
 MIRROR_IMAGE = '''
@@ -409,26 +361,14 @@ assert "RuntimeWarning: coroutine 'send_welcome' was never awaited" in mirror.ou
 assert not mirror.error
 
 # %% [markdown] translates="87a45f89d331d04a"
-# ## 2. A correct monitoring decorator
+# ## 2. 正确的监控装饰器
 #
-# A wrapper that Starlette must run as a coroutine can still do the right thing for both kinds of
-# function, by doing itself what Starlette would have done:
+# 一个必须由 Starlette 当作协程运行的包装函数，仍然可以对两种函数都做正确的事，办法是亲自去做 Starlette 本来会做的事：
 #
-# - `@functools.wraps(func)`: the task keeps its name, docstring and signature;
-# - an `async def` function is awaited; any other function is sent to the thread pool with
-#   `starlette.concurrency.run_in_threadpool`, the very function Starlette's `BackgroundTask`
-#   uses for `def` tasks (it calls `anyio.to_thread.run_sync`), so the event loop stays free.
-#   "Async" is decided as Starlette decides it (`is_async_callable` in `starlette/_utils.py`): a
-#   coroutine function, a `functools.partial` of one, or an object whose `__call__` is one.
-#   `inspect.iscoroutinefunction` sees through a partial too, but says no to such an object, and
-#   the wrapper would send it to a thread, where calling it only makes a coroutine that nobody
-#   awaits;
-# - a failure is logged with `logger.exception`, which attaches the traceback, and re-raised, so
-#   that the request's later tasks are skipped as they would be without the decorator (section 3;
-#   chapter 1's exercise 1.3, `keep_going`, is the variant that lets them run);
-# - typed with `ParamSpec`, so that a type checker knows `monitored(build_report)` takes the same
-#   arguments as `build_report`. The two `@overload`s say: an `async` function keeps its result
-#   type; a plain function's result becomes awaitable.
+# - `@functools.wraps(func)`：任务保留自己的名字、docstring 和签名；
+# - `async def` 函数直接 await；其他函数用 `starlette.concurrency.run_in_threadpool` 送进线程池，这正是 Starlette 的 `BackgroundTask` 处理 `def` 任务时所用的函数（它调用 `anyio.to_thread.run_sync`），这样事件循环就能保持空闲。是否“异步”按 Starlette 的方式判断（`starlette/_utils.py` 中的 `is_async_callable`）：协程函数、协程函数的 `functools.partial`，或者 `__call__` 是协程函数的对象。`inspect.iscoroutinefunction` 也能看穿 partial，但对这种对象会回答“否”，于是包装函数会把它送进线程，而在那里调用它只会产生一个没人 await 的协程；
+# - 失败时用 `logger.exception` 记录，它会附上回溯，然后重新抛出，这样该请求后面的任务会像没有装饰器时一样被跳过（第 3 节；第 1 章的练习（exercise）1.3 `keep_going` 是让它们继续运行的变体）；
+# - 用 `ParamSpec` 标注类型，让类型检查器知道 `monitored(build_report)` 接受的参数与 `build_report` 相同。两个 `@overload` 的含义是：`async` 函数保留其返回类型；普通函数的返回值变成可 await 的。
 
 # %%
 from collections.abc import Awaitable, Callable, Coroutine
@@ -473,12 +413,7 @@ def monitored(func: Callable[P, Any]) -> Callable[P, Awaitable[Any]]:
 
 
 # %% [markdown] translates="e103b9b784165b19"
-# **Fact 2.1.** With `monitored`, the `def` task of section 1 runs on an AnyIO worker thread and
-# `/ping` is answered while it runs; the log names the task and says it finished; the task's
-# name and signature are its own; an `async def` task is still awaited on the event loop, and a
-# return value comes back unchanged. So are a `functools.partial` of an `async def` function and
-# an object with an `async def __call__`; `inspect.iscoroutinefunction` recognises the first, not
-# the second.
+# **事实 2.1**：使用 `monitored` 时，第 1 节的 `def` 任务在 AnyIO 工作线程上运行，`/ping` 在它运行期间就得到响应；日志写出了任务的名字，并说明它已完成；任务的名字和签名是它自己的；`async def` 任务仍然在事件循环上被 await，返回值原样传回。`async def` 函数的 `functools.partial`，以及带有 `async def __call__` 的对象，也是如此；`inspect.iscoroutinefunction` 能识别前者，却识别不了后者。
 
 # %%
 timeline = Timeline()
@@ -538,10 +473,10 @@ seen_as_async = {
 for kind, (by_inspect, by_starlette) in seen_as_async.items():
     print(f"{kind:11} inspect.iscoroutinefunction: {by_inspect!s:5}  is_async_callable: {by_starlette}")
 assert seen_as_async == {"partial": (True, True), "PageCounter": (False, True)}
-assert await monitored(functools.partial(count_pages, "monthly"))() == 12  # awaited on the loop, not a coroutine
+assert await monitored(functools.partial(count_pages, "monthly"))() == 12  # 在事件循环上被 await，得到的是结果而不是协程
 assert await monitored(PageCounter())("monthly") == 12
 assert ahead > 0, "/ping was answered while build_report still ran"
-assert timeline.find("monitored(build_report)", "task start").thread.startswith("uvicorn-")  # the wrapper
+assert timeline.find("monitored(build_report)", "task start").thread.startswith("uvicorn-")  # 包装函数
 assert [r.getMessage().split(" in ")[0] for r in records] == [
     "task build_report started",
     "task build_report finished",
@@ -552,9 +487,7 @@ assert wrapped.__name__ == "build_report" and inspect.iscoroutinefunction(wrappe
 assert pages == 12
 
 # %% [markdown] translates="16312ebd6e560bcd"
-# The timeline records the *wrapper's* start, which is on the loop's thread (`uvicorn-<port>`);
-# the work inside it, `build_report`, went to a worker thread, which is why `/ping` was free.
-# This cell shows it from inside the functions:
+# 时间线记录的是*包装函数*的开始，它位于事件循环的线程上（`uvicorn-<port>`）；包装函数里面的工作 `build_report` 去了工作线程，所以 `/ping` 没有被挡住。下面这个单元格从函数内部展示这一点：
 
 # %%
 ran_on: dict[str, str] = {}
@@ -588,13 +521,9 @@ assert ran_on["def function"] == "AnyIO worker thread"
 assert ran_on["async def function"] == ran_on["endpoint"] != ran_on["def function"]
 
 # %% [markdown] translates="e92fa5c4d4a0a1d2"
-# What `ParamSpec` buys is visible to a type checker, not at run time. The course installs mypy;
-# the cell writes `monitored` (its source, taken from this notebook) and a call with a wrong
-# argument into a temporary file and runs `mypy --strict` on it, and then the same call with the
-# decorator typed as `Callable[..., Any]`, as in chapter 1's exercise 1.3.
+# `ParamSpec` 带来的好处体现在类型检查器中，而不是运行时。课程安装了 mypy；下面的单元格把 `monitored`（它的源码，取自本 notebook）和一次参数错误的调用写进一个临时文件，对它运行 `mypy --strict`；然后把装饰器的类型标注换成 `Callable[..., Any]`（就像第 1 章练习 1.3 那样），对同样的调用再运行一次。
 #
-# **Fact 2.2.** mypy rejects `background_tasks.add_task(monitored(build_report), 3)`: `build_report`
-# takes a `str`. Typed with `Callable[..., Any]`, the same mistake passes.
+# **事实 2.2**：mypy 拒绝 `background_tasks.add_task(monitored(build_report), 3)`：`build_report` 接受的是 `str`。如果类型标注为 `Callable[..., Any]`，同样的错误就能通过检查。
 
 # %%
 import subprocess
@@ -655,16 +584,11 @@ assert 'incompatible type "int"; expected "str"' in with_paramspec and "Found 1 
 assert loosely_typed.startswith("Success")
 
 # %% [markdown] translates="05ff10c9b2a09e09"
-# ## 3. When a monitored task fails
+# ## 3. 被监控的任务失败时
 #
-# Chapter 1 (section 7) proved what an exception in a task does. Here it is again with `monitored`
-# in place, which re-raises, because the decorator should report a failure, not change what it
-# does.
+# 第 1 章（第 7 节）证明了任务中的异常会造成什么后果。这里在加上 `monitored` 的情况下再看一遍；`monitored` 会重新抛出异常，因为装饰器应该报告失败，而不是改变失败的后果。
 #
-# **Fact 3.1.** When a task fails 0.3 s in: the client already has its `200`; the request's
-# later task is skipped; the failure is logged twice, by `monitored` (naming the task, with the
-# traceback) and by uvicorn (`Exception in ASGI application`); a request sent while the task was
-# failing is answered and its own task runs.
+# **事实 3.1**：当一个任务在 0.3 秒时失败：客户端已经拿到了它的 `200`；该请求后面的任务被跳过；失败被记录两次，一次由 `monitored` 记录（写明任务名，附带回溯），一次由 uvicorn 记录（`Exception in ASGI application`）；在任务失败期间发出的另一个请求会得到响应，它自己的任务也会运行。
 
 # %%
 timeline = Timeline()
@@ -718,13 +642,9 @@ assert [type(r.exc_info[1]) for r in server_records] == [ConnectionError]
 timeline.plot("order A's task fails after its response; order B is not affected")
 
 # %% [markdown] translates="a0428c28cb4a8f52"
-# Order A's `send_receipt` has no lane in the picture: it never started. Nobody tells the
-# client: its `200` left before the task began. If the client must learn the outcome, the task
-# has to record it somewhere the client can ask (a status row, a job id); chapter 7's durable
-# queue keeps each job's result where any process can read it by the job's id.
+# 订单 A 的 `send_receipt` 在图中没有泳道：它从未开始。也没有人告诉客户端：它的 `200` 在任务开始之前就已经发出。如果客户端必须知道结果，任务就得把结果记录在客户端能够查询的地方（一条状态记录、一个作业 id）；第 7 章的持久化队列（durable queue）把每个作业的结果保存在任何进程都能按作业 id 读取的地方。
 #
-# **Fact 3.2.** In a test, `TestClient` re-raises the task's exception in the test itself (the
-# log lines are still written; `capture_logs` keeps them out of this notebook's output).
+# **事实 3.2**：在测试中，`TestClient` 会在测试本身中重新抛出任务的异常（日志行照样会写出；`capture_logs` 让它们不出现在本 notebook 的输出中）。
 
 # %%
 with shows_error(ConnectionError) as raised, capture_logs("tasks"), TestClient(app) as test_client:
@@ -732,9 +652,7 @@ with shows_error(ConnectionError) as raised, capture_logs("tasks"), TestClient(a
 assert type(raised.error) is ConnectionError
 
 # %% [markdown] translates="3b1e7dc0b490dfa9"
-# That is the task's own `ConnectionError`, raised by `test_client.post` after the response was
-# built. Created with `raise_server_exceptions=False`, the client returns the `200` a real client
-# gets:
+# 这正是任务自己的 `ConnectionError`，由 `test_client.post` 在响应构建好之后抛出。如果创建客户端时传入 `raise_server_exceptions=False`，它就会返回真实客户端拿到的那个 `200`：
 
 # %%
 receipts.clear()
@@ -747,35 +665,19 @@ assert quiet.status_code == 200 and receipts == []
 assert records[-1].levelno == logging.ERROR
 
 # %% [markdown] translates="828f8276ffca047f"
-# ## 4. Retries with backoff, through `tenacity`
+# ## 4. 用 `tenacity` 实现带退避的重试
 #
-# A task that calls another service will meet a refused connection or a `503` now and then.
-# Retrying by hand (a loop, a counter, a sleep) is easy to get subtly wrong; `tenacity` is a
-# well-kept library that does it from a few declarations:
+# 调用其他服务的任务时不时会遇到连接被拒绝或者 `503`。手工重试（一个循环、一个计数器、一次 sleep）很容易在细节上写错；`tenacity` 是一个维护良好的库，只需几条声明就能做到：
 #
-# - `stop=stop_after_attempt(4)`: at most 4 attempts, so a service that stays down cannot keep
-#   the task (and the server's shutdown) waiting for ever;
-# - `wait=wait_exponential(multiplier=0.05, max=1)`: wait 0.05 s, 0.1 s, 0.2 s... between
-#   attempts (kept small here so that the notebook is fast; seconds are usual in production);
-# - `retry=retry_if_exception(worth_retrying)`: retry only what another attempt can cure: a
-#   request or an answer that did not get through (httpx's timeouts, network errors, a server
-#   that hung up), a `5xx`, and `429 Too Many Requests`, once `raise_for_status()` has turned the
-#   status into an exception. Not the other `4xx`: the service understood the request and refused
-#   it (a declined card, a malformed order), and it will refuse it again (Fact 4.3);
-# - `before_sleep=before_sleep_log(logger, logging.WARNING)`: one log line per retry;
-# - `reraise=True`: after the last attempt, raise the last error itself rather than tenacity's
-#   `RetryError`.
+# - `stop=stop_after_attempt(4)`：最多尝试 4 次，这样一个一直宕机的服务就不会让任务（以及服务器的关闭）永远等下去；
+# - `wait=wait_exponential(multiplier=0.05, max=1)`：两次尝试之间依次等待 0.05 秒、0.1 秒、0.2 秒……（这里设得很小，好让 notebook 运行得快；生产环境中通常是秒级）；
+# - `retry=retry_if_exception(worth_retrying)`：只重试再试一次能够解决的问题：没能送达的请求或响应（httpx 的超时（timeout）、网络错误、中途挂断的服务器）、`5xx`，以及 `429 Too Many Requests`（在 `raise_for_status()` 把状态码变成异常之后）。其他 `4xx` 不重试：服务理解了请求，但拒绝了它（卡被拒、订单格式错误），再试一次它还是会拒绝（事实 4.3）；
+# - `before_sleep=before_sleep_log(logger, logging.WARNING)`：每次重试记录一行日志；
+# - `reraise=True`：最后一次尝试失败后，抛出最后那个错误本身，而不是 tenacity 的 `RetryError`。
 #
-# `tenacity.retry` keeps the function's kind (an `async def` function stays a coroutine function;
-# the next cell checks it), so `monitored` can sit on top of it and still run the task where it
-# belongs: one start and one end line for the task, one warning per retry in between.
+# `tenacity.retry` 会保持函数的类型（`async def` 函数仍然是协程函数；下一个单元格会检查这一点），所以 `monitored` 可以叠在它上面，并且仍然在正确的地方运行任务：任务有一行开始日志和一行结束日志，中间每次重试一条警告。
 #
-# The service to retry against is a small payment provider, a FastAPI app on a second real
-# server. Two dictionaries script its bad days: `outage[order]` refuses that many requests with
-# `503` before doing anything; `lost_answers[order]` charges the card and then answers `504`
-# that many times, as a gateway does when the answer times out on its way back; an order in
-# `declined` gets `402 Payment Required`, the card declined. It honours an `Idempotency-Key`
-# header, as real payment APIs do (section 5).
+# 重试所针对的服务是一个小型支付服务商：运行在第二个真实服务器上的 FastAPI 应用。两个字典编排它的“坏日子”：`outage[order]` 表示在做任何事之前，先用 `503` 拒绝这么多次请求；`lost_answers[order]` 表示先扣款，然后这么多次回答 `504`，就像网关在响应返回途中超时时所做的那样；在 `declined` 中的订单会得到 `402 Payment Required`，即卡被拒。它像真实的支付 API 一样支持 `Idempotency-Key` 头（第 5 节）。
 
 # %%
 from tenacity import (
@@ -788,9 +690,9 @@ from tenacity import (
 )
 
 provider = FastAPI()
-provider_requests: list[tuple[float, str, str | None]] = []  # (when, order, idempotency key)
-charges: list[str] = []  # one entry per charge made: the order it was for
-charge_for_key: dict[str, int] = {}  # idempotency key -> number of the charge it made
+provider_requests: list[tuple[float, str, str | None]] = []  # (时间, 订单, 幂等键)
+charges: list[str] = []  # 每次扣款一条记录：扣款对应的订单
+charge_for_key: dict[str, int] = {}  # 幂等键 -> 它产生的那次扣款的编号
 outage: dict[str, int] = {}
 lost_answers: dict[str, int] = {}
 declined: set[str] = set()
@@ -815,7 +717,7 @@ async def create_charge(
         charge_for_key[idempotency_key] = len(charges)
     if lost_answers.get(order_id, 0) > 0:
         lost_answers[order_id] -= 1
-        response.status_code = 504  # the card was charged; the answer never made it back
+        response.status_code = 504  # 卡已扣款；响应却没能送回去
         return {"error": "gateway timeout"}
     return {"charge": len(charges), "amount": amount}
 
@@ -865,14 +767,12 @@ def short(message: str) -> str:
 
 
 # %% [markdown] translates="163d8ddd62e86828"
-# **Fact 4.1.** With the provider refusing the first two requests for an order, the task makes
-# three requests, logs two retries, and the card is charged once; the waits before the retries
-# are at least 0.05 s and 0.1 s.
+# **事实 4.1**：当服务商拒绝某个订单的前两次请求时，任务共发出三次请求，记录两次重试，卡只被扣款一次；两次重试之前的等待分别至少为 0.05 秒和 0.1 秒。
 
 # %%
 outage["order-1"] = 2
 with capture_logs("tasks") as records, serve(provider) as provider_url, serve(shop) as url:
-    shop.state.provider_url = provider_url  # the shop's configuration: where its payment provider is
+    shop.state.provider_url = provider_url  # 商店的配置：它的支付服务商在哪里
     response = httpx.post(f"{url}/orders/order-1/pay", params={"amount": 1999})
 
 attempts = requests_for("order-1")
@@ -889,9 +789,7 @@ assert [r.levelname for r in records] == ["INFO", "WARNING", "WARNING", "INFO"]
 assert gaps[0] >= 0.05 and gaps[1] >= 0.1
 
 # %% [markdown] translates="1c67673249528472"
-# **Fact 4.2.** If the provider stays down, the task stops after 4 attempts, with waits of at
-# least 0.05, 0.1 and 0.2 s between them (0.35 s of waiting in all), then raises the provider's
-# last error, which `monitored` and uvicorn log. Nothing is charged.
+# **事实 4.2**：如果服务商一直宕机，任务在 4 次尝试后停止，各次之间至少等待 0.05、0.1 和 0.2 秒（总共等待 0.35 秒），然后抛出服务商的最后一个错误，由 `monitored` 和 uvicorn 记录下来。没有任何扣款。
 
 # %%
 outage["order-2"] = 100
@@ -908,7 +806,7 @@ attempts = requests_for("order-2")
 gaps = [later - earlier for earlier, later in zip(attempts, attempts[1:])]
 print(f"{len(attempts)} attempts over {attempts[-1] - attempts[0]:.2f} s, of which 0.35 s were tenacity's waits")
 print(f"gaps between them: {', '.join(f'{g:.2f} s' for g in gaps)}")
-for record in records + server_records:  # the task's start, its three retries, its failure; then uvicorn's
+for record in records + server_records:  # 任务的开始、三次重试、失败；然后是 uvicorn 的记录
     print(short(describe(record)))
 outage.pop("order-2")
 assert len(attempts) == 4 and charges.count("order-2") == 0
@@ -917,9 +815,7 @@ assert records[-1].levelname == "ERROR" and isinstance(records[-1].exc_info[1], 
 assert [type(r.exc_info[1]) for r in server_records] == [httpx.HTTPStatusError]
 
 # %% [markdown] translates="3413542634b35901"
-# **Fact 4.3.** A declined card (`402`) is asked for once with `worth_retrying`, and four times
-# when every `httpx.HTTPError` is retried (which includes every error status once
-# `raise_for_status()` has raised it); either way the task ends with the `402`.
+# **事实 4.3**：被拒的卡（`402`）在使用 `worth_retrying` 时只请求一次；如果对每个 `httpx.HTTPError` 都重试（一旦 `raise_for_status()` 抛出异常，所有错误状态码都属于这一类），则请求四次；两种情况下，任务最终都以 `402` 结束。
 
 
 # %%
@@ -936,7 +832,7 @@ retry_every_http_error = retry(
     reraise=True,
 )
 declined.add("order-9")
-asked: dict[str, tuple[int, int]] = {}  # policy -> (requests for order-9, the status it ended with)
+asked: dict[str, tuple[int, int]] = {}  # 策略 -> (order-9 的请求次数, 最终的状态码)
 with capture_logs("tasks"), serve(provider) as provider_url:
     for policy, with_policy in (("every httpx.HTTPError", retry_every_http_error), ("worth_retrying", with_retries)):
         before = len(requests_for("order-9"))
@@ -950,25 +846,16 @@ assert asked == {"every httpx.HTTPError": (4, 402), "worth_retrying": (1, 402)}
 assert charges.count("order-9") == 0
 
 # %% [markdown] translates="5298d16f15807b64"
-# The bound matters twice: a task that retries for ever holds its request's later tasks back
-# (they run one after another), and a server that is stopping waits for running tasks (`serve`
-# gives them `graceful_seconds`; chapter 7 shows what stopping uvicorn does to them).
+# 上限在两方面都很重要：永远重试的任务会拖住它所在请求后面的任务（它们一个接一个地运行）；而正在优雅关闭（graceful shutdown）的服务器会等待正在运行的任务（`serve` 给它们 `graceful_seconds` 的时间；第 7 章展示停止 uvicorn 会对它们造成什么影响）。
 
 # %% [markdown] translates="f421446302d1a3a9"
-# ## 5. Idempotency: what makes a retry safe
+# ## 5. 幂等性：是什么让重试变得安全
 #
-# A retry repeats the whole attempt. That is harmless if the attempt did nothing before it
-# failed (section 4's `503`), but not if it did its work and only the answer was lost: then the
-# work is done twice. An operation is *idempotent* if doing it twice has the same effect as
-# doing it once. Payment APIs make a charge idempotent with an *idempotency key*: the client
-# sends a key with the request, and the provider, seeing a key it already has, returns the first
-# result instead of charging again.
+# 重试会重复整个尝试。如果那次尝试在失败之前什么都没做（第 4 节的 `503`），这是无害的；但如果它已经完成了工作，只是响应丢失了，那么工作就会被做两次。如果一个操作做两次与做一次的效果相同，它就是*幂等*的。支付 API 用*幂等键*（idempotency key）让扣款变得幂等：客户端随请求发送一个键，服务商看到一个已有的键时，返回第一次的结果，而不会再扣一次款。
 #
-# The key must name the *operation*, not the attempt: make it once, from something that
-# identifies the work (the order id), or make it in the endpoint and pass it to the task.
+# 这个键必须标识*操作*，而不是某一次尝试：要么根据能标识这项工作的东西（订单 id）只生成一次，要么在端点（endpoint）中生成，再传给任务。
 #
-# **Fact 5.1.** The provider charges, then answers `504` once. Retried with no key, the card is
-# charged twice; with a new key made inside every attempt, twice; with one key per order, once.
+# **事实 5.1**：服务商扣款后回答一次 `504`。不带键重试，卡被扣款两次；每次尝试内部生成新键，同样两次；每个订单一个键，只扣一次。
 
 # %%
 import uuid
@@ -985,7 +872,7 @@ async def charge_without_key(provider_url: str, order_id: str, amount: int) -> N
 @monitored
 @with_retries
 async def charge_with_a_key_per_attempt(provider_url: str, order_id: str, amount: int) -> None:
-    key = uuid.uuid4().hex  # made inside the retried function: a new key on every attempt
+    key = uuid.uuid4().hex  # 在被重试的函数内部生成：每次尝试一个新键
     async with httpx.AsyncClient(base_url=provider_url) as client:
         response = await client.post(
             "/charges", params={"order_id": order_id, "amount": amount}, headers={"Idempotency-Key": key}
@@ -1000,7 +887,7 @@ async def charge_with_a_key_per_order(provider_url: str, order_id: str, amount: 
         response = await client.post(
             "/charges",
             params={"order_id": order_id, "amount": amount},
-            headers={"Idempotency-Key": f"charge-{order_id}"},  # the same for every attempt
+            headers={"Idempotency-Key": f"charge-{order_id}"},  # 每次尝试都相同
         )
         response.raise_for_status()
 
@@ -1035,28 +922,16 @@ assert [charges.count(order_id) for order_id in variants] == [2, 2, 1]
 assert all(len(requests_for(order_id)) == 2 for order_id in variants)
 
 # %% [markdown] translates="11728b56bf911d6c"
-# Every variant retried correctly; only the last one was safe to retry. If the service you call
-# has no idempotency keys, keep your own record of what was done, keyed the same way (a row with
-# a unique constraint on the order id, written in the same transaction as the effect), and check
-# it before acting. Chapter 3 (sections 5 and 6) makes compensations idempotent and keeps an
-# outbox of work to do in the database.
+# 每个变体都正确地重试了；但只有最后一个可以安全地重试。如果你调用的服务不支持幂等键，就自己记录做过的事，并以同样的方式作为键（一行在订单 id 上带唯一约束的记录，与操作的效果写在同一个事务（transaction）中），在动手之前先检查它。第 3 章（第 5、6 节）让补偿事务（compensation）变得幂等，并在数据库中用发件箱（outbox）保存待完成的工作。
 
 # %% [markdown] translates="359640a4e2c0d262"
-# ## 6. Chains: one task calls the next step with the previous result
+# ## 6. 任务链：一个任务用前一步的结果调用下一步
 #
-# Tasks added one by one with `add_task` run in order (chapter 1, Fact 2.1), but each gets its
-# arguments when it is *added*, before anything ran: the second cannot receive what the first
-# produced. When steps depend on each other, write one task that calls them in turn and passes
-# each result on. A `def` step inside an `async def` chain goes to the thread pool with
-# `run_in_threadpool`, as `monitored` does.
+# 用 `add_task` 逐个添加的任务会按顺序运行（第 1 章，事实 2.1），但每个任务在*被添加*时、也就是在任何任务运行之前，就已经拿到了它的参数：第二个任务无法接收第一个任务产出的东西。当后一步需要前一步的结果时，就写一个任务，依次调用这些步骤，并把每一步的结果传下去。`async def` 任务链中的 `def` 步骤，用 `run_in_threadpool` 送进线程池，和 `monitored` 的做法一样。
 #
-# **Fact 6.1.** A chain `fetch_upload → summarise (def, blocking) → store_summary` passes each
-# result to the next step; the steps run one after another, the `def` step on a worker thread.
+# **事实 6.1**：任务链 `fetch_upload → summarise (def, blocking) → store_summary` 把每一步的结果传给下一步；各步骤一个接一个地运行，`def` 步骤在工作线程上运行。
 #
-# (`summarise` stands in for a blocking call, such as a synchronous client library, with
-# `time.sleep`, which releases the GIL while it waits. Real CPU work holds the GIL, so worker
-# threads never run more than one piece of it at a time: it belongs in a process pool, as
-# chapter 5, section 5 shows.)
+# （`summarise` 用 `time.sleep` 模拟一个阻塞调用，比如某个同步的客户端库；`time.sleep` 在等待时会释放 GIL。真正的 CPU 计算会持有 GIL，所以工作线程一次最多只能运行其中一份：这类工作应该放进进程池，如第 5 章第 5 节所示。）
 
 # %%
 timeline = Timeline()
@@ -1064,17 +939,17 @@ summaries: dict[str, str] = {}
 
 
 async def fetch_upload(upload_id: str) -> str:
-    await asyncio.sleep(0.05)  # download from object storage
+    await asyncio.sleep(0.05)  # 从对象存储下载
     return "FastAPI runs background tasks after the response. " * 40
 
 
 def summarise(text: str) -> str:
-    time.sleep(0.05)  # a blocking call (a synchronous library): keep it off the event loop
+    time.sleep(0.05)  # 阻塞调用（同步库）：不要让它占用事件循环
     return f"{len(text.split())} words, starts: {text[:27]!r}"
 
 
 async def store_summary(upload_id: str, summary: str) -> None:
-    await asyncio.sleep(0.05)  # write to the database
+    await asyncio.sleep(0.05)  # 写入数据库
     summaries[upload_id] = summary
 
 
@@ -1108,34 +983,18 @@ assert summaries["u-1"].startswith("280 words")
 timeline.plot("one task, three steps: each result feeds the next")
 
 # %% [markdown] translates="0830d25230142554"
-# A failing step ends the chain there (an exception leaves `process_upload`), which is what a
-# chain should do: `store_summary` never runs on a summary that was not made, and `monitored`
-# logs the chain's failure as in section 3.
+# 失败的步骤会让任务链在那里终止（异常离开了 `process_upload`），这正是任务链应有的行为：`store_summary` 永远不会对一份没有生成出来的摘要运行，而 `monitored` 会像第 3 节那样记录任务链的失败。
 
 # %% [markdown] translates="dd15fd1821a60207"
-# ## 7. Fan-out inside one task: `asyncio.TaskGroup` or `asyncio.gather`
+# ## 7. 在一个任务内扇出：`asyncio.TaskGroup` 还是 `asyncio.gather`
 #
-# When the parts of a job are independent (notify the inventory, the e-mail service and the
-# analytics service about one order), one task can run them at the same time. Python offers two
-# ways, and they differ exactly where it matters, when one part fails:
+# 当一项工作的各部分相互独立时（就同一个订单分别通知库存服务、电子邮件服务和分析服务），一个任务可以并发（concurrency）地运行它们。Python 提供了两种方式，而它们恰好在最关键的地方有所不同，即某一部分失败时：
 #
-# - `async with asyncio.TaskGroup() as group: group.create_task(...)` (Python 3.11+): if a part
-#   raises, the group **cancels the other parts** and raises an `ExceptionGroup` holding the
-#   errors. Right when the parts only make sense together.
-# - `await asyncio.gather(*parts, return_exceptions=True)`: every part runs to its end; errors
-#   come back as values in the result list, and the task decides what to do with them. Right when
-#   the parts are independent.
-# - `await asyncio.gather(*parts)` without `return_exceptions`: raises the first error at once,
-#   but does not cancel the other parts, which keep running with nobody waiting for them.
+# - `async with asyncio.TaskGroup() as group: group.create_task(...)`（Python 3.11+）：如果某一部分抛出异常，任务组会**取消其他部分**，并抛出一个包含这些错误的 `ExceptionGroup`。适合各部分只有合在一起才有意义的情况。
+# - `await asyncio.gather(*parts, return_exceptions=True)`：每一部分都运行到结束；错误作为值出现在结果列表中，由任务决定如何处理。适合各部分相互独立的情况。
+# - 不带 `return_exceptions` 的 `await asyncio.gather(*parts)`：立即抛出第一个错误，但不会取消其他部分，它们继续运行，却已经没有人在等它们了。
 #
-# **Fact 7.1.** Three notifications in one task: the e-mail fails after 0.1 s, and the two others
-# go on until 0.2 s after that failure (they wait for it, so that a slow machine cannot let them
-# end first and hide the difference). With a
-# `TaskGroup` the two others are cancelled and the task raises `ExceptionGroup`; with
-# `gather(return_exceptions=True)` both finish and the task gets the error as a value; with plain
-# `gather` the task raises the `ConnectionError` after 0.1 s and the two others finish later on
-# their own. In all three the parts run at the same time: each of them starts before the first
-# of them ends.
+# **事实 7.1**：一个任务中有三个通知：电子邮件在 0.1 秒时失败，另外两个在那次失败之后还要继续 0.2 秒（它们会等待这次失败发生，以免慢机器让它们先结束、掩盖了差异）。使用 `TaskGroup` 时，另外两个被取消，任务抛出 `ExceptionGroup`；使用 `gather(return_exceptions=True)` 时，两者都会完成，任务把错误作为值拿到；使用普通的 `gather` 时，任务在 0.1 秒后抛出 `ConnectionError`，另外两个稍后自行完成。三种情况下，各部分都是并发运行的：每一部分都在其中第一个结束之前就已开始。
 
 # %%
 timeline = Timeline()
@@ -1150,8 +1009,8 @@ async def notify(strategy: str, service: str, failure: asyncio.Event, fails: boo
             outcomes[f"{strategy}: {service}"] = "raised ConnectionError"
             failure.set()
             raise ConnectionError(f"{service} service is down")
-        await failure.wait()  # the others are still at work when the e-mail fails...
-        await asyncio.sleep(0.2)  # ...and for 0.2 s more: time enough to be cancelled, or to finish
+        await failure.wait()  # 电子邮件失败时，其他部分仍在工作……
+        await asyncio.sleep(0.2)  # ……并且再持续 0.2 秒：足够被取消，或者完成
     except asyncio.CancelledError:
         outcomes[f"{strategy}: {service}"] = "cancelled"
         raise
@@ -1216,14 +1075,14 @@ def all_parts_done() -> bool:
 with capture_logs("uvicorn.error") as server_records, serve(app) as url:
     for number in range(len(strategies)):
         httpx.post(f"{url}/fan-out/{number}")
-    # plain gather's parts outlive its task, so the server does not wait for them: the cell does
+    # 普通 gather 的各部分比它的任务活得更久，服务器不会等它们：由单元格来等
     wait_until(all_parts_done, timeout=60, what="all nine parts finished or cancelled")
 
 for strategy in strategies:
     print(f"{strategy}: the task {task_results[strategy]}")
     for service in ("inventory", "e-mail", "analytics"):
         print(f"    {service:9} {outcomes[f'{strategy}: {service}']}")
-for record in sorted(server_records, key=describe):  # the two failures come 0.1 s in, in either order
+for record in sorted(server_records, key=describe):  # 两个失败都发生在 0.1 秒时，先后顺序不定
     print(describe(record))
 assert [outcomes[f"TaskGroup: {s}"] for s in ("inventory", "analytics")] == ["cancelled", "cancelled"]
 assert task_results["TaskGroup"].startswith("raised ExceptionGroup: unhandled errors in a TaskGroup (1 sub-exception)")
@@ -1232,34 +1091,22 @@ assert "ConnectionError('e-mail service is down')" in task_results["gather(retur
 assert task_results["plain gather"].startswith("raised ConnectionError")
 assert [outcomes[f"plain gather: {s}"] for s in ("inventory", "analytics")] == ["finished", "finished"]
 assert sorted(type(r.exc_info[1]).__name__ for r in server_records) == ["ConnectionError", "ExceptionGroup"]
-for strategy in strategies:  # concurrent: every part began before the first one ended (one after another: never)
+for strategy in strategies:  # 并发：每一部分都在第一个结束之前就已开始（若是一个接一个运行，则绝不会如此）
     lanes = [f"{strategy}: {s}" for s in ("inventory", "e-mail", "analytics")]
     assert max(timeline.at(lane, "task start") for lane in lanes) < min(timeline.at(lane, "task end") for lane in lanes)
 timeline.plot("one failing part: TaskGroup cancels the rest, gather lets them finish")
 
 # %% [markdown] translates="f8c40ef7ef9e1e95"
-# In the picture, the `TaskGroup` bars all stop at 0.1 s: the failing e-mail part in red and
-# cross-hatched, the two parts it cancelled in grey and striped. With either `gather`, the e-mail
-# part fails at 0.1 s just the same (red), and the other two run on to about 0.3 s (orange: they
-# finished). Only
-# `gather(return_exceptions=True)` ended its background task normally; the two others raised,
-# so uvicorn logged them and any later task of their request would have been skipped.
+# 图中，`TaskGroup` 的条形全都停在 0.1 秒：失败的电子邮件部分是红色带交叉阴影，被它取消的两个部分是灰色带条纹。使用任一种 `gather` 时，电子邮件部分同样在 0.1 秒失败（红色），另外两个则一直运行到大约 0.3 秒（橙色：它们完成了）。只有 `gather(return_exceptions=True)` 让它的后台任务正常结束；另外两种都抛出了异常，所以 uvicorn 记录了它们，而它们所在请求后面的任务（如果有的话）都会被跳过。
 #
-# With plain `gather`, the parts that outlive the task run unsupervised: nothing awaits them any
-# more. To handle some of a `TaskGroup`'s errors and not others, Python 3.11 added
-# `except* ConnectionError:`.
+# 使用普通的 `gather` 时，比任务活得更久的那些部分处于无人监管的状态：再也没有任何东西 await 它们。如果想处理 `TaskGroup` 的某些错误而不处理另一些，可以用 Python 3.11 新增的 `except* ConnectionError:`。
 
 # %% [markdown] translates="112651f159549367"
-# ## 8. Tasks added by dependencies
+# ## 8. 由依赖项添加的任务
 #
-# Chapter 1 (section 5) showed that a dependency and its endpoint share one `BackgroundTasks` per
-# request. That makes a dependency a good place for tasks every route needs: put it on a router,
-# and each route of the router schedules it. Dependencies with `yield` have a catch.
+# 第 1 章（第 5 节）表明，依赖项和它的端点在每个请求中共享同一个 `BackgroundTasks`。这让依赖项成为放置每个路由都需要的任务的好地方：把它挂在一个 router 上，该 router 的每个路由都会安排这个任务。带 `yield` 的依赖项则有一个陷阱。
 #
-# **Fact 8.1.** A dependency on an `APIRouter` adds its task to every route of that router, ahead
-# of the route's own task. In a dependency with `yield`, a task added before the `yield` runs; a
-# task added after the `yield` never runs and nothing is logged, because on FastAPI 0.163.2 the
-# code after the `yield` runs only once the tasks have finished.
+# **事实 8.1**：`APIRouter` 上的依赖项会把它的任务添加到该 router 的每个路由中，排在路由自己的任务之前。在带 `yield` 的依赖项中，在 `yield` 之前添加的任务会运行；在 `yield` 之后添加的任务永远不会运行，也不会留下任何日志，因为在 FastAPI 0.163.2 上，`yield` 之后的代码要等任务都结束之后才运行。
 
 # %%
 events: list[str] = []
@@ -1295,7 +1142,7 @@ app = FastAPI()
 app.include_router(router)
 with capture_logs("") as records:
     for path in ("/admin/users/ada/disable", "/admin/cache/clear"):
-        with serve(app) as url:  # a server per request: it stops only when the request's tasks are done
+        with serve(app) as url:  # 每个请求一个服务器：它要等该请求的任务完成后才停止
             httpx.post(f"{url}{path}")
 
 print(*events, sep="\n")
@@ -1311,37 +1158,27 @@ assert events == [
 assert not [r for r in records if r.levelno >= logging.WARNING]
 
 # %% [markdown] translates="3bed795252cad2e2"
-# When the code after `yield` runs has changed between releases (chapter 3, section 7), and with
-# it the fate of a task added there. `make versions` ran the same dependency (a task added after
-# `yield`, another added by the endpoint) on a real server for each release below, and looked,
-# once the server had stopped (uvicorn's shutdown waits for every request's tasks), whether the
-# task added after `yield` had run.
+# `yield` 之后的代码何时运行，在不同版本之间变过（第 3 章第 7 节），在那里添加的任务的命运也随之改变。`make versions` 在下面的每个版本上，用真实的服务器运行同一个依赖项（在 `yield` 之后添加一个任务，端点再添加另一个），并在服务器停止之后（uvicorn 的关闭会等待每个请求的任务）查看在 `yield` 之后添加的任务是否运行过。
 #
-# **Fact 8.2.** A task added after `yield` ran on FastAPI 0.106.0 to 0.117.0, where the exit code
-# ran before the response, and with `scope="function"` on 0.121.0 and 0.163.2. It never ran on
-# 0.103.2 and 0.105.0, nor from 0.118.0 with the default scope: there the exit code runs after the
-# tasks. The article this course answers was written for 0.103.2.
+# **事实 8.2**：在 `yield` 之后添加的任务，在 FastAPI 0.106.0 到 0.117.0 上会运行，这些版本的退出代码（exit code，即 `yield` 之后的代码）在响应之前运行；在 0.121.0 和 0.163.2 上使用 `scope="function"` 时也会运行。在 0.103.2 和 0.105.0 上，以及从 0.118.0 起使用默认作用域时，它从不运行：在这些情况下，退出代码在任务之后才运行。本课程所回应的那篇文章，是针对 0.103.2 写的。
 
 # %%
 added_after_yield = version_table("task_after_yield", "task_after_yield_function_scope")
 runs_by_default = {stack.name for stack, (default, _) in added_after_yield.rows if default.startswith("runs")}
 assert runs_by_default == {"FastAPI 0.106.0", "FastAPI 0.115.0", "FastAPI 0.117.0"}
-assert added_after_yield.outcome("FastAPI 0.163.2", "task_after_yield").startswith("never runs")  # as above
+assert added_after_yield.outcome("FastAPI 0.163.2", "task_after_yield").startswith("never runs")  # 与上面相同
 assert added_after_yield.outcome("FastAPI 0.163.2", "task_after_yield_function_scope").startswith("runs")
 assert all(outcome.endswith("before `yield` runs)") for _, outcomes in added_after_yield.rows for outcome in outcomes
            if outcome != "n/a")
 added_after_yield
 
 # %% [markdown] translates="f51b612200bd6e5b"
-# Code that relies on either behaviour breaks on an upgrade. A task added *before* the `yield`
-# ran on every release of the table, with both scopes (the words in brackets): add tasks there.
+# 指望其中任何一种行为的代码，都会在升级时出问题。在 `yield` *之前*添加的任务，在表中的每个版本上、两种作用域下（括号中的文字）都会运行：请把任务添加在那里。
 
 # %% [markdown] translates="434a4be2c0f794f3"
-# ## 9. The `background=` trap
+# ## 9. `background=` 陷阱
 #
-# Every Starlette response takes a `background=` argument: one `BackgroundTask`, or a
-# `BackgroundTasks`, to run after it is sent. FastAPI uses the same slot for the injected
-# `BackgroundTasks`, but only if it is empty. Here is the code, read from the installed FastAPI:
+# 每个 Starlette 响应都接受一个 `background=` 参数：一个 `BackgroundTask` 或一个 `BackgroundTasks`，在响应发送后运行。FastAPI 把注入的 `BackgroundTasks` 放进同一个位置，但仅当这个位置为空时。下面是从已安装的 FastAPI 中读出的代码：
 
 # %%
 import fastapi.routing
@@ -1356,13 +1193,9 @@ assert routing_lines[start + 1].strip() == "if raw_response.background is None:"
 assert routing_lines[start + 2].strip() == "raw_response.background = solved_result.background_tasks"
 
 # %% [markdown] translates="62922a1d7e8661f9"
-# So if the endpoint returns a response that already has a `background`, the injected
-# `BackgroundTasks` (with every task the endpoint and its dependencies added to it) is never
-# attached to anything, and never runs.
+# 所以，如果端点返回的响应已经带有 `background`，注入的 `BackgroundTasks`（连同端点及其依赖项添加到其中的每个任务）就不会挂到任何东西上，也永远不会运行。
 #
-# **Fact 9.1.** An endpoint whose dependency and body add tasks to the injected
-# `BackgroundTasks`, and which returns `Response(..., background=BackgroundTask(release_lock))`:
-# only `release_lock` runs. There is no error, no log line and no warning.
+# **事实 9.1**：一个端点，它的依赖项和函数体都向注入的 `BackgroundTasks` 添加任务，而它返回 `Response(..., background=BackgroundTask(release_lock))`：只有 `release_lock` 会运行。没有错误，没有日志，也没有警告。
 
 # %%
 import warnings
@@ -1401,8 +1234,7 @@ assert events == ["release lock march"]
 assert not loud and not caught
 
 # %% [markdown] translates="17cfba8fd7966f13"
-# FastAPI's check (`if raw_response.background is None`, above) looks at any `Response`, and
-# every response class of Starlette takes `background=`, so the same trap waits with each:
+# FastAPI 的检查（上面的 `if raw_response.background is None`）针对的是任何 `Response`，而 Starlette 的每个响应类都接受 `background=`，所以每个响应类都藏着同样的陷阱：
 
 # %%
 from starlette import responses
@@ -1415,14 +1247,12 @@ assert without == []
 
 # %% [markdown] translates="34a833a72748f146"
 #
-# There are two fixes, and both keep one list of tasks:
+# 有两种修复方法，两者都只保留一个任务列表：
 #
-# 1. put every task on the injected `BackgroundTasks`, and return a response *without*
-#    `background=` (FastAPI then attaches the injected object);
-# 2. or pass the injected object itself: `Response(..., background=background_tasks)`.
+# 1. 把所有任务都放到注入的 `BackgroundTasks` 上，并返回一个*不带* `background=` 的响应（FastAPI 随后会挂上注入的对象）；
+# 2. 或者直接传入注入的对象本身：`Response(..., background=background_tasks)`。
 #
-# **Fact 9.2.** With either fix, all three tasks run, in the order they were added: the
-# dependency's, the endpoint's, and the lock's release last.
+# **事实 9.2**：无论用哪种修复方法，三个任务都会按添加的顺序运行：依赖项的任务、端点的任务，最后是释放锁。
 
 # %%
 app = FastAPI()
@@ -1455,11 +1285,9 @@ assert ran["fix-1"] == [expected[0].format(fix="fix-1"), *expected[1:]]
 assert ran["fix-2"] == [expected[0].format(fix="fix-2"), *expected[1:]]
 
 # %% [markdown] translates="4c26c5115c346bbd"
-# The trap is not new. `make versions` ran an endpoint that adds an injected task and returns
-# `JSONResponse(..., background=BackgroundTask(...))` on a real server for each release below.
+# 这个陷阱并不新鲜。`make versions` 在下面的每个版本上，用真实的服务器运行一个端点：它添加一个注入的任务，并返回 `JSONResponse(..., background=BackgroundTask(...))`。
 #
-# **Fact 9.3.** On all eight FastAPI releases measured, from 0.103.2 to 0.163.2, only the
-# response's own task ran.
+# **事实 9.3**：在测量的全部八个 FastAPI 版本上，从 0.103.2 到 0.163.2，都只有响应自己的任务运行了。
 
 # %%
 background_history = version_table("background_argument")
@@ -1468,40 +1296,31 @@ assert {outcome for _, (outcome,) in background_history.rows} == {"only the resp
 background_history
 
 # %% [markdown] translates="cb28f783c5d08205"
-# ## 10. The common advice, checked
+# ## 10. 检验常见的建议
 #
-# | Claim | Verdict on the pinned versions | Proof |
+# | 说法 | 在固定版本上的结论 | 证明 |
 # |---|---|---|
-# | "Wrap tasks in an `async def` decorator to monitor them" | **Wrong for `def` tasks**: it blocks the server and ends in `TypeError` after the work is done | section 1 |
-# | "`functools.wraps` is optional" | It keeps the name, docstring and signature that logs and tools read; it fixes nothing else | Fact 1.3 |
-# | "A failed task is retried" | **No**: nothing retries a task unless you say so (for example with `tenacity`) | sections 3, 4 |
-# | "Retries are safe" | Only for idempotent work: a lost answer made an unkeyed retry charge twice | Fact 5.1 |
-# | "`gather` and `TaskGroup` are interchangeable" | **No**: on a failure one cancels the siblings, the other lets them run | Fact 7.1 |
-# | "Returning a response with `background=` adds a task" | It **replaces** the injected tasks, silently | Fact 9.1 |
+# | “用 `async def` 装饰器包装任务来监控它们” | **对 `def` 任务是错的**：它阻塞服务器，并在工作完成之后以 `TypeError` 告终 | 第 1 节 |
+# | “`functools.wraps` 可有可无” | 它保留日志和工具要读取的名字、docstring 和签名；除此之外什么也不修复 | 事实 1.3 |
+# | “失败的任务会被重试” | **不会**：除非你明确要求（例如用 `tenacity`），否则没有任何东西会重试任务 | 第 3、4 节 |
+# | “重试是安全的” | 只对幂等的工作才安全：一次丢失的响应，让不带键的重试扣了两次款 | 事实 5.1 |
+# | “`gather` 和 `TaskGroup` 可以互换” | **不能**：出现失败时，一个会取消其他部分，另一个让它们继续运行 | 事实 7.1 |
+# | “返回带 `background=` 的响应会添加一个任务” | 它会悄悄地**替换**注入的任务 | 事实 9.1 |
 
 # %% [markdown] translates="1bd7437c27061f63"
-# ## Exercises
+# ## 练习
 #
-# Each exercise has a code cell for your answer and a cell that checks it against real servers.
-# The reference solutions are in `solutions/ch04_orchestration/`; try first, then compare.
+# 每个练习都有一个供你作答的代码单元格，以及一个用真实服务器检查答案的单元格。参考答案在 `solutions/ch04_orchestration/` 中；请先自己尝试，再对照。
 #
-# ### Exercise 4.1: charge once, however often you retry
+# ### 练习 4.1：无论重试多少次，只扣款一次
 #
-# Write `charge_order(provider_url, order_id, amount)`, a background task that asks the payment
-# provider at `provider_url` to charge an order: `POST {provider_url}/charges` with the query
-# parameters `order_id` and `amount`, the API of section 4's provider (which honours an
-# `Idempotency-Key` header). With `tenacity`:
+# 编写 `charge_order(provider_url, order_id, amount)`，这是一个后台任务，它请求位于 `provider_url` 的支付服务商为一个订单扣款：`POST {provider_url}/charges`，带查询参数 `order_id` 和 `amount`，也就是第 4 节那个服务商的 API（它支持 `Idempotency-Key` 头）。使用 `tenacity`：
 #
-# - retry what another attempt can cure, and only that (section 4's `worth_retrying`: httpx's
-#   timeouts and network errors, a server that hung up, and the statuses `5xx` and `429` once
-#   `response.raise_for_status()` has raised them), 5 attempts in all (`stop_after_attempt(5)`), waiting 0.05 s,
-#   0.1 s, 0.2 s and 0.4 s before the 2nd to the 5th (`wait_exponential(multiplier=0.05, max=0.5)`);
-# - log each retry at `WARNING` on the logger `"tasks"`;
-# - after the last attempt, let the error propagate.
+# - 重试再试一次能够解决的问题，且只重试这些（即第 4 节的 `worth_retrying`：httpx 的超时和网络错误、中途挂断的服务器，以及 `response.raise_for_status()` 抛出异常之后的 `5xx` 和 `429` 状态码），总共 5 次尝试（`stop_after_attempt(5)`），在第 2 到第 5 次尝试之前分别等待 0.05 秒、0.1 秒、0.2 秒和 0.4 秒（`wait_exponential(multiplier=0.05, max=0.5)`）；
+# - 在 logger `"tasks"` 上以 `WARNING` 级别记录每次重试；
+# - 最后一次尝试之后，让错误继续向上传播。
 #
-# And make it safe to retry: however the provider fails, each order is charged at most once. The
-# check runs it against a provider that refuses requests, one that loses an answer after
-# charging, one that stays down, and one that declines the card.
+# 并且让它可以安全地重试：无论服务商以何种方式失败，每个订单最多只扣款一次。检查程序会让它分别面对：一个拒绝请求的服务商、一个扣款后丢失响应的服务商、一个一直宕机的服务商，以及一个拒绝该卡的服务商。
 
 # %% nbgrader={"grade": false, "grade_id": "ex01_answer", "locked": false, "schema_version": 3, "solution": true, "task": false}
 ### BEGIN SOLUTION
@@ -1533,7 +1352,7 @@ async def charge_order(provider_url: str, order_id: str, amount: int) -> None:
         response = await client.post(
             "/charges",
             params={"order_id": order_id, "amount": amount},
-            headers={"Idempotency-Key": f"charge-{order_id}"},  # one key per order, not per attempt
+            headers={"Idempotency-Key": f"charge-{order_id}"},  # 每个订单一个键，而不是每次尝试一个
         )
         response.raise_for_status()
 ### END SOLUTION
@@ -1544,13 +1363,9 @@ from bgcourse.checks import ch04_orchestration as checks
 checks.ex01(charge_order)
 
 # %% [markdown] translates="e0a1f4e08c89f84c"
-# ### Exercise 4.2: notify every service, whatever one of them does
+# ### 练习 4.2：通知每个服务，不管其中某个服务出什么状况
 #
-# Write `async def notify_all(urls, event)` that POSTs the dict `event` as JSON to every URL in
-# `urls` *at the same time*, and returns a dict mapping each URL to `"ok"` (a 2xx answer) or
-# `"failed"` (an error status, or no answer at all). Log each failure at `ERROR` on the logger
-# `"tasks"`, with the URL in the message and the exception attached (`exc_info=`). It must not
-# raise because a service failed, and one failure must not stop the other notifications.
+# 编写 `async def notify_all(urls, event)`，它把字典 `event` 作为 JSON *同时* POST 到 `urls` 中的每个 URL，并返回一个字典，把每个 URL 映射到 `"ok"`（2xx 响应）或 `"failed"`（错误状态码，或者根本没有响应）。在 logger `"tasks"` 上以 `ERROR` 级别记录每次失败，消息中包含 URL，并附上异常（`exc_info=`）。它不能因为某个服务失败而抛出异常，一个失败也不能阻止其他通知。
 
 # %% nbgrader={"grade": false, "grade_id": "ex02_answer", "locked": false, "schema_version": 3, "solution": true, "task": false}
 ### BEGIN SOLUTION
@@ -1584,9 +1399,9 @@ async def notify_all(urls: list[str], event: dict[str, str]) -> dict[str, str]:
 checks.ex02(notify_all)
 
 # %% [markdown] translates="91ce5ca2faf3c507"
-# ### Exercise 4.3: the export that forgot its audit
+# ### 练习 4.3：忘了审计的导出
 #
-# This app has section 9's bug: the audit task of the dependency never runs.
+# 这个应用有第 9 节的 bug：依赖项的审计任务永远不会运行。
 #
 # ```python
 # app = FastAPI()
@@ -1603,8 +1418,7 @@ checks.ex02(notify_all)
 #     return Response(CSV, media_type="text/csv", background=BackgroundTask(events.append, f"release {name}"))
 # ```
 #
-# Fix it so that, after the CSV has been sent, `events` gets `"audit GET /exports/<name>"` and
-# then `"release <name>"`. Keep the URL, the body and the media type.
+# 修复它，使 CSV 发送之后，`events` 依次得到 `"audit GET /exports/<name>"` 和 `"release <name>"`。保持 URL、响应体和媒体类型不变。
 
 # %% nbgrader={"grade": false, "grade_id": "ex03_answer", "locked": false, "schema_version": 3, "solution": true, "task": false}
 ### BEGIN SOLUTION
@@ -1622,19 +1436,16 @@ def audit(request: Request, background_tasks: BackgroundTasks) -> None:
 @app.get("/exports/{name}", dependencies=[Depends(audit)])
 def export(name: str, background_tasks: BackgroundTasks) -> Response:
     background_tasks.add_task(events.append, f"release {name}")
-    return Response(CSV, media_type="text/csv")  # no background=: FastAPI attaches background_tasks
+    return Response(CSV, media_type="text/csv")  # 不带 background=：由 FastAPI 挂上 background_tasks
 ### END SOLUTION
 
 # %% nbgrader={"grade": true, "grade_id": "ex03", "locked": true, "points": 2, "schema_version": 3, "solution": false, "task": false}
 checks.ex03(app, events)
 
 # %% [markdown] translates="bc69c0b95f8e48b7"
-# ## Quiz
+# ## 测验（quiz）
 #
-# Each question shows itself in a cell; answer in the cell below it; the cell after that says
-# whether you are right. A right answer comes with the explanation; a wrong one with a hint
-# that does not give the answer away (`quiz.explain("q01")` shows the explanation of q01 at
-# any time, if you would rather read it).
+# 每道题会在一个单元格中显示；在它下面的单元格中作答；再下一个单元格会告诉你是否答对。答对时给出解释；答错时给出一个不泄露答案的提示（如果你更想直接看解释，随时可以用 `quiz.explain("q01")` 查看 q01 的解释）。
 
 # %% nbgrader={"grade": false, "grade_id": "q01_question", "locked": true, "schema_version": 3, "solution": false, "task": false}
 quiz = load_quiz("ch04_orchestration")
@@ -1709,29 +1520,14 @@ def respond_with(background_tasks, cleanup):
 quiz.check("q06", respond_with)
 
 # %% [markdown] translates="1ac3b78aef01904c"
-# ## Summary
+# ## 小结
 #
-# - The commonly shown `async def wrapper` decorator runs a `def` task on the event loop (every
-#   request waits for it), raises `TypeError` after the work is done, and, without
-#   `functools.wraps`, renames every task `wrapper` (section 1).
-# - A correct decorator keeps the name with `functools.wraps`, awaits `async` functions, sends the
-#   others to the thread pool with `run_in_threadpool`, logs failures with `logger.exception`,
-#   and is typed with `ParamSpec` so that a type checker sees the task's real arguments (section 2).
-# - A failing task cannot change the response (already sent); it skips its request's later
-#   tasks, is logged by the server, leaves other requests alone, and is re-raised by `TestClient`
-#   unless `raise_server_exceptions=False` (section 3).
-# - Retry with `tenacity`: bounded (`stop_after_attempt`), with backoff (`wait_exponential`),
-#   only on errors a retry can cure (transport errors, `5xx`, `429`; never a refusal such as
-#   `402`), logged (`before_sleep_log`) (section 4). A retry repeats
-#   the attempt, so the work must be idempotent: one idempotency key per operation, made
-#   outside the retry (section 5).
-# - Chain dependent steps inside one task; fan out independent ones with
-#   `gather(return_exceptions=True)`, or with a `TaskGroup` when one failure should cancel the
-#   rest (sections 6 and 7).
-# - Dependencies can schedule tasks for every route; in a `yield` dependency, add them before the
-#   `yield` (section 8).
-# - Never return a response with its own `background=` from an endpoint that uses the injected
-#   `BackgroundTasks`: put every task on the injected object, or pass it as `background=`
-#   (section 9).
+# - 常见的 `async def wrapper` 装饰器会把 `def` 任务放到事件循环上运行（每个请求都要等它），在工作完成之后抛出 `TypeError`，而且在没有 `functools.wraps` 时，会把每个任务都改名为 `wrapper`（第 1 节）。
+# - 正确的装饰器用 `functools.wraps` 保留名字，await `async` 函数，用 `run_in_threadpool` 把其他函数送进线程池，用 `logger.exception` 记录失败，并用 `ParamSpec` 标注类型，让类型检查器看到任务真正的参数（第 2 节）。
+# - 失败的任务无法改变响应（它已经发出）；它会让所在请求后面的任务被跳过，会被服务器记录到日志，不影响其他请求，并且会被 `TestClient` 重新抛出，除非设置了 `raise_server_exceptions=False`（第 3 节）。
+# - 用 `tenacity` 重试：有上限（`stop_after_attempt`），有退避（`wait_exponential`），只针对重试能够解决的错误（传输错误、`5xx`、`429`；绝不重试 `402` 这样的拒绝），并记录日志（`before_sleep_log`）（第 4 节）。重试会重复整个尝试，所以工作必须是幂等的：每个操作一个幂等键，在重试之外生成（第 5 节）。
+# - 后一步需要前一步结果的步骤，在一个任务内串成链；相互独立的步骤用 `gather(return_exceptions=True)` 扇出，或者在一个失败就应当取消其余部分时用 `TaskGroup`（第 6、7 节）。
+# - 依赖项可以为每个路由安排任务；在带 `yield` 的依赖项中，请在 `yield` 之前添加任务（第 8 节）。
+# - 在使用注入的 `BackgroundTasks` 的端点中，永远不要返回带有自己 `background=` 的响应：把所有任务都放到注入的对象上，或者把它作为 `background=` 传入（第 9 节）。
 #
-# Next: chapter 5 measures performance: blocking, the thread pool, limits and timeouts.
+# 下一章：第 5 章测量性能：阻塞、线程池、各种限制与超时。
