@@ -17,30 +17,22 @@
 # ---
 
 # %% [markdown] translates="f4801e310f02e957"
-# # Chapter 5: Performance: blocking, the thread pool, limits, timeouts
+# # 第 5 章：性能：阻塞（blocking）、线程池（thread pool）、上限与超时（timeout）
 #
-# Chapter 1 showed (section 4) that one `time.sleep` in an `async def` task makes another
-# client's `/ping` wait. This chapter measures how much, and what to do about it. Every figure
-# below is measured live on your machine while the cell runs, so the numbers differ from run to
-# run; the `assert`s only check what holds on a busy two-core laptop as well as on a big server.
+# 第 1 章第 4 节演示过：`async def` 任务里的一个 `time.sleep`，会让另一个客户端的 `/ping` 跟着等待。本章测量要等多久，以及该怎么办。下面每个数字都是单元格运行时在你的机器上实时测得的，所以每次运行结果都不同；`assert` 只检查那些在繁忙的双核笔记本和大型服务器上都成立的结论。
 #
-# **You will learn**
+# **你将学到**
 #
-# - how long other requests wait while a task blocks the event loop, and how `def` tasks and
-#   `run_in_threadpool` avoid it (with a price for CPU-bound work: the GIL);
-# - that `def` endpoints, `def` dependencies and `def` tasks share one limiter of 40 worker
-#   threads per event loop, what happens to the 41st, and how to raise the limit and what that
-#   costs;
-# - how splitting a long job into batches keeps the server responsive and its progress visible;
-#   how a semaphore bounds a kind of work across requests, and the "bound to a different event
-#   loop" trap;
-# - what `asyncio.timeout` and `anyio.fail_after` can cancel, and why neither can stop a thread;
-# - how a process pool runs CPU-bound work on several cores while the server stays responsive.
+# - 后台任务（background task）阻塞事件循环（event loop）时，其他请求（request）要等多久；`def` 任务和 `run_in_threadpool` 如何避免这种情况（对 CPU 密集型工作有代价：GIL）；
+# - `def` 端点（endpoint）、`def` 依赖项（dependency）和 `def` 任务共用同一个限制器：每个事件循环 40 个工作线程（worker thread）；第 41 个会怎样；如何调高上限，代价是什么；
+# - 把长作业拆成批次，如何让服务器始终能及时处理请求、让进度可见；信号量如何跨请求约束某类工作，以及“bound to a different event loop”陷阱；
+# - `asyncio.timeout` 和 `anyio.fail_after` 能取消什么，为什么两者都停不了线程；
+# - 进程池如何把 CPU 密集型工作分到多个核上运行，同时服务器照常处理请求。
 
 # %% [markdown] translates="7dca72ce998a2c2e"
-# ## 0. Set-up: the versions, the machine, and the course's helpers
+# ## 0. 准备：版本、机器和课程的辅助函数
 #
-# Performance depends on the machine, so the cell also prints how many CPU cores Python sees.
+# 性能取决于机器，所以这个单元格还会打印 Python 能看到的 CPU 核数。
 
 # %%
 import asyncio
@@ -66,22 +58,13 @@ print(f"{'python':10} {platform.python_version()}")
 print(f"{'CPU cores':10} {os.cpu_count()}")
 
 # %% [markdown] translates="7e08fbc0abbd5ef2"
-# Besides `serve(app)` and `Timeline` from chapter 1, this chapter measures with a few small
-# helpers from `bgcourse`:
+# 除了第 1 章的 `serve(app)` 和 `Timeline`，本章还用 `bgcourse` 中几个小辅助函数做测量：
 #
-# - `await probe_latency(client, "/ping", count=8, every=0.1)` sends eight `GET /ping`, one every
-#   0.1 s, *without waiting for the previous answer* (as eight different clients would), and
-#   returns for each one when it was sent, how long its answer took, and the body; its `sent`
-#   and `answered` are the same two moments as readings of `time.perf_counter()`, a clock the
-#   server's code in this process can read too;
-# - `process_status()` reads how many threads this process runs and how much memory it holds
-#   (its resident set size, from `/proc/self/status`);
-# - `count_primes(limit)` is a fixed amount of pure-Python CPU work, and
-#   `cpu_time_of(func, *args)` calls `func(*args)` and returns its result with the CPU time the
-#   calling thread spent on it.
+# - `await probe_latency(client, "/ping", count=8, every=0.1)` 发出八个 `GET /ping`，每 0.1 s 一个，*不等上一个的应答*（就像八个不同的客户端那样），并对每个请求返回：何时发出、应答用了多久、响应（response）体；其中 `sent` 和 `answered` 就是这两个时刻在 `time.perf_counter()` 上的读数，本进程中服务器的代码也能读这个时钟；
+# - `process_status()` 读取本进程运行着多少线程、占用多少内存（常驻集大小，取自 `/proc/self/status`）；
+# - `count_primes(limit)` 是固定量的纯 Python CPU 工作；`cpu_time_of(func, *args)` 调用 `func(*args)`，返回其结果，以及调用线程在上面花掉的 CPU 时间。
 #
-# Remember that the server runs in a thread of this notebook's process, so the notebook (the
-# client) and the server share one process: its threads, its memory and its GIL.
+# 记住：服务器运行在本笔记本进程的一个线程里，所以笔记本（客户端）和服务器共享同一个进程：它的线程、它的内存和它的 GIL。
 
 # %%
 import anyio
@@ -107,27 +90,13 @@ from bgcourse import (
 )
 
 # %% [markdown] translates="862fd4e95484a16f"
-# ## 1. A blocking call in `async def` stalls every request
+# ## 1. `async def` 中的阻塞调用会拖住所有请求
 #
-# The event loop runs one piece of code at a time; `await` is where it may switch to another.
-# A call that blocks without `await` (`time.sleep`, a CPU loop, a synchronous HTTP or database
-# client) keeps the loop until it returns. Starlette runs an `async def` task on the loop, and a
-# `def` task on a worker thread through `run_in_threadpool` (chapter 1, section 4); an
-# `async def` task can also hand its blocking part to a thread itself with
-# `await run_in_threadpool(func, *args)`.
+# 事件循环一次只运行一段代码；`await` 是它可以切换去做别的事的地方。不带 `await` 的阻塞调用（`time.sleep`、CPU 循环、同步的 HTTP 或数据库客户端）会一直占着循环，直到返回。Starlette 在循环上运行 `async def` 任务，而通过 `run_in_threadpool` 把 `def` 任务放到工作线程上运行（第 1 章第 4 节）；`async def` 任务也可以自己用 `await run_in_threadpool(func, *args)` 把阻塞的部分交给线程。
 #
-# **Fact 1.1.** While an `async def` task blocks for 0.8 s, with `time.sleep` or with a CPU
-# loop, every request that arrives meanwhile waits until the task ends: a `/ping` sent 0.1 s
-# into the task waits about 0.7 s, one sent at 0.5 s waits about 0.3 s, and not one is answered
-# before the task ends. The same work as a `def` task, or awaited through `run_in_threadpool`,
-# leaves the loop free: the pings are answered while the task still works.
+# **事实 1.1**：一个 `async def` 任务阻塞 0.8 s 时（无论用 `time.sleep` 还是 CPU 循环），期间到达的每个请求都要等到任务结束：任务开始 0.1 s 后发出的 `/ping` 约等 0.7 s，0.5 s 时发出的约等 0.3 s，任务结束前一个也得不到应答。同样的工作换成 `def` 任务，或通过 `run_in_threadpool` 来 await，循环就是空闲的：任务还在工作时，ping 就得到了应答。
 #
-# To tell "before" from "after", a second task notes the moment the work ended (a response's
-# tasks run one after another), and the cell compares it with each ping's `sent` and
-# `answered`. Comparing moments, rather than a latency with a fixed number, is what a busy
-# machine cannot turn around: it can hold up any one request for a while, so for the free
-# variants the cell asks that most pings, not all, are answered before the task ends; a blocked
-# loop answers none.
+# 为了区分“之前”和“之后”，第二个任务记下工作结束的时刻（一个响应的各个任务依次运行），单元格把它与每个 ping 的 `sent` 和 `answered` 比较。比较时刻，而不是拿延迟和某个固定数字比，这样繁忙的机器也推翻不了结论：它可以把任意一个请求拖住一会儿，所以对于不阻塞的变体，单元格只要求大多数（而非全部）ping 在任务结束前得到应答；被阻塞的循环则一个也答不了。
 
 # %%
 from tqdm.auto import tqdm
@@ -143,15 +112,15 @@ def spin(seconds: float) -> None:
 
 
 async def sleep_in_async_def() -> None:
-    time.sleep(BLOCK_SECONDS)  # blocks the event loop
+    time.sleep(BLOCK_SECONDS)  # 阻塞事件循环
 
 
 async def spin_in_async_def() -> None:
-    spin(BLOCK_SECONDS)  # so does CPU work
+    spin(BLOCK_SECONDS)  # CPU 工作也一样
 
 
 def sleep_in_def() -> None:
-    time.sleep(BLOCK_SECONDS)  # a def task: Starlette runs it on a worker thread
+    time.sleep(BLOCK_SECONDS)  # def 任务：Starlette 在工作线程上运行它
 
 
 def spin_in_def() -> None:
@@ -159,7 +128,7 @@ def spin_in_def() -> None:
 
 
 async def sleep_through_threadpool() -> None:
-    await run_in_threadpool(time.sleep, BLOCK_SECONDS)  # async def, with the blocking part on a thread
+    await run_in_threadpool(time.sleep, BLOCK_SECONDS)  # async def，阻塞的部分放到线程上
 
 
 VARIANTS = {
@@ -170,10 +139,10 @@ VARIANTS = {
     "async def + run_in_threadpool": sleep_through_threadpool,
 }
 BLOCKING = ["async def + time.sleep", "async def + CPU loop"]
-work_ended: dict[str, float] = {}  # when each variant's work ended, on time.perf_counter()'s clock
+work_ended: dict[str, float] = {}  # 每个变体的工作何时结束，用 time.perf_counter() 的时钟
 
 
-async def note_the_end(variant: str) -> None:  # async def and instant: it runs as soon as the work has ended
+async def note_the_end(variant: str) -> None:  # async def 且瞬间完成：工作一结束它就运行
     work_ended[variant] = time.perf_counter()
 
 
@@ -183,7 +152,7 @@ app = FastAPI()
 @app.post("/work/{variant}")
 async def start_work(variant: str, background_tasks: BackgroundTasks) -> dict[str, str]:
     background_tasks.add_task(VARIANTS[variant])
-    background_tasks.add_task(note_the_end, variant)  # runs after the first task, when its work is done
+    background_tasks.add_task(note_the_end, variant)  # 在第一个任务之后、其工作完成时运行
     return {"started": variant}
 
 
@@ -194,12 +163,12 @@ async def ping() -> dict[str, bool]:
 
 probes: dict[str, list] = {}
 for variant in tqdm(VARIANTS, desc="a server for each variant"):
-    with serve(app) as url:  # a fresh server for each variant; leaving the block waits for the task
+    with serve(app) as url:  # 每个变体一个新服务器；离开代码块时会等待任务结束
         async with httpx.AsyncClient(base_url=url) as client:
             await client.post(f"/work/{variant}")
             probes[variant] = await probe_latency(client, "/ping", count=8, every=0.1)
 
-during: dict[str, list] = {}  # the pings sent while the work still ran
+during: dict[str, list] = {}  # 工作仍在运行时发出的 ping
 for variant, samples in probes.items():
     during[variant] = [s for s in samples if s.sent < work_ended[variant]]
     in_time = [s for s in during[variant] if s.answered < work_ended[variant]]
@@ -210,7 +179,7 @@ for variant in BLOCKING:
     assert all(s.answered > work_ended[variant] for s in during[variant]), f"{variant}: every ping waited for the end"
 for variant in ["def + time.sleep", "def + CPU loop", "async def + run_in_threadpool"]:
     in_time = [s for s in during[variant] if s.answered < work_ended[variant]]
-    # Most, not all: a busy machine may stall a request for a while; a blocked loop would answer none.
+    # 大多数而非全部：繁忙的机器可能把某个请求拖住一会儿；被阻塞的循环则一个也答不了。
     assert len(in_time) > len(during[variant]) / 2, f"{variant}: the loop stayed free while the task worked"
 
 figure = NotebookFigure(figsize=(9, 4), layout="constrained")
@@ -226,53 +195,35 @@ axes.grid(alpha=0.3)
 figure
 
 # %% [markdown] translates="32265702ba14837a"
-# The two blocking lines fall from about 0.8 s to about 0.1 s: each ping waited for the rest of
-# the task, however early or late it came. The other three stay near the bottom; the `def` CPU
-# loop may show bumps, and the next paragraph says why.
+# 两条阻塞曲线从约 0.8 s 降到约 0.1 s：每个 ping 无论来得早晚，都要等完任务剩下的部分。另外三条贴近底部；`def` CPU 循环那条可能有起伏，原因见下一段。
 #
-# A `def` task leaves the loop free, but for CPU-bound work that is not the whole story: the
-# loop's thread needs the GIL to run Python code, and a thread busy with Python code hands it
-# over only every `sys.getswitchinterval()` seconds. Section 5 runs eight such threads at once,
-# measures what that does to `/ping`, and moves the work into other processes, which have GILs
-# of their own. So `def` is the cure for blocking I/O; for CPU-bound work it is a relief, not a
-# cure.
+# `def` 任务让循环保持空闲，但对 CPU 密集型工作来说，事情还没完：循环所在的线程要持有 GIL 才能运行 Python 代码，而忙于执行 Python 代码的线程每隔 `sys.getswitchinterval()` 秒才交出一次 GIL。第 5 节同时运行八个这样的线程，测量它们对 `/ping` 的影响，再把工作挪到其他进程里，每个进程都有自己的 GIL。所以，对阻塞 I/O 来说，`def` 能根治问题；对 CPU 密集型工作，它只能缓解。
 
 # %% [markdown] translates="f92ee8ae8a4aeecc"
-# ## 2. The thread pool: one limiter of 40 tokens, shared
+# ## 2. 线程池：一个共享的、40 个令牌的限制器
 #
-# `run_in_threadpool` is `anyio.to_thread.run_sync(func)`, and every call takes a token from
-# one `CapacityLimiter`, AnyIO's *default thread limiter*, before it gets a thread, and gives
-# it back when the function returns. FastAPI calls `run_in_threadpool` for `def` endpoints
-# (`fastapi/routing.py`, `run_endpoint_function`) and for `def` dependencies
-# (`fastapi/dependencies/utils.py`, `solve_dependencies`); Starlette calls it for `def` tasks.
-# So they all draw on the same tokens.
+# `run_in_threadpool` 就是 `anyio.to_thread.run_sync(func)`，每次调用在拿到线程之前，都要先从同一个 `CapacityLimiter`（AnyIO 的*默认线程限制器*）取一个令牌，函数返回时再还回去。FastAPI 对 `def` 端点（`fastapi/routing.py`，`run_endpoint_function`）和 `def` 依赖项（`fastapi/dependencies/utils.py`，`solve_dependencies`）调用 `run_in_threadpool`；Starlette 对 `def` 任务也调用它。所以它们消耗的是同一批令牌。
 #
-# The limiter is created the first time it is needed *in each event loop*
-# (`anyio/_backends/_asyncio.py` keeps it in a `RunVar`, a per-loop variable), which is why
-# `anyio.to_thread.current_default_thread_limiter()` only works inside a running loop: in an
-# async endpoint, or in the app's lifespan, as here.
+# 限制器在*每个事件循环中*第一次被需要时创建（`anyio/_backends/_asyncio.py` 把它存在一个 `RunVar` 里，即按循环区分的变量），所以 `anyio.to_thread.current_default_thread_limiter()` 只能在运行中的循环里调用：在 async 端点里，或者像这里一样，在应用的生命周期（lifespan）中。
 #
-# **Fact 2.1.** Inside a running server the default limiter has 40 tokens. Each event loop has
-# its own: two servers running at the same time have two limiters, and raising one (in its
-# lifespan) leaves the other at 40. Called where no event loop runs (at import time, or, as
-# here, in a plain thread), it raises `NoEventLoopError`.
+# **事实 2.1**：在运行中的服务器里，默认限制器有 40 个令牌。每个事件循环都有自己的限制器：同时运行的两个服务器有两个限制器，在其中一个的生命周期里调高上限，另一个仍是 40。在没有事件循环运行的地方调用它（导入时，或者像这里一样在普通线程中），会抛出 `NoEventLoopError`。
 
 # %%
 def pool_app(tokens: int | None = None) -> tuple[FastAPI, list[tuple[float, float]], threading.Event]:
     """An app with a slow def task; `tokens` raises the thread limit in the lifespan."""
-    runs: list[tuple[float, float]] = []  # (start, end) of every job's 0.5 s of work, on one clock
-    go = threading.Event()  # the jobs' starting signal (see below)
+    runs: list[tuple[float, float]] = []  # 每个作业 0.5 s 工作的 (start, end)，用同一个时钟
+    go = threading.Event()  # 作业的开始信号（见下文）
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        if tokens is not None:  # here the loop is running: this is the server's own limiter
+        if tokens is not None:  # 此处循环正在运行：这是服务器自己的限制器
             anyio.to_thread.current_default_thread_limiter().total_tokens = tokens
         yield
 
     app = FastAPI(lifespan=lifespan)
 
-    def slow_job() -> None:  # a def task: it needs a token, then a worker thread
-        go.wait(timeout=30)  # holds its token and thread until the client gives the signal
+    def slow_job() -> None:  # def 任务：先要一个令牌，再要一个工作线程
+        go.wait(timeout=30)  # 持有令牌和线程，直到客户端发出信号
         started = time.perf_counter()
         time.sleep(0.5)
         runs.append((started, time.perf_counter()))
@@ -283,7 +234,7 @@ def pool_app(tokens: int | None = None) -> tuple[FastAPI, list[tuple[float, floa
         return {"queued": True}
 
     @app.get("/limiter")
-    async def limiter_stats() -> dict[str, int]:  # async def: needs no token, answers at once
+    async def limiter_stats() -> dict[str, int]:  # async def：不需要令牌，立即应答
         limiter = anyio.to_thread.current_default_thread_limiter()
         here = process_status()
         return {
@@ -300,10 +251,10 @@ def pool_app(tokens: int | None = None) -> tuple[FastAPI, list[tuple[float, floa
         return {"pong": True}
 
     @app.get("/sync-ping")
-    def sync_ping() -> dict[str, bool]:  # a def endpoint: needs a token
+    def sync_ping() -> dict[str, bool]:  # def 端点：需要令牌
         return {"pong": True}
 
-    def sync_dependency() -> bool:  # a def dependency: needs a token too
+    def sync_dependency() -> bool:  # def 依赖项：也需要令牌
         return True
 
     @app.get("/async-with-sync-dependency")
@@ -341,68 +292,51 @@ assert default_limiter["limiter_id"] != raised_limiter["limiter_id"]
 assert type(outside[0]).__name__ == "NoEventLoopError"
 
 # %% [markdown] translates="81735a558a5f06d9"
-# Now 60 requests at once, each adding a `def` task that works for 0.5 s. All 60 responses come
-# back at once (the tasks run after them). So that what follows does not depend on how fast a
-# busy machine sends 60 requests, each task first waits for a starting signal (a
-# `threading.Event`) while holding its token and thread, as a task stuck on a slow call would.
-# Before giving the signal, the client asks the server, from an `async def` endpoint, how busy
-# its limiter is; then it sends three more requests: an `async def` `/ping`, a `def` endpoint,
-# and an `async def` endpoint with a `def` dependency.
+# 现在同时发出 60 个请求，每个都添加一个工作 0.5 s 的 `def` 任务。60 个响应会一起回来（任务在响应之后才运行）。为了让后面的结果不取决于繁忙的机器发出 60 个请求有多快，每个任务都先持着令牌和线程，等一个开始信号（一个 `threading.Event`），就像卡在慢调用上的任务那样。发出信号之前，客户端先通过一个 `async def` 端点询问服务器：它的限制器有多忙；然后再发三个请求：一个 `async def` 的 `/ping`、一个 `def` 端点，以及一个带 `def` 依赖项的 `async def` 端点。
 
 # %% [markdown] translates="b0cae706708741fb"
-# The experiment is one function, `sixty_jobs(tokens)`, because Fact 2.3 repeats it with a
-# raised limit. It starts a fresh `pool_app(tokens)`, reads the idle limiter (`idle`), and then
-# takes three steps:
+# 实验写成一个函数 `sixty_jobs(tokens)`，因为事实 2.3 要在调高上限后再做一遍。它启动一个新的 `pool_app(tokens)`，读取空闲时的限制器（`idle`），然后分三步：
 #
-# 1. it sends the 60 `POST /jobs` and waits until the limiter counts all 60 tasks, each holding
-#    a token (`borrowed`) or waiting for one (`waiting`); that reading is `busy`;
-# 2. while every task still waits for the signal, it sends the three *probes* (`/ping`, the `def`
-#    endpoint, the endpoint with the `def` dependency), and waits until the limiter counts the
-#    two `def` probes as waiting too (or until both are answered, which would disprove the fact);
-#    that reading is `queued`;
-# 3. it gives the signal (`go.set()`, at the moment `signal`) and collects the probes' answers.
+# 1. 发出 60 个 `POST /jobs`，等到限制器数到全部 60 个任务，每个要么持有令牌（`borrowed`），要么在等令牌（`waiting`）；这次读数是 `busy`；
+# 2. 趁所有任务还在等信号，发出三个*探测请求*（`/ping`、`def` 端点、带 `def` 依赖项的端点），并等到限制器把两个 `def` 探测请求也算作等待中（或者等到两者都得到应答，那就推翻了这条事实）；这次读数是 `queued`；
+# 3. 发出信号（`go.set()`，时刻为 `signal`），收集探测请求的应答。
 #
-# It returns these readings, the moments the probes were answered, and every job's `(start,
-# end)` (`runs`). Three helpers from `bgcourse` do the waiting and the counting:
+# 它返回这些读数、各探测请求得到应答的时刻，以及每个作业的 `(start, end)`（`runs`）。等待和计数交给 `bgcourse` 的三个辅助函数：
 #
-# - `await poll_json(client, "/limiter", until=condition)` asks `/limiter` again and again until
-#   `condition(answer)` is true, and returns that answer. The requests sent just before may still
-#   be on their way, and no fixed sleep would be long enough on every machine.
-# - `probe_latency(client, path, count=1)` (section 0) sends one request; its `answered` is the
-#   moment the answer came, on the same clock as `signal`.
-# - `peak_overlap(runs)` is the largest number of the `(start, end)` intervals in `runs` that
-#   were running at the same moment.
+# - `await poll_json(client, "/limiter", until=condition)` 反复请求 `/limiter`，直到 `condition(answer)` 为真，并返回那次应答。刚发出的请求可能还在路上，而没有哪个固定的 sleep 时长能在每台机器上都够用。
+# - `probe_latency(client, path, count=1)`（第 0 节）发出一个请求；它的 `answered` 是应答到达的时刻，与 `signal` 用同一个时钟。
+# - `peak_overlap(runs)` 是 `runs` 中同一时刻正在运行的 `(start, end)` 区间的最大数目。
 
 # %%
-DEF_PROBES = ("/sync-ping", "/async-with-sync-dependency")  # a def endpoint, a def dependency
+DEF_PROBES = ("/sync-ping", "/async-with-sync-dependency")  # 一个 def 端点，一个 def 依赖项
 
 
 async def sixty_jobs(tokens: int | None) -> dict:
     app, runs, go = pool_app(tokens)
     threads_before_server = process_status().threads
     with serve(app) as url:
-        # 70 connections: 60 for the jobs plus the probes, all open at the same time.
+        # 70 个连接：60 个给作业，另加探测请求，全部同时打开。
         async with httpx.AsyncClient(base_url=url, limits=httpx.Limits(max_connections=70)) as client:
             try:
                 idle = (await client.get("/limiter")).json()
-                # Step 1: the 60 jobs.
+                # 第 1 步：60 个作业。
                 await asyncio.gather(*(client.post("/jobs") for _ in range(60)))
                 busy = await poll_json(
                     client, "/limiter", until=lambda stats: stats["borrowed"] + stats["waiting"] == 60
                 )
-                # Step 2: the probes, while every job holds or waits for a token.
+                # 第 2 步：探测请求，此时每个作业都持有或在等待令牌。
                 (ping,) = await probe_latency(client, "/ping", count=1)
                 def_probes = [asyncio.create_task(probe_latency(client, path, count=1)) for path in DEF_PROBES]
                 queued = await poll_json(
                     client, "/limiter", until=lambda stats: stats["waiting"] == 22 or all(p.done() for p in def_probes)
                 )
             finally:
-                # Step 3: the signal (also if a step failed, so that the jobs and the server can end).
+                # 第 3 步：发出信号（某一步失败时也发，好让作业和服务器能够结束）。
                 signal = time.perf_counter()
                 go.set()
             (def_endpoint,), (def_dependency,) = await asyncio.gather(*def_probes)
     assert [probe.status_code for probe in (ping, def_endpoint, def_dependency)] == [200] * 3
-    # Leaving serve() waited for the last jobs; the server's worker threads now exit.
+    # 离开 serve() 时已等到最后的作业结束；服务器的工作线程现在退出。
     deadline = time.monotonic() + 30
     while process_status().threads > threads_before_server and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
@@ -414,15 +348,9 @@ async def sixty_jobs(tokens: int | None) -> dict:
 
 
 # %% [markdown] translates="332d5fd6b42d8384"
-# **Fact 2.2.** With the default limit, 40 tasks hold all the tokens and the other 20 wait for
-# one; the `def` endpoint and the `def` dependency queue behind them (22 waiting), while the
-# `async def` `/ping` is answered at once. After the signal, at most 40 tasks run at once: the
-# other 20 start only as the first ones end, so the 60 finish in two waves, 1 s after the
-# signal instead of 0.5 s, and the `def` endpoint and dependency are answered only after the
-# first wave has ended.
+# **事实 2.2**：在默认上限下，40 个任务占用全部令牌，另外 20 个在等；`def` 端点和 `def` 依赖项排在它们后面（共 22 个在等），而 `async def` 的 `/ping` 立即得到应答。发出信号后，同时运行的任务最多 40 个：其余 20 个要等前面的结束才能开始，所以 60 个任务分两波完成，在信号后 1 s（而不是 0.5 s）全部结束；`def` 端点和依赖项要到第一波结束后才得到应答。
 #
-# In the evidence, `runs` holds each job's `(start, end)` in order of start, so `runs[40]` is
-# the 41st job to start; every moment is printed in seconds after the signal.
+# 在证据中，`runs` 按开始时间顺序保存每个作业的 `(start, end)`，所以 `runs[40]` 是第 41 个开始的作业；所有时刻都打印为信号之后的秒数。
 
 # %%
 default_run = await sixty_jobs(tokens=None)
@@ -443,28 +371,21 @@ assert default_run["queued"]["waiting"] == 22, "the def endpoint and the def dep
 assert default_run["ping"] < signal, "an async def endpoint needs no token"
 assert peak_overlap(runs) == 40
 assert runs[40][0] >= first_end, "the 41st task waited for a token"
-# A lower bound, safe on a busy machine too: a sleep never ends early, and no task starts before the signal.
+# 下界，在繁忙的机器上也成立：sleep 绝不会提前结束，也没有任务会在信号之前开始。
 assert max(end for _, end in runs) - signal >= 1.0, "two waves of 0.5 s"
 assert default_run["def endpoint"] >= first_end and default_run["def dependency"] >= first_end
 
 # %% [markdown] translates="46b9ab985877aaf4"
-# To the limiter, a slow `def` task and a slow `def` endpoint are the same: either can use up
-# the tokens the other needs, while `async def` endpoints need none.
+# 在限制器眼里，慢的 `def` 任务和慢的 `def` 端点没有区别：任何一方都可能耗尽另一方需要的令牌，而 `async def` 端点根本不需要令牌。
 #
-# The limit is a property of the loop, so it is raised where the loop runs: in the lifespan
-# (`pool_app(tokens=100)` above does
-# `anyio.to_thread.current_default_thread_limiter().total_tokens = 100`).
+# 上限是循环的属性，所以要在循环运行的地方调高：在生命周期中（上面的 `pool_app(tokens=100)` 做的就是 `anyio.to_thread.current_default_thread_limiter().total_tokens = 100`）。
 #
-# **Fact 2.3.** With 100 tokens all 60 tasks start at once and finish in one wave, and the `def`
-# endpoint and dependency are answered at once, before the signal: 40 tokens are still free.
-# The price is 60 worker threads instead of 40, each with its own stack; the cell counts the
-# threads of this process and its resident memory at the peak. When the server stops, its
-# worker threads end, and the next server starts with 40 tokens again.
+# **事实 2.3**：有 100 个令牌时，60 个任务同时开始，一波完成；`def` 端点和依赖项立即得到应答，早于信号：还有 40 个令牌空闲。代价是 60 个工作线程而不是 40 个，每个都有自己的栈；单元格统计峰值时本进程的线程数和常驻内存。服务器停止时，它的工作线程随之结束，下一个服务器又从 40 个令牌开始。
 
 # %%
 raised_run = await sixty_jobs(tokens=100)
 next_app, _, _ = pool_app()
-with serve(next_app) as next_url:  # the limit was raised in the other server's loop only
+with serve(next_app) as next_url:  # 上限只在另一个服务器的循环中调高过
     next_limiter = httpx.get(f"{next_url}/limiter").json()
 for name, run in (("40 tokens (default)", default_run), ("100 tokens", raised_run)):
     jobs = run["runs"]
@@ -500,28 +421,14 @@ panels[0].set_ylabel("task, in order of start")
 figure
 
 # %% [markdown] translates="7cd706df3b885905"
-# The picture makes the waves plain: each bar is one task's 0.5 s of work. The thread count is
-# exact. The memory figure is what the operating system reports as resident, and it is noisy:
-# a thread's stack counts only with the pages it has touched, and memory freed by ended threads
-# is often kept for reuse, so a second run in the same process may show less growth. More
-# threads also means more work running at once against whatever those tasks use (a database's
-# connection pool, a rate-limited API), and more threads competing for one GIL. Raise the limit
-# when your `def` tasks and endpoints mostly *wait* and 40 is measurably too few; otherwise
-# bound the work instead, as the next section does.
+# 图中的两波一目了然：每根横条是一个任务 0.5 s 的工作。线程数是精确的。内存数字是操作系统报告的常驻内存，噪声很大：线程栈只按它实际触及的页面计入，已结束线程释放的内存也常被保留下来复用，所以在同一进程里再运行一次，增长可能更小。线程更多，还意味着同时有更多工作压向这些任务共用的资源，比如数据库的连接池（connection pool）或有速率限制的 API，也意味着更多线程争抢同一个 GIL。只有当你的 `def` 任务和端点大部分时间在*等待*、并且经测量 40 确实不够时，才调高上限；否则，像下一节那样，去约束工作本身。
 
 # %% [markdown] translates="26432908b66b58af"
-# ## 3. Batches and semaphores: bounding long and parallel work
+# ## 3. 批次与信号量：约束长时间运行和并行的工作
 #
-# A long job on the loop can be split into batches with an `await` between them. Between the
-# batches the loop serves whatever has arrived, and the job can publish how far it has got.
+# 循环上的长作业可以拆成多个批次，批次之间放一个 `await`。在批次之间，循环会处理已经到达的请求，作业也可以公布自己的进度。
 #
-# **Fact 3.1.** A job of 40 batches of 20 ms of CPU work, run in one piece in an `async def`
-# task, makes every `/progress` request wait until the end (and they all see "40 of 40"). With
-# `await asyncio.sleep(0)` after each batch, `/progress` is answered while the job runs (the
-# cell asks that most requests are, as in section 1), and shows it advancing. A request needs
-# several turns of the loop (read, parse, run the endpoint, write), and the job runs one batch
-# between turns, so the wait is a few batches, not one. As in section 1, `note_the_end` notes
-# when each job ended.
+# **事实 3.1**：一个由 40 批、每批 20 ms CPU 工作组成的作业，如果在 `async def` 任务里一口气跑完，每个 `/progress` 请求都要等到作业结束（而且看到的都是 40/40）。在每批之后加一个 `await asyncio.sleep(0)`，`/progress` 就能在作业运行期间得到应答（与第 1 节一样，单元格要求大多数请求如此），并显示进度在推进。一个请求需要循环转好几轮（读取、解析、运行端点、写出），而作业在每两轮之间跑一批，所以等待的是几批，而不是一批。与第 1 节一样，`note_the_end` 记下每个作业结束的时刻。
 
 # %%
 BATCHES, BATCH_SECONDS = 40, 0.02
@@ -540,7 +447,7 @@ async def job_in_batches() -> None:
     for _ in range(BATCHES):
         spin(BATCH_SECONDS)
         progress["done"] += 1
-        await asyncio.sleep(0)  # let the loop serve what has arrived
+        await asyncio.sleep(0)  # 让循环处理已经到达的请求
 
 
 JOB_KINDS = {"in one piece": job_in_one_piece, "in batches": job_in_batches}
@@ -566,7 +473,7 @@ for how in JOB_KINDS:
             await client.post(f"/job/{how}")
             seen[how] = await probe_latency(client, "/progress", count=8, every=0.1)
 
-in_time: dict[str, list] = {}  # the requests sent during the job and answered before it ended
+in_time: dict[str, list] = {}  # 作业期间发出、并在作业结束前得到应答的请求
 for how, samples in seen.items():
     done = [json.loads(sample.body)["done"] for sample in sorted(samples, key=lambda s: s.answered)]
     during[how] = [s for s in samples if s.sent < work_ended[how]]
@@ -595,22 +502,11 @@ for axes in (latency_axes, progress_axes):
 figure
 
 # %% [markdown] translates="53b5618ff59f9b32"
-# Batches help a job that must run on the loop; a job that can run elsewhere (a thread for
-# blocking I/O, a process for CPU work, section 5) should.
+# 批次适用于必须在循环上运行的作业；能在别处运行的作业（阻塞 I/O 放线程，CPU 工作放进程，见第 5 节）就应该放到别处。
 #
-# Splitting a job into many small tasks of one request does *not* by itself do what batches do.
-# The request's tasks run one after another in one loop, `for task in self.tasks: await task()`
-# (chapter 1, section 2), and awaiting an `async def` task that never awaits anything itself does
-# not give the loop a turn: forty such tasks hold it as long as one task doing all forty pieces.
-# (And a piece that raises skips all the pieces after it, chapter 1, Fact 7.1.) Splitting frees the
-# loop only when each piece gives it a turn: an `async def` piece that awaits (a real I/O call, or
-# `await asyncio.sleep(0)`), or a `def` piece, which Starlette runs on a worker thread while the
-# loop waits for it; or when the pieces are separate requests, or jobs of a queue (chapter 7).
+# 把一个作业拆成同一个请求里的许多小任务，*本身*并不能达到分批的效果。一个请求的各个任务在同一个循环里依次运行，即 `for task in self.tasks: await task()`（第 1 章第 2 节），而 await 一个自己从不 await 任何东西的 `async def` 任务，并不会让循环轮转：四十个这样的任务占住循环的时间，和一个任务做完全部四十份工作一样长。（而且只要有一份抛出异常，后面所有份都会被跳过，见第 1 章事实 7.1。）只有每一份都让循环轮转一次，拆分才能解放循环：会 await 的 `async def` 小任务（真正的 I/O 调用，或 `await asyncio.sleep(0)`），或者 `def` 小任务，Starlette 把它放到工作线程上运行，循环则在此期间等待它；又或者每一份是独立的请求，或是队列中的作业（第 7 章）。
 #
-# **Fact 3.2.** One request adds 40 tasks of 20 ms of CPU work each. A `/ping` sent once the
-# first piece has started is answered only after all 40 when the pieces are `async def` and
-# never await; it is answered while pieces are still left when each piece ends with
-# `await asyncio.sleep(0)`, or when the pieces are `def`.
+# **事实 3.2**：一个请求添加 40 个任务，每个做 20 ms 的 CPU 工作。在第一份开始之后发出的 `/ping`：如果这些小任务是从不 await 的 `async def`，要等全部 40 份做完才得到应答；如果每份以 `await asyncio.sleep(0)` 结尾，或者它们是 `def`，就会在还有剩余时得到应答。
 
 # %%
 PIECES = 40
@@ -633,7 +529,7 @@ async def async_piece() -> None:
 
 async def async_piece_that_awaits() -> None:
     piece_of_work()
-    await asyncio.sleep(0)  # give the loop a turn
+    await asyncio.sleep(0)  # 让循环轮转一次
 
 
 PIECE_KINDS = {"async def, never awaits": async_piece, "async def, awaits": async_piece_that_awaits,
@@ -653,7 +549,7 @@ async def ping() -> dict[str, int]:
     return {"pieces done": pieces_done[0]}
 
 
-pieces_seen: dict[str, int] = {}  # how -> how many pieces were done when /ping was answered
+pieces_seen: dict[str, int] = {}  # 方式 -> /ping 得到应答时已完成的份数
 for how in PIECE_KINDS:
     pieces_done[0] = 0
     first_piece_started.clear()
@@ -669,18 +565,9 @@ assert pieces_seen["async def, never awaits"] == PIECES, "the loop had no turn u
 assert pieces_seen["async def, awaits"] < PIECES and pieces_seen["def"] < PIECES, "the loop had turns in between"
 
 # %% [markdown] translates="c28ace7d6fcc4bdc"
-# The opposite problem: many requests, each starting the same heavy work. Nothing stops 60 of
-# them from taking all 40 thread tokens (section 2). An `asyncio.Semaphore(3)` lets three run
-# and makes the rest wait, *without* holding a token or a thread while they wait. An asyncio
-# primitive belongs to one event loop (Fact 3.4 shows what happens otherwise), so create it
-# when the loop runs, in the lifespan, and keep it on `app.state`.
+# 反过来的问题：很多请求，每个都启动同样的重活。没有什么能阻止其中 60 个占满全部 40 个线程令牌（第 2 节）。`asyncio.Semaphore(3)` 让三个运行，其余的等待，并且等待期间*不*占用令牌或线程。asyncio 原语属于某一个事件循环（事实 3.4 展示不这样做的后果），所以要在循环运行时创建它，也就是在生命周期中，并把它放在 `app.state` 上。
 #
-# **Fact 3.3.** Nine requests, each adding a task that does 0.25 s of blocking work through
-# `run_in_threadpool` under a semaphore of 3 created in the lifespan: never more than 3 run at
-# once, so they finish in three waves, and meanwhile a `def` endpoint is answered while the
-# exports run, because 37 tokens stay free. (As in section 2, the tasks wait for a starting
-# signal, here an `asyncio.Event` from the lifespan, so that all nine compete for the semaphore
-# however slowly a busy machine sends the requests.)
+# **事实 3.3**：九个请求，每个添加一个任务，在生命周期中创建的、容量为 3 的信号量保护下，通过 `run_in_threadpool` 做 0.25 s 的阻塞工作：同时运行的从不超过 3 个，所以它们分三波完成；与此同时，一个 `def` 端点在导出进行期间就能得到应答，因为还有 37 个令牌空闲。（与第 2 节一样，这些任务先等一个开始信号，这里是生命周期中创建的 `asyncio.Event`，这样无论繁忙的机器发请求有多慢，九个任务都会一起争抢信号量。）
 
 # %%
 timeline = Timeline()
@@ -688,8 +575,8 @@ timeline = Timeline()
 
 @asynccontextmanager
 async def lifespan(app: FastAPI):
-    app.state.exports = asyncio.Semaphore(3)  # created inside the server's running loop
-    app.state.go = asyncio.Event()  # so is the starting signal
+    app.state.exports = asyncio.Semaphore(3)  # 在服务器正在运行的循环内创建
+    app.state.go = asyncio.Event()  # 开始信号也一样
     yield
 
 
@@ -698,7 +585,7 @@ running = {"now": 0, "peak": 0}
 
 
 def export_report() -> None:
-    time.sleep(0.25)  # blocking work: a slow PDF library
+    time.sleep(0.25)  # 阻塞工作：一个慢的 PDF 库
 
 
 async def bounded_export(number: int, exports: asyncio.Semaphore, go: asyncio.Event) -> None:
@@ -708,7 +595,7 @@ async def bounded_export(number: int, exports: asyncio.Semaphore, go: asyncio.Ev
         running["peak"] = max(running["peak"], running["now"])
         await run_in_threadpool(timeline.track(f"export {number}", export_report))
         running["now"] -= 1
-    work_ended["exports"] = time.perf_counter()  # the last export to end writes last
+    work_ended["exports"] = time.perf_counter()  # 最后结束的导出最后写入
 
 
 @app.post("/exports/{number}", status_code=status.HTTP_202_ACCEPTED)
@@ -743,24 +630,17 @@ print(f"a def endpoint, asked {len(sync_pings)} times meanwhile, answered {len(w
       f"while the exports still ran (median wait {statistics.median(s.seconds for s in sync_pings):.3f} s)")
 assert running["peak"] == 3
 assert ends[-1] - starts[0] >= 0.7, "three waves of 0.25 s"
-# Most, not all: a busy machine may delay an answer, and the last ask comes only 0.35 s before the exports can end.
+# 大多数而非全部：繁忙的机器可能延迟应答，而最后一次询问距导出最早可能结束的时刻只有 0.35 s。
 assert len(while_exporting) > len(sync_pings) / 2, "the def endpoint found a free token while the exports ran"
 timeline.plot("nine exports, at most three at a time")
 
 # %% [markdown] translates="12bace97982b18bf"
-# Now the trap. A semaphore made at import time, at the top of a module, is created before any
-# loop runs. It binds itself to the loop in which something first has to wait on it, and after
-# that it refuses every other loop. An app runs on a new event loop each time it is started:
-# here, in a second `serve()`.
+# 现在来看陷阱。在导入时（模块顶层）创建的信号量，诞生于任何循环运行之前。它会绑定到第一次有代码需要在它上面等待的那个循环，之后拒绝其他所有循环。而应用每次启动都运行在一个新的事件循环上：这里就是第二次 `serve()`。
 #
-# **Fact 3.4.** A module-level `asyncio.Semaphore` works in the first server. In a second server
-# the first request still gets through, but the first one that has to wait raises
-# `RuntimeError: ... is bound to a different event loop`, in the task, after its client has
-# been told `202`; only the server log sees it. (Each server gets two exports; the first holds
-# the semaphore until the second has arrived, so the second always has to wait.)
+# **事实 3.4**：模块级的 `asyncio.Semaphore` 在第一个服务器中工作正常。在第二个服务器中，第一个请求仍能通过，但第一个需要等待的请求会抛出 `RuntimeError: ... is bound to a different event loop`：异常发生在任务中，此时它的客户端早已收到 `202`；只有服务器日志能看到它。（每个服务器收到两个导出；第一个持有信号量，直到第二个到达，所以第二个一定要等待。）
 
 # %%
-module_level_semaphore = asyncio.Semaphore(1)  # created at import time, outside any loop
+module_level_semaphore = asyncio.Semaphore(1)  # 在导入时、任何循环之外创建
 
 app = FastAPI()
 arrived: list[str] = []
@@ -770,10 +650,10 @@ finished: list[str] = []
 async def export_with_module_semaphore(name: str) -> None:
     arrived.append(name)
     async with module_level_semaphore:
-        server = name.rsplit(" ", 1)[0]  # "first server" or "second server"
-        deadline = time.monotonic() + 30  # only ends a wait that would otherwise never end
+        server = name.rsplit(" ", 1)[0]  # "first server" 或 "second server"
+        deadline = time.monotonic() + 30  # 只用来结束一个否则永远不会结束的等待
         while sum(other.startswith(server) for other in arrived) < 2 and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)  # hold the semaphore until this server's other export has arrived
+            await asyncio.sleep(0.01)  # 持有信号量，直到本服务器的另一个导出到达
     finished.append(name)
 
 
@@ -806,16 +686,14 @@ arrived.clear()
 finished.clear()
 
 # %% [markdown] translates="4b315665297a6abe"
-# The fix is the pattern of Fact 3.3: create the semaphore in the lifespan, where each start of
-# the app has its running loop, and reach it through `request.app.state`.
+# 修复方法就是事实 3.3 的模式：在生命周期中创建信号量（应用每次启动时，那里都有正在运行的循环），并通过 `request.app.state` 取用它。
 #
-# **Fact 3.5.** With the semaphore created in the lifespan, the same two servers run all four
-# exports, and nothing is logged.
+# **事实 3.5**：在生命周期中创建信号量后，同样的两个服务器完成了全部四个导出，日志中什么也没有。
 
 # %%
 @asynccontextmanager
 async def lifespan(app: FastAPI):
-    app.state.exports = asyncio.Semaphore(1)  # one per start of the app, in that start's loop
+    app.state.exports = asyncio.Semaphore(1)  # 应用每启动一次就创建一个，在那次启动的循环中
     yield
 
 
@@ -847,14 +725,11 @@ assert not [record for record in records if record.exc_info]
 finished.clear()
 
 # %% [markdown] translates="63bf115e2cdbf9e2"
-# ## 4. Timeouts: what they can cancel, and what they cannot
+# ## 4. 超时：能取消什么，不能取消什么
 #
-# `asyncio.timeout(seconds)` (Python 3.11+) and AnyIO's `anyio.fail_after(seconds)` both raise
-# `TimeoutError` when the block takes too long. They work by *cancelling* what the block is
-# awaiting: a `CancelledError` is thrown into the coroutine at its current `await`.
+# `asyncio.timeout(seconds)`（Python 3.11+）和 AnyIO 的 `anyio.fail_after(seconds)` 都会在代码块耗时过长时抛出 `TimeoutError`。它们的做法是*取消*代码块正在 await 的东西：把一个 `CancelledError` 抛进协程（coroutine）当前所在的 `await`。
 #
-# **Fact 4.1.** Around async work (here `await asyncio.sleep(0.8)`), both give up after 0.2 s:
-# the work receives `CancelledError` at its `await`, and the code after it never runs.
+# **事实 4.1**：包住异步工作（这里是 `await asyncio.sleep(0.8)`）时，两者都在 0.2 s 后放弃：工作在它的 `await` 处收到 `CancelledError`，之后的代码永远不会运行。
 
 # %%
 DEADLINE, WORK_SECONDS = 0.2, 0.8
@@ -907,7 +782,7 @@ def run_blocking_abandoning(name: str):
 
 async def run_blocking_then_checkpoint(name: str) -> None:
     await run_in_threadpool(blocking_work, name)
-    await anyio.sleep(0)  # one more await in the block: a checkpoint
+    await anyio.sleep(0)  # 块中再加一个 await：一个检查点
 
 
 EXPERIMENTS = {
@@ -932,8 +807,8 @@ async def run_experiments(names: list[str], *, threads: bool) -> None:
     with serve(app) as url:
         async with httpx.AsyncClient(base_url=url) as client:
             await asyncio.gather(*(client.post(f"/timed/{name}") for name in names))
-    # Leaving serve() waited for the tasks; a thread that a task stopped waiting for may still run.
-    deadline = time.monotonic() + 30  # only ends a wait that would otherwise never end
+    # 离开 serve() 时已等到任务结束；任务不再等待的线程可能仍在运行。
+    deadline = time.monotonic() + 30  # 只用来结束一个否则永远不会结束的等待
     while threads and any(name not in work_done for name in names):
         assert time.monotonic() < deadline, "the thread did not finish"
         await asyncio.sleep(0.05)
@@ -952,7 +827,7 @@ def report(names: list[str]) -> None:
 async_names = list(EXPERIMENTS)[:2]
 await run_experiments(async_names, threads=False)
 report(async_names)
-# A deadline's timer reads the event loop's clock, whose resolution may be coarser than perf_counter's.
+# 截止时间的计时器读的是事件循环的时钟，其精度可能比 perf_counter 的粗。
 CLOCK_SLACK = 0.02
 for name in async_names:
     assert outcomes[name]["outcome"] == "TimeoutError"
@@ -961,28 +836,15 @@ for name in async_names:
 assert sorted(work_cancelled) == sorted(async_names), "the work itself received the cancellation"
 
 # %% [markdown] translates="1d7879b42403f4ca"
-# A thread cannot be cancelled: Python has no way to stop another thread from the outside. What
-# a timeout can do is stop *waiting* for the thread. Whether it does depends on two things: which
-# timeout it is, and how the wait for the thread was started.
+# 线程无法被取消：Python 没有办法从外部停止另一个线程。超时能做的，是停止*等待*这个线程。它会不会这样做，取决于两点：是哪种超时，以及对线程的等待是怎样发起的。
 #
-# AnyIO's timeouts (`anyio.fail_after`, `anyio.move_on_after`) are *cancel scopes*: `with`
-# blocks that, once their deadline has passed, cancel the code inside them at its next `await`
-# (more precisely, at its next *checkpoint*, explained after Fact 4.2).
-# A cancel scope can also be *shielded*, `CancelScope(shield=True)`: then a cancellation by any
-# AnyIO scope around it does not reach the code inside until the shielded block has ended.
+# AnyIO 的超时（`anyio.fail_after`、`anyio.move_on_after`）是*取消作用域*（cancel scope）：一种 `with` 代码块，截止时间一过，就在块内代码的下一个 `await` 处取消它；更准确地说，是在下一个*检查点*（checkpoint）处，事实 4.2 之后会解释。取消作用域还可以被*屏蔽*（shield），即 `CancelScope(shield=True)`：这时外层任何 AnyIO 作用域发出的取消，都要等屏蔽块结束后才能到达块内的代码。
 #
-# `run_in_threadpool(func)` is `anyio.to_thread.run_sync(func)`, whose `abandon_on_cancel`
-# parameter is `False` unless you pass it. AnyIO then waits for the thread inside a shielded
-# scope: `CancelScope(shield=not abandon_on_cancel)`. So an AnyIO timeout around the call cannot
-# interrupt the wait, which lasts until the thread returns. With `abandon_on_cancel=True` the
-# scope is not shielded: the timeout interrupts the wait, the call gives up on the thread (it
-# *abandons* it), and the thread runs on.
+# `run_in_threadpool(func)` 就是 `anyio.to_thread.run_sync(func)`，它的 `abandon_on_cancel` 参数在你不传时为 `False`。此时 AnyIO 在一个被屏蔽的作用域里等待线程：`CancelScope(shield=not abandon_on_cancel)`。所以包在调用外面的 AnyIO 超时打断不了这次等待，等待会一直持续到线程返回。传入 `abandon_on_cancel=True` 时作用域不被屏蔽：超时打断等待，调用就此放弃（*abandon*）这个线程，而线程继续运行。
 #
-# `asyncio.timeout` is not an AnyIO cancel scope: it cancels the asyncio task directly. The
-# shield holds back AnyIO's own cancellations only, so it does not stop that one.
+# `asyncio.timeout` 不是 AnyIO 的取消作用域：它直接取消 asyncio 任务。屏蔽只挡得住 AnyIO 自己发出的取消，所以挡不住它。
 #
-# The next cell shows the lines of source this rests on, in the pinned Starlette and AnyIO;
-# Fact 4.2 then shows what they do.
+# 下一个单元格展示这些结论所依据的源码行（固定版本的 Starlette 和 AnyIO）；事实 4.2 再展示它们的效果。
 
 # %%
 (starlette_call,) = find_in_source("starlette", "return await anyio.to_thread.run_sync(func)")
@@ -996,19 +858,9 @@ assert default_abandon.function == "run_sync"
 assert shielded_wait.function.endswith("run_sync_in_worker_thread")
 
 # %% [markdown] translates="a6f22656d43ddfed"
-# **Fact 4.2.** Around `run_in_threadpool` of 0.8 s of blocking work:
-# `asyncio.timeout(0.2)` gives up after 0.2 s with `TimeoutError`, and the thread runs on and
-# finishes its work at 0.8 s. `anyio.fail_after(0.2)` does not give up at all: the await
-# returns normally after 0.8 s and, when that await is the last one in the block, no
-# `TimeoutError` is raised. `anyio.to_thread.run_sync(..., abandon_on_cancel=True)` under
-# `anyio.fail_after` gives up after 0.2 s, and again the thread finishes at 0.8 s.
+# **事实 4.2**：包住用 `run_in_threadpool` 执行的 0.8 s 阻塞工作时：`asyncio.timeout(0.2)` 在 0.2 s 后以 `TimeoutError` 放弃，线程继续运行，并在 0.8 s 时完成工作。`anyio.fail_after(0.2)` 则根本不放弃：await 在 0.8 s 后正常返回，而当这个 await 是块中最后一个 await 时，不会抛出 `TimeoutError`。在 `anyio.fail_after` 下使用 `anyio.to_thread.run_sync(..., abandon_on_cancel=True)`，会在 0.2 s 后放弃，线程同样在 0.8 s 时完成。
 #
-# The rule behind the missing `TimeoutError`: a cancelled AnyIO scope delivers its cancellation
-# at the next *checkpoint* inside it (an `await` that can suspend), and `fail_after` raises
-# `TimeoutError` on leaving the scope only if a cancellation was delivered and caught there. The
-# wait for the thread, being shielded, is no such checkpoint; any later `await` in the block is.
-# So with one `await anyio.sleep(0)` after the thread call, `fail_after` does raise
-# `TimeoutError`: late, once the thread's 0.8 s are over.
+# `TimeoutError` 为何消失，背后的规则是：被取消的 AnyIO 作用域，会在其内部的下一个*检查点*（一个可能挂起的 `await`）投递取消；而 `fail_after` 只有在取消确实被投递、并在作用域内被捕获时，才会在离开作用域时抛出 `TimeoutError`。对线程的等待被屏蔽了，不算这样的检查点；块中之后的任何 `await` 都算。所以在线程调用之后加一个 `await anyio.sleep(0)`，`fail_after` 就会抛出 `TimeoutError`：只是很迟，要等线程的 0.8 s 过完。
 
 # %%
 thread_names = list(EXPERIMENTS)[2:]
@@ -1033,27 +885,18 @@ work_done.clear()
 work_cancelled.clear()
 
 # %% [markdown] translates="703a5758b6e3bab3"
-# Giving up on a thread has a second cost. The thread-token limit of section 2 counts *calls*
-# that hold a token, and an abandoned call gives its token back at once, while its thread runs
-# on. Calls abandoned by a timeout therefore do not count against the limit: more threads run
-# than the limit allows.
+# 放弃线程还有第二个代价。第 2 节的线程令牌上限统计的是持有令牌的*调用*，而被放弃的调用会立即归还令牌，它的线程却还在运行。因此被超时放弃的调用不再计入上限：实际运行的线程比上限允许的多。
 #
-# **Fact 4.3.** With a limiter of 1 token, four calls of `anyio.to_thread.run_sync(...,
-# abandon_on_cancel=True)`, each abandoned after 0.05 s, leave four threads running at once and
-# the limiter's one token free. `asyncio.timeout` around `run_in_threadpool` does the same to
-# the default limiter, set to 1 token. The same calls without `abandon_on_cancel`, under AnyIO's
-# own timeout, each hold the token until their thread has returned: never more than one thread
-# runs. (The experiment runs on an event loop of its own, so that this notebook's limiter is left
-# alone.)
+# **事实 4.3**：在只有 1 个令牌的限制器下，四次 `anyio.to_thread.run_sync(..., abandon_on_cancel=True)` 调用，每次都在 0.05 s 后被放弃，结果是四个线程同时运行，而限制器的那一个令牌是空闲的。把默认限制器设为 1 个令牌，在 `run_in_threadpool` 外面套 `asyncio.timeout`，效果相同。同样的调用如果不带 `abandon_on_cancel`，在 AnyIO 自己的超时下，每次都持有令牌直到线程返回：同时运行的线程从不超过一个。（实验在一个独立的事件循环上运行，以免动到本笔记本的限制器。）
 
 
 # %%
 async def four_calls_limited_to_one(how: str) -> dict[str, int]:
-    limiter = anyio.to_thread.current_default_thread_limiter()  # this new loop's own
+    limiter = anyio.to_thread.current_default_thread_limiter()  # 这个新循环自己的限制器
     limiter.total_tokens = 1
     abandon = how != "anyio.move_on_after, abandon_on_cancel=False"
     lock, running, most = threading.Lock(), [0], [0]
-    release = threading.Event()  # abandoned threads wait for it; the others return after 0.1 s
+    release = threading.Event()  # 被放弃的线程等待它；其他线程 0.1 s 后返回
 
     def blocking() -> None:
         with lock:
@@ -1072,15 +915,15 @@ async def four_calls_limited_to_one(how: str) -> dict[str, int]:
                 async with asyncio.timeout(0.05):
                     await run_in_threadpool(blocking)
         else:
-            with anyio.move_on_after(0.05):  # AnyIO's timeout
+            with anyio.move_on_after(0.05):  # AnyIO 的超时
                 await anyio.to_thread.run_sync(blocking, abandon_on_cancel=abandon)
-    for _ in range(6000 if abandon else 0):  # abandoned threads may still be starting: wait (bounded) for all 4
+    for _ in range(6000 if abandon else 0):  # 被放弃的线程可能还在启动：（有时限地）等待全部 4 个
         if running[0] == 4:
             break
         await anyio.sleep(0.01)
     seen = {"threads running": running[0], "most at once": most[0], "tokens borrowed": limiter.borrowed_tokens}
     release.set()
-    while running[0]:  # let every thread finish before the loop closes
+    while running[0]:  # 在循环关闭之前让每个线程都结束
         await anyio.sleep(0.01)
     return seen
 
@@ -1098,34 +941,16 @@ for how in HOWS[:2]:
 assert limits[HOWS[2]]["most at once"] == 1, "held tokens: one thread at a time"
 
 # %% [markdown] translates="358fa3975a104f81"
-# Three lessons. A timeout on work that runs in a thread limits how long *you wait*, not how
-# long the work runs: the thread stays busy until the function returns. To really bound such
-# work, bound it inside: give the blocking client its own timeout (most HTTP and database
-# clients take one) or check a flag between steps. And know which kind of timeout you hold:
-# with AnyIO's, `abandon_on_cancel=True` stops the waiting, and with it the thread limit's hold
-# on that thread (Fact 4.3); without it, the limit holds and you wait for the thread.
+# 三条教训。给在线程中运行的工作设超时，限制的是*你等待*多久，而不是工作运行多久：线程会一直忙到函数返回。要真正约束这类工作，就从内部约束：给阻塞客户端设置它自己的超时（大多数 HTTP 和数据库客户端都支持），或者在步骤之间检查一个标志。还要清楚自己用的是哪种超时：对于 AnyIO 的超时，`abandon_on_cancel=True` 会停止等待，同时也解除了线程上限对那个线程的约束（事实 4.3）；不加它，上限依然有效，你也要一直等到线程结束。
 
 # %% [markdown] translates="7420b8dd01753160"
-# ## 5. CPU-bound work: a process pool
+# ## 5. CPU 密集型工作：进程池
 #
-# Threads share one GIL, so pure-Python CPU work in several threads takes as long as in one,
-# and slows the loop's thread down while it runs (section 1). Processes each have their own
-# interpreter and GIL. `concurrent.futures.ProcessPoolExecutor` keeps a few worker processes;
-# from async code, `await loop.run_in_executor(pool, func, *args)` sends `func` and its
-# arguments to a worker (pickled: a function travels as a reference to its module and name) and
-# awaits the result without blocking the loop.
+# 线程共用一个 GIL，所以把纯 Python 的 CPU 工作分给多个线程，耗时和放在一个线程里一样，而且运行期间还会拖慢循环所在的线程（第 1 节）。每个进程都有自己的解释器和 GIL。`concurrent.futures.ProcessPoolExecutor` 维护几个工作进程（worker）；在异步代码中，`await loop.run_in_executor(pool, func, *args)` 把 `func` 及其参数发给一个工作进程（经过 pickle 序列化：函数以“模块名 + 函数名”的引用形式传过去），并在不阻塞循环的情况下 await 结果。
 #
-# How a worker process starts matters in a notebook and in a server. `fork` copies the parent
-# process as it is, in the middle of whatever its other threads are doing; Python's
-# documentation warns against forking a process that runs threads, and this one does (the
-# kernel's and the servers'). `spawn` starts a fresh interpreter that imports what it needs.
-# The default depends on the platform and the Python version (the cell below prints this
-# machine's); the course asks for `spawn` explicitly, so the cells behave the same everywhere.
+# 工作进程如何启动，在笔记本里和服务器里都很重要。`fork` 按父进程当时的样子复制它，不管它的其他线程正做到哪一半；Python 文档警告不要 fork 正在运行多个线程的进程，而本进程正是如此（内核的线程和各个服务器的线程）。`spawn` 则启动一个全新的解释器，由它自己导入所需的东西。默认方式取决于平台和 Python 版本（下面的单元格会打印本机的默认值）；本课程显式指定 `spawn`，让各单元格在哪里都表现一致。
 #
-# **Fact 5.1.** The default start method on this machine is printed below. With `spawn`, a
-# function defined in a notebook cannot be run in the pool: the worker cannot find it in its
-# own `__main__`, fails to unpickle it and dies, and the pool is broken. (This runs in a fresh
-# kernel, so that this one stays clean.) That is why `count_primes` lives in a module.
+# **事实 5.1**：本机的默认启动方式打印在下面。使用 `spawn` 时，在笔记本中定义的函数不能在进程池里运行：工作进程在自己的 `__main__` 里找不到它，反序列化（unpickle）失败后退出，进程池随之损坏。（这段代码在一个全新的内核中运行，让当前内核保持干净。）这就是 `count_primes` 放在模块里的原因。
 
 # %%
 print(f"default start method here: {multiprocessing.get_start_method()}; "
@@ -1165,35 +990,17 @@ assert "the notebook: BrokenProcessPool" in fresh.output
 assert "the worker:   AttributeError: Can't get attribute 'square'" in fresh.output
 
 # %% [markdown] translates="4f4577ddb20078ff"
-# The pool belongs in the lifespan: starting worker processes takes time, so it is done once,
-# at start-up, and the workers are waited for before the first request. A `spawn`ed worker
-# imports a module when it first unpickles a function from it (here `bgcourse`, which brings
-# FastAPI and uvicorn along); the pool's `initializer` runs once in each worker as it starts,
-# so passing `count_primes` there does that import at start-up rather than in the first job.
-# Shutting the pool down waits for the workers to exit, so the lifespan does it on a thread,
-# not on the loop.
+# 进程池应当放在生命周期里：启动工作进程需要时间，所以只在启动时做一次，并在第一个请求到来之前等所有工作进程就绪。`spawn` 出来的工作进程，在第一次从某个模块反序列化函数时才导入该模块（这里是 `bgcourse`，它会连带导入 FastAPI 和 uvicorn）；进程池的 `initializer` 在每个工作进程启动时运行一次，所以把 `count_primes` 传给它，这次导入就发生在启动时，而不是第一个作业里。关闭进程池要等工作进程退出，所以生命周期在线程上而不是在循环上执行关闭。
 #
-# **Fact 5.2.** Eight jobs of `count_primes(100_000)`, started at once from a background task.
-# Through `run_in_threadpool` (eight threads, one GIL) they never keep more than one core busy,
-# so they take as long as one after another. Through the process pool, with one worker per core
-# (two at least, four at most), they keep as many cores busy as the machine gives them, and
-# take correspondingly less time. Each job reports the CPU time it got (`cpu_time_of`), and CPU
-# time over wall time is the number of cores at work, so the cell can tell whether the workers
-# got the cores they asked for. Other programs on your machine may take them (and a one-core
-# machine has none to give), so the speed-up is asserted only when the workers got 1.5 cores or
-# more, and the picture's heading says which case your machine was in. Asserted always: the
-# threads used at most 1.2 cores; the server's own process spent less than a third of the CPU
-# time on the pool's rounds than on the threads' (the work ran in other processes, so its GIL
-# stayed free); and the `/ping`s sent while the pool worked waited less (the median) than while
-# the eight threads worked, when the loop's thread has to wait for the GIL.
+# **事实 5.2**：从一个后台任务同时启动八个 `count_primes(100_000)` 作业。通过 `run_in_threadpool`（八个线程，一个 GIL），它们最多只能让一个核忙起来，所以耗时和逐个执行一样。通过进程池（每个核一个工作进程，至少两个，至多四个），机器给多少核，它们就能让多少核忙起来，耗时也相应缩短。每个作业报告自己得到的 CPU 时间（`cpu_time_of`），CPU 时间除以墙钟时间就是在干活的核数，所以单元格能判断工作进程是否得到了它们要的核。你机器上的其他程序可能占着这些核（单核机器则根本没有核可给），所以只有当工作进程得到 1.5 个核或更多时，才断言有加速，图的标题会说明你的机器属于哪种情况。始终断言的是：线程最多用了 1.2 个核；在进程池的各轮中，服务器自身进程花掉的 CPU 时间不到线程各轮的三分之一（工作在其他进程中运行，所以本进程的 GIL 保持空闲）；进程池工作时发出的 `/ping`，等待时间（中位数）比八个线程工作时短，因为后一种情况下，循环所在的线程得等 GIL。
 
 # %%
-# The cores this process may run on (a container or `taskset` may allow fewer than the machine has).
+# 本进程可以使用的核（容器或 `taskset` 允许的可能比机器实际拥有的少）。
 USABLE_CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-WORKERS = min(max(USABLE_CORES, 2), 4)  # one per usable core; two at least, so that there is work to share
-JOBS, PRIMES_BELOW = 8, 100_000  # eight small jobs: a worker that is slowed down takes fewer
-ROUNDS = 3  # each way three times, and the fastest counts: other programs may take a core for a while
-ENOUGH_CORES = 1.5  # the speed-up is asserted when the workers got at least this many cores
+WORKERS = min(max(USABLE_CORES, 2), 4)  # 每个可用核一个；至少两个，这样才有工作可分
+JOBS, PRIMES_BELOW = 8, 100_000  # 八个小作业：被拖慢的工作进程会少接几个
+ROUNDS = 3  # 每种方式三轮，取最快的一轮：其他程序可能暂时占用某个核
+ENOUGH_CORES = 1.5  # 工作进程至少得到这么多核时，才断言有加速
 
 
 @asynccontextmanager
@@ -1201,29 +1008,29 @@ async def lifespan(app: FastAPI):
     pool = ProcessPoolExecutor(
         max_workers=WORKERS,
         mp_context=multiprocessing.get_context("spawn"),
-        initializer=count_primes,  # runs once in each worker: imports bgcourse there, at start-up
+        initializer=count_primes,  # 在每个工作进程中运行一次：在启动时就在那里导入 bgcourse
         initargs=(10,),
     )
     loop = asyncio.get_running_loop()
     started = time.perf_counter()
     try:
         pids: set[int] = set()
-        while len(pids) < WORKERS:  # wait until every worker has started and answered once
+        while len(pids) < WORKERS:  # 等到每个工作进程都已启动并应答过一次
             pids.update(await asyncio.gather(*(loop.run_in_executor(pool, os.getpid) for _ in range(WORKERS))))
             await asyncio.sleep(0.01)
         app.state.pool, app.state.pids, app.state.startup = pool, pids, time.perf_counter() - started
         yield
     finally:
-        await anyio.to_thread.run_sync(pool.shutdown)  # waits for the workers to exit
+        await anyio.to_thread.run_sync(pool.shutdown)  # 等待工作进程退出
 
 
 app = FastAPI(lifespan=lifespan)
-took: dict[str, list[tuple[float, float]]] = {"threads": [], "processes": []}  # (wall, CPU) seconds per round
-server_cpu: dict[str, list[float]] = {"threads": [], "processes": []}  # CPU seconds of this process per round
+took: dict[str, list[tuple[float, float]]] = {"threads": [], "processes": []}  # 每轮的 (墙钟, CPU) 秒数
+server_cpu: dict[str, list[float]] = {"threads": [], "processes": []}  # 每轮本进程的 CPU 秒数
 
 
 async def crunch_in_threads() -> None:
-    started, own_cpu = time.perf_counter(), time.process_time()  # process_time: every thread of this process
+    started, own_cpu = time.perf_counter(), time.process_time()  # process_time：本进程的所有线程
     jobs = [run_in_threadpool(cpu_time_of, count_primes, PRIMES_BELOW) for _ in range(JOBS)]
     cpu = sum(seconds for _, seconds in await asyncio.gather(*jobs))
     work_ended["threads"] = time.perf_counter()
@@ -1260,12 +1067,12 @@ async def ping() -> dict[str, bool]:
     return {"pong": True}
 
 
-pings: dict[str, list] = {"threads": [], "processes": []}  # the pings sent while the jobs ran, all rounds
+pings: dict[str, list] = {"threads": [], "processes": []}  # 作业运行期间发出的 ping，所有轮次
 progress_bar = tqdm(total=1 + 2 * ROUNDS, desc=f"starting {WORKERS} worker processes")
-with serve(app, start_timeout=100) as url:  # starting processes can take many seconds on a busy machine
+with serve(app, start_timeout=100) as url:  # 在繁忙的机器上，启动进程可能要很多秒
     progress_bar.update()
-    # uvicorn closes a connection after 5 s without a request, and httpx keeps idle ones for 5 s:
-    # on a slow machine a request could be sent on a connection that is just being closed.
+    # 连接 5 s 没有请求，uvicorn 就会关闭它，而 httpx 会把空闲连接保留 5 s：
+    # 在慢机器上，请求可能正好发到一个正在关闭的连接上。
     async with httpx.AsyncClient(base_url=url, limits=httpx.Limits(keepalive_expiry=1.0)) as client:
         pids = (await client.get("/pids")).json()
         for round_number in range(1, ROUNDS + 1):
@@ -1274,8 +1081,8 @@ with serve(app, start_timeout=100) as url:  # starting processes can take many s
                 runs_so_far = len(took[how])
                 await client.post(f"/crunch/{how}")
                 samples = await probe_latency(client, "/ping", count=8, every=0.05)
-                deadline = time.monotonic() + 60  # only ends a wait that would otherwise never end
-                while len(took[how]) == runs_so_far:  # the jobs run after the response; wait for them
+                deadline = time.monotonic() + 60  # 只用来结束一个否则永远不会结束的等待
+                while len(took[how]) == runs_so_far:  # 作业在响应之后运行；等待它们
                     assert time.monotonic() < deadline, f"the jobs in {how} did not finish"
                     await asyncio.sleep(0.02)
                 pings[how] += [s for s in samples if s.sent < work_ended[how]]
@@ -1286,13 +1093,13 @@ progress_bar.close()
 
 def is_running(pid: int) -> bool:
     try:
-        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+        os.kill(pid, 0)  # 信号 0：只询问进程是否存在
     except ProcessLookupError:
         return False
     return True
 
 
-best = {how: min(rounds) for how, rounds in took.items()}  # the fastest round of each
+best = {how: min(rounds) for how, rounds in took.items()}  # 每种方式最快的一轮
 cores = {how: cpu / wall for how, (wall, cpu) in best.items()}
 speed_up = best["threads"][0] / best["processes"][0]
 median_ping = {how: statistics.median(s.seconds for s in samples) for how, samples in pings.items()}
@@ -1315,7 +1122,7 @@ assert pids["server"][0] not in pids["pool"] and len(pids["pool"]) == WORKERS
 assert not [pid for pid in pids["pool"] if is_running(pid)], "the lifespan shut the pool down"
 assert max(cpu / wall for wall, cpu in took["threads"]) < 1.2, "one GIL: the threads never use much more than a core"
 assert pings["threads"] and pings["processes"], "some pings were sent while the jobs ran"
-# CPU time, not waiting time: other programs cannot make it larger, so a ratio with a wide margin is safe.
+# CPU 时间而非等待时间：其他程序无法让它变大，所以留足余量的比值是可靠的。
 assert own["processes"] < own["threads"] / 3, "the work ran in the pool's processes, not in this one"
 assert median_ping["processes"] < median_ping["threads"], "the loop is more responsive while the pool works"
 if got_the_cores:
@@ -1336,7 +1143,7 @@ ping_axes.grid(alpha=0.3)
 if got_the_cores:
     verdict = (f"Your machine gave the pool's {WORKERS} workers {cores['processes']:.1f} cores,\n"
                f"so the pool was {speed_up:.1f} times as fast as the threads.")
-else:  # the picture alone would contradict the section's heading: say why
+else:  # 单看图会与本节标题矛盾：说明原因
     verdict = (f"Your machine gave the pool's {WORKERS} workers only {cores['processes']:.1f} cores (other programs "
                "held the rest, or it has no more),\n"
                f"so here it ran at {speed_up:.1f} times the threads' speed; with {WORKERS} free cores it would be up "
@@ -1345,40 +1152,29 @@ figure.suptitle(verdict, fontsize=10)
 figure
 
 # %% [markdown] translates="6b846b9c70c8a230"
-# The speed-up is the number of cores the workers kept busy, and that depends on what else the
-# machine is doing: on two free cores it is close to 2; when other programs keep the cores busy,
-# the "cores busy" figure above drops, and the speed-up with it, which the picture's heading then
-# says. The threads' figure never rises much above 1: that is the GIL. Two more costs to know:
-# arguments and results travel between processes pickled, so send small inputs (a file name, an
-# id) rather than large objects; and each worker is a whole Python process with its own memory.
+# 加速比就是工作进程保持忙碌的核数，而它取决于机器同时还在做什么：在两个空闲核上接近 2；其他程序占着核时，上图中“cores busy”的数字会下降，加速比也随之下降，这时图的标题会说明这一点。线程的那个数字从不明显超过 1：这就是 GIL。还有两个代价需要知道：参数和结果在进程之间以 pickle 形式传递，所以要传小的输入（文件名、id），而不是大对象；每个工作进程都是一个完整的 Python 进程，有自己的内存。
 
 # %% [markdown] translates="d7127b4704239d5a"
-# ## 6. The common advice, checked
+# ## 6. 常见建议，逐条验证
 #
-# | Advice | Verdict | Proof |
+# | 建议 | 结论 | 证据 |
 # |---|---|---|
-# | "Never block in `async def`" | True: every request waits for the whole blocking call | Fact 1.1 |
-# | "Use `def` for blocking work" | True for I/O; CPU-bound `def` work still slows the loop (GIL) | Facts 1.1, 5.2 |
-# | "FastAPI runs `def` code in a thread pool" | True, with 40 tokens per loop, shared by endpoints, dependencies and tasks | Facts 2.1, 2.2 |
-# | "Raise the thread limit if tasks queue" | Works (in the lifespan); costs threads and memory | Fact 2.3 |
-# | "A module-level semaphore limits concurrency" | Only within one loop; a second start fails | Facts 3.3, 3.4 |
-# | "Wrap slow calls in a timeout" | Stops the wait, never the thread; `fail_after` does not even stop the wait around `run_in_threadpool` | Facts 4.1, 4.2 |
-# | "Use processes for CPU-bound work" | True: faster when several cores are free, and the loop stays free | Fact 5.2 |
+# | “绝不要在 `async def` 里阻塞” | 正确：每个请求都要等整个阻塞调用结束 | 事实 1.1 |
+# | “阻塞的工作用 `def`” | 对 I/O 正确；CPU 密集的 `def` 工作仍会拖慢循环（GIL） | 事实 1.1、5.2 |
+# | “FastAPI 在线程池中运行 `def` 代码” | 正确，每个循环 40 个令牌，由端点、依赖项和任务共享 | 事实 2.1、2.2 |
+# | “任务排队了，就调高线程上限” | 有效（在生命周期中调）；代价是线程和内存 | 事实 2.3 |
+# | “用模块级信号量限制并发（concurrency）” | 只在一个循环内有效；第二次启动就会失败 | 事实 3.3、3.4 |
+# | “给慢调用套上超时” | 停止的是等待，从来不是线程；`fail_after` 套在 `run_in_threadpool` 外面时，连等待都停不了 | 事实 4.1、4.2 |
+# | “CPU 密集型工作用进程” | 正确：有多个空闲核时更快，而且循环保持空闲 | 事实 5.2 |
 
 # %% [markdown] translates="d0efd32856a41cb5"
-# ## Exercises
+# ## 练习（Exercises）
 #
-# Each exercise has a code cell for your answer and a cell that checks it against a real server.
-# The reference solutions are in `solutions/ch05_performance/`; try first, then compare.
+# 每个练习都有一个代码单元格供你作答，还有一个单元格用真实的服务器检查答案。参考答案在 `solutions/ch05_performance/` 中；先自己尝试，再对照。
 #
-# ### Exercise 5.1: render without stalling
+# ### 练习 5.1：渲染报告，不拖住循环
 #
-# `render_report(name)` stands for a blocking PDF library: it sleeps 0.5 s, then appends `name`
-# to `rendered`. Write an app with `POST /reports/{name}` that answers `202 Accepted` with
-# `{"report": name, "status": "rendering"}` at once and renders the report in a background
-# task, and `GET /ping` (`async def`), which must keep answering while reports render: the
-# check sends a `/ping` right after the response and expects its answer before the report is
-# rendered.
+# `render_report(name)` 代表一个阻塞的 PDF 库：它 sleep 0.5 s，然后把 `name` 追加到 `rendered`。写一个应用，包含 `POST /reports/{name}`：立即以 `202 Accepted` 应答 `{"report": name, "status": "rendering"}`，并在后台任务中渲染报告；还包含 `GET /ping`（`async def`），在报告渲染期间必须照常应答：检查会在响应之后立刻发一个 `/ping`，并期望它在报告渲染完成之前得到应答。
 
 # %% nbgrader={"grade": false, "grade_id": "ex01_answer", "locked": false, "schema_version": 3, "solution": true, "task": false}
 ### BEGIN SOLUTION
@@ -1391,13 +1187,13 @@ rendered: list[str] = []
 
 
 def render_report(name: str) -> None:
-    time.sleep(0.5)  # a blocking PDF library
+    time.sleep(0.5)  # 一个阻塞的 PDF 库
     rendered.append(name)
 
 
 @app.post("/reports/{name}", status_code=status.HTTP_202_ACCEPTED)
 async def create_report(name: str, background_tasks: BackgroundTasks) -> dict[str, str]:
-    background_tasks.add_task(render_report, name)  # a def function: it runs on a worker thread
+    background_tasks.add_task(render_report, name)  # def 函数：它在工作线程上运行
     return {"report": name, "status": "rendering"}
 
 
@@ -1412,13 +1208,9 @@ from bgcourse.checks import ch05_performance as checks
 checks.ex01(app, rendered)
 
 # %% [markdown] translates="d2964ac7362fd309"
-# ### Exercise 5.2: at most two exports at a time
+# ### 练习 5.2：同时最多两个导出
 #
-# Write an app whose lifespan creates `app.state.exports`, an `asyncio.Semaphore` that lets two
-# exports run at once. `POST /exports/{number}` (an `int`) answers `202` with
-# `{"export": number}` and adds an `async def` task that, while holding the semaphore, appends
-# `("start", number)` to `events`, waits `await asyncio.sleep(0.2)` (the export), and appends
-# `("end", number)`. The check sends six requests at once, and starts your app twice.
+# 写一个应用，由它的生命周期创建 `app.state.exports`：一个允许两个导出同时运行的 `asyncio.Semaphore`。`POST /exports/{number}`（`number` 为 `int`）以 `202` 应答 `{"export": number}`，并添加一个 `async def` 任务：在持有信号量期间，把 `("start", number)` 追加到 `events`，等待 `await asyncio.sleep(0.2)`（这就是导出），再追加 `("end", number)`。检查会同时发出六个请求，并启动你的应用两次。
 
 # %% nbgrader={"grade": false, "grade_id": "ex02_answer", "locked": false, "schema_version": 3, "solution": true, "task": false}
 ### BEGIN SOLUTION
@@ -1433,7 +1225,7 @@ events: list[tuple[str, int]] = []
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    app.state.exports = asyncio.Semaphore(2)  # created in the running loop, once per start
+    app.state.exports = asyncio.Semaphore(2)  # 在运行中的循环里创建，每次启动一次
     yield
 
 
@@ -1457,15 +1249,9 @@ async def start_export(number: int, request: Request, background_tasks: Backgrou
 checks.ex02(app, events)
 
 # %% [markdown] translates="5e29ab081812c5ee"
-# ### Exercise 5.3: a deadline for a blocking call
+# ### 练习 5.3：给阻塞调用设截止时间
 #
-# `fetch_rates()` stands for a blocking client of a slow API: it sleeps 1 s, then appends
-# `"fetched"` to `calls`. Write an app with `POST /refresh` that answers `202` with
-# `{"status": "refreshing"}` and adds a task that runs `fetch_rates` on a worker thread with a
-# deadline of 0.3 s: it appends `"ok"` to `outcomes` if the call returned in time, and
-# `"timed out"` *as soon as* the deadline passes (it must not wait for the thread). Section 4
-# shows which timeouts give up on a thread and which do not (and Fact 4.3 what giving up costs:
-# the abandoned thread runs on outside the thread limit).
+# `fetch_rates()` 代表一个慢 API 的阻塞客户端：它 sleep 1 s，然后把 `"fetched"` 追加到 `calls`。写一个应用，包含 `POST /refresh`：以 `202` 应答 `{"status": "refreshing"}`，并添加一个任务，在工作线程上运行 `fetch_rates`，截止时间 0.3 s：如果调用按时返回，就把 `"ok"` 追加到 `outcomes`；截止时间一过，就*立即*追加 `"timed out"`（不能等线程结束）。第 4 节展示了哪些超时会放弃线程、哪些不会（事实 4.3 则说明放弃的代价：被放弃的线程在线程上限之外继续运行）。
 
 # %% nbgrader={"grade": false, "grade_id": "ex03_answer", "locked": false, "schema_version": 3, "solution": true, "task": false}
 ### BEGIN SOLUTION
@@ -1481,13 +1267,13 @@ outcomes: list[str] = []
 
 
 def fetch_rates() -> None:
-    time.sleep(1)  # a blocking client of a slow API
+    time.sleep(1)  # 慢 API 的阻塞客户端
     calls.append("fetched")
 
 
 async def refresh_rates() -> None:
     try:
-        async with asyncio.timeout(0.3):  # cancels the await; the thread runs on
+        async with asyncio.timeout(0.3):  # 取消 await；线程继续运行
             await run_in_threadpool(fetch_rates)
     except TimeoutError:
         outcomes.append("timed out")
@@ -1505,12 +1291,9 @@ async def refresh(background_tasks: BackgroundTasks) -> dict[str, str]:
 checks.ex03(app, outcomes, calls)
 
 # %% [markdown] translates="bc69c0b95f8e48b7"
-# ## Quiz
+# ## 测验（Quiz）
 #
-# Each question shows itself in a cell; answer in the cell below it; the cell after that says
-# whether you are right. A right answer comes with the explanation; a wrong one with a hint
-# that does not give the answer away (`quiz.explain("q01")` shows the explanation of q01 at
-# any time, if you would rather read it).
+# 每道题显示在一个单元格里；在它下面的单元格作答；再下一个单元格告诉你是否答对。答对时附上解释；答错时给出提示，但不泄露答案（如果你更想直接读解释，`quiz.explain("q01")` 随时可以显示 q01 的解释）。
 
 # %% nbgrader={"grade": false, "grade_id": "q01_question", "locked": true, "schema_version": 3, "solution": false, "task": false}
 quiz = load_quiz("ch05_performance")
@@ -1573,21 +1356,12 @@ async def run_off_loop(func, *args):
 quiz.check("q05", run_off_loop)
 
 # %% [markdown] translates="81685d37fe4157d1"
-# ## Summary
+# ## 小结
 #
-# - A blocking call in an `async def` task makes every request that arrives meanwhile wait for
-#   the rest of it; a `def` task or `await run_in_threadpool(...)` keeps the loop free, though
-#   CPU-bound threads still slow it through the GIL (sections 1 and 5).
-# - `def` endpoints, `def` dependencies and `def` tasks share AnyIO's default thread limiter:
-#   40 tokens per event loop. The 41st waits, and a slow `def` task can delay a `def` endpoint.
-#   Raise the limit in the lifespan with
-#   `anyio.to_thread.current_default_thread_limiter().total_tokens = N`, at the price of more
-#   threads and memory (section 2).
-# - Split long work on the loop into batches with an `await` between them; bound a kind of work
-#   across requests with a semaphore created in the lifespan, never at import time (section 3).
-# - Timeouts cancel async work; they never stop a thread, and `anyio.fail_after` does not even
-#   stop waiting for `run_in_threadpool` (section 4).
-# - CPU-bound work belongs in a process pool, started in the lifespan with `spawn`, fed
-#   functions from modules (section 5).
+# - `async def` 任务中的阻塞调用，会让期间到达的每个请求都等它剩下的部分；`def` 任务或 `await run_in_threadpool(...)` 能让循环保持空闲，不过 CPU 密集型线程仍会通过 GIL 拖慢循环（第 1 节和第 5 节）。
+# - `def` 端点、`def` 依赖项和 `def` 任务共用 AnyIO 的默认线程限制器：每个事件循环 40 个令牌。第 41 个要等待，慢的 `def` 任务可能拖延 `def` 端点。在生命周期中用 `anyio.to_thread.current_default_thread_limiter().total_tokens = N` 调高上限，代价是更多的线程和内存（第 2 节）。
+# - 循环上的长工作要拆成批次，批次之间放一个 `await`；用在生命周期中创建的信号量跨请求约束某类工作，绝不要在导入时创建它（第 3 节）。
+# - 超时能取消异步工作；它从来停不了线程，而 `anyio.fail_after` 甚至不会停止对 `run_in_threadpool` 的等待（第 4 节）。
+# - CPU 密集型工作应放进进程池：在生命周期中用 `spawn` 启动，交给它的函数要定义在模块中（第 5 节）。
 #
-# Next: chapter 6 troubleshoots `RuntimeError: No response returned.`
+# 下一章：第 6 章排查 `RuntimeError: No response returned.`。

@@ -17,32 +17,22 @@
 # ---
 
 # %% [markdown] translates="45e61dfd9a3882e2"
-# # Chapter 6: Troubleshooting `RuntimeError: No response returned.` and friends
+# # 第 6 章：排查 `RuntimeError: No response returned.` 及相关错误
 #
-# Background tasks fail far from the code that scheduled them: after the response, on another
-# thread or loop, with a traceback full of framework frames. This chapter takes the errors people
-# most often meet, reproduces each one on a real server, finds where its message is written in
-# the library, and fixes it. As in every chapter, each fact is followed by a cell that proves it
-# on the pinned versions.
+# 后台任务（background task）出错的地方，离安排它的代码很远：在响应（response）之后，在另一个线程或循环上，回溯（traceback）里满是框架的栈帧。本章挑出大家最常遇到的错误，逐个在真实的服务器上复现，在库的源码里找到消息写在哪里，然后修复。和每一章一样，每条事实后面都跟着一个单元格，在固定版本上证明它。
 #
-# **You will learn**
+# **你将学到**
 #
-# - that a background task's return value is ignored, so returning a response from a task cannot
-#   cause `RuntimeError: No response returned.`;
-# - where that message really comes from (`BaseHTTPMiddleware`, the class behind
-#   `@app.middleware("http")`), the two causes that still produce it, and the fix for each;
-# - which causes belonged to older Starlette versions only, and where they were reported and fixed;
-# - a gallery of errors around background tasks: a failing task, `TestClient` re-raising it,
-#   `coroutine ... was never awaited`, `MissingGreenlet` and `DetachedInstanceError`, an asyncio
-#   lock "bound to a different event loop", and event-loop errors in a notebook;
-# - a debugging method to reuse on the next message: read the innermost frame, find where the
-#   library writes the message, reproduce it minimally.
+# - 后台任务的返回值会被忽略，所以从任务里返回响应，不可能导致 `RuntimeError: No response returned.`；
+# - 这条消息真正的来源（`BaseHTTPMiddleware`，即 `@app.middleware("http")` 背后的类），至今仍会产生它的两个原因，以及各自的修复方法；
+# - 哪些原因只属于旧版 Starlette，它们在哪里被报告、又在哪里被修复；
+# - 后台任务相关错误一览：失败的任务、`TestClient` 重新抛出它的异常、`coroutine ... was never awaited`、`MissingGreenlet` 和 `DetachedInstanceError`、“bound to a different event loop”的 asyncio 锁，以及笔记本里的事件循环（event loop）错误；
+# - 一套可以用在下一条错误消息上的调试方法：读最内层的栈帧，找到库在哪里写下这条消息，最小化复现。
 
 # %% [markdown] translates="a2ee35b0287d2141"
-# ## 0. Set-up: the versions, and the course's helpers
+# ## 0. 准备：版本和课程的辅助函数
 #
-# Behaviour changes between releases, and this chapter is about exactly such changes, so the
-# versions matter more than usual.
+# 行为会随版本变化，而本章讲的恰恰就是这类变化，所以版本比平时更重要。
 
 # %%
 import platform
@@ -64,15 +54,11 @@ for package, pinned in PINNED.items():
 print(f"{'python':12} {platform.python_version()}")
 
 # %% [markdown] translates="834b1020ce18f5c5"
-# Besides `serve` and `capture_logs` from chapter 1, this chapter uses two helpers made for
-# troubleshooting:
+# 除了第 1 章的 `serve` 和 `capture_logs`，本章还用到几个专为排错写的辅助函数：
 #
-# - `logged_errors(records)` turns the log records a server wrote into short descriptions: the
-#   exception's type, its message, and its **innermost frame**, the line where it was raised.
-# - `find_in_source(package, text)` searches every `.py` file of an installed package for a piece
-#   of text and returns each place as `file:line in function`, with `.excerpt()` to show the lines
-#   around it.
-# - `version_table(...)` shows what `make versions` measured on older releases (section 5).
+# - `logged_errors(records)` 把服务器写下的日志记录变成简短的描述：异常的类型、消息，以及它的**最内层栈帧**，也就是抛出它的那一行。
+# - `find_in_source(package, text)` 在已安装包的每个 `.py` 文件中搜索一段文本，把每处结果返回为 `file:line in function`，用 `.excerpt()` 可以显示其前后几行。
+# - `version_table(...)` 显示 `make versions` 在旧版本上测得的结果（第 5 节）。
 
 # %%
 import asyncio
@@ -113,15 +99,11 @@ from bgcourse import (
 )
 
 # %% [markdown] translates="43f870e3940ca5b9"
-# ## 1. A popular explanation, tested: a task that returns a response
+# ## 1. 检验一个流行的解释：返回响应的任务
 #
-# A widely shared explanation says that `RuntimeError: No response returned.` comes from
-# returning a response object from a background task. Let us do exactly that, and behind an
-# `@app.middleware("http")`, since (section 2 shows why) every app that meets the message has a
-# `BaseHTTPMiddleware`, and that decorator is the commonest way to get one.
+# 有一种流传很广的说法：`RuntimeError: No response returned.` 是因为在后台任务里返回了响应对象。我们就照这样做，并且放在 `@app.middleware("http")` 后面，因为（第 2 节会说明原因）凡是遇到这条消息的应用，都有一个 `BaseHTTPMiddleware`，而这个装饰器是得到它最常见的途径。
 #
-# **Fact 6.1.** A background task that returns a `JSONResponse` changes nothing: the client gets
-# the endpoint's response, the task's response goes nowhere, and the server logs no error.
+# **事实 6.1**：后台任务返回一个 `JSONResponse`，什么也不会改变：客户端收到的是端点（endpoint）的响应，任务的响应无处可去，服务器也不记录任何错误。
 
 # %%
 app = FastAPI()
@@ -159,8 +141,7 @@ assert len(produced) == 1 and produced[0].status_code == 418
 assert records == []
 
 # %% [markdown] translates="5bcb804525f0d9c1"
-# **Fact 6.2.** The return value is dropped by design: Starlette's `BackgroundTask.__call__`
-# (`starlette/background.py`) awaits the function, or runs it in a thread, and keeps nothing.
+# **事实 6.2**：返回值是被有意丢弃的：Starlette 的 `BackgroundTask.__call__`（`starlette/background.py`）await 这个函数，或在线程中运行它，什么也不保留。
 
 # %%
 source = inspect.getsource(BackgroundTask.__call__)
@@ -168,16 +149,14 @@ print(source)
 assert "return" not in source, "nothing the function returns is passed on"
 
 # %% [markdown] translates="42eda47a09508b9b"
-# So the explanation is wrong. The next section finds where the message really comes from.
+# 所以这个解释是错的。下一节找出这条消息真正的来源。
 
 # %% [markdown] translates="164570daf42db4f9"
-# ## 2. Where the message comes from
+# ## 2. 消息从哪里来
 #
-# An error message is a string in somebody's source code. Search the installed packages for it.
+# 错误消息就是某人源码里的一个字符串。在已安装的包里搜索它。
 #
-# **Fact 6.3.** On the pinned versions, `No response returned` is written in exactly one place:
-# `starlette/middleware/base.py`, in `call_next`, the function that `BaseHTTPMiddleware.__call__`
-# hands to your `dispatch`. FastAPI and uvicorn never raise it.
+# **事实 6.3**：在固定版本上，`No response returned` 只写在一个地方：`starlette/middleware/base.py` 中的 `call_next`，也就是 `BaseHTTPMiddleware.__call__` 交给你的 `dispatch` 的那个函数。FastAPI 和 uvicorn 从不抛出它。
 
 # %%
 found = {package: find_in_source(package, "No response returned") for package in ("fastapi", "starlette", "uvicorn")}
@@ -189,18 +168,12 @@ assert origin.function == "BaseHTTPMiddleware.__call__.<locals>.call_next"
 assert found["fastapi"] == found["uvicorn"] == []
 
 # %% [markdown] translates="1bdeca13b0825a4f"
-# Read the code around it, in three steps. Two terms first:
+# 分三步阅读它周围的代码。先说两个术语：
 #
-# - a *task*, here, is an AnyIO task: a coroutine that runs alongside the one that started it,
-#   in the same event loop;
-# - a *memory stream* is AnyIO's queue inside one process, with two ends: `send_stream` and
-#   `recv_stream`. Closing the sending end tells the receiver that nothing more will come: a
-#   `receive()` on an empty stream whose sending end is closed raises `anyio.EndOfStream`.
+# - 这里的*任务*指 AnyIO 任务：一个与启动它的协程（coroutine）同时运行、位于同一个事件循环中的协程；
+# - *内存流*是 AnyIO 在单个进程内的队列，有两端：`send_stream` 和 `recv_stream`。关闭发送端，就是告诉接收方不会再有东西来了：在发送端已关闭的空流上调用 `receive()`，会抛出 `anyio.EndOfStream`。
 #
-# **Step 1.** `call_next` runs your app (everything inside the middleware) in a task of its own,
-# the nested function `coro`. The app gets `send_no_error` as its `send`, which puts each message
-# the app sends into the memory stream. When the app returns, `with send_stream:` closes the
-# sending end; an exception the app raised is kept in `app_exc`.
+# **第 1 步**：`call_next` 在一个单独的任务（嵌套函数 `coro`）中运行你的应用，即中间件（middleware）内部的一切。应用拿到的 `send` 是 `send_no_error`，它把应用发出的每条消息放进内存流。应用返回时，`with send_stream:` 关闭发送端；应用抛出的异常保存在 `app_exc` 中。
 
 # %%
 [run_the_app] = find_in_source("starlette", "await self.app(scope, receive_or_disconnect, send_no_error)")
@@ -208,9 +181,7 @@ print(run_the_app.excerpt(before=5, after=2))
 assert run_the_app.function == f"{origin.function}.<locals>.coro"
 
 # %% [markdown] translates="acdb861e30a180a1"
-# **Step 2.** `call_next` then waits for the app's first message, `recv_stream.receive()`: it
-# should be `http.response.start`. If the sending end is closed before any message came, that
-# wait raises `anyio.EndOfStream`, caught here:
+# **第 2 步**：接着，`call_next` 等待应用的第一条消息，即 `recv_stream.receive()`：它应当是 `http.response.start`。如果在任何消息到来之前发送端就关闭了，这次等待会抛出 `anyio.EndOfStream`，并在这里被捕获：
 
 # %%
 [end_of_stream] = [hit for hit in find_in_source("starlette", "except anyio.EndOfStream:") if hit.file == origin.file]
@@ -219,22 +190,16 @@ assert end_of_stream.function == origin.function
 assert "message = await recv_stream.receive()" in end_of_stream.excerpt(before=9, after=0)
 
 # %% [markdown] translates="8841a5967740c517"
-# **Step 3.** In that `except` there are two cases: the app raised, and its exception is raised
-# again; or it did not, and `call_next` raises the message.
+# **第 3 步**：这个 `except` 里有两种情况：应用抛出了异常，于是把它再次抛出；或者应用没有抛出异常，于是 `call_next` 抛出这条消息。
 
 # %%
 print(origin.excerpt(before=1, after=0))
 assert "raise app_exc" in origin.excerpt(before=1, after=0)
 
 # %% [markdown] translates="f7d56cd0f5ffce44"
-# So the message means: **the app inside a `BaseHTTPMiddleware` finished without sending
-# `http.response.start`, and without raising.** Which middleware is a `BaseHTTPMiddleware`? Every
-# class that subclasses `starlette.middleware.base.BaseHTTPMiddleware` (many third-party
-# middlewares do), and every `@app.middleware("http")`: FastAPI's decorator
-# (`FastAPI.middleware`, in `fastapi/applications.py`) registers the function as the `dispatch`
-# of a `BaseHTTPMiddleware`. What follows holds for both.
+# 所以这条消息的意思是：**`BaseHTTPMiddleware` 内部的应用已经结束，既没有发送 `http.response.start`，也没有抛出异常**。哪些中间件是 `BaseHTTPMiddleware`？所有继承 `starlette.middleware.base.BaseHTTPMiddleware` 的类（许多第三方中间件都是），以及所有 `@app.middleware("http")`：FastAPI 的这个装饰器（`FastAPI.middleware`，在 `fastapi/applications.py` 中）把函数注册为一个 `BaseHTTPMiddleware` 的 `dispatch`。下面的内容对两者都成立。
 #
-# **Fact 6.4.** The app of section 1 has one `BaseHTTPMiddleware`, made from `add_timing_header`.
+# **事实 6.4**：第 1 节的应用有一个 `BaseHTTPMiddleware`，由 `add_timing_header` 生成。
 
 # %%
 print([(layer.cls.__name__, layer.kwargs["dispatch"].__name__) for layer in app.user_middleware])
@@ -242,20 +207,14 @@ assert app.user_middleware[0].cls is BaseHTTPMiddleware
 assert app.user_middleware[0].kwargs["dispatch"] is add_timing_header
 
 # %% [markdown] translates="cfc52f99a6b5c0d8"
-# Two situations make an app finish without sending a response. Sections 3 and 4 reproduce each
-# on the pinned versions.
+# 有两种情况会让应用不发送响应就结束。第 3 节和第 4 节分别在固定版本上复现它们。
 
 # %% [markdown] translates="02bac00bfceb8003"
-# ## 3. Cause 1: the app inside the middleware returns without a response
+# ## 3. 原因 1：中间件内部的应用没有响应就返回了
 #
-# A hand-written ASGI middleware or a mounted ASGI app can simply `return` without sending
-# anything, typically on a path that means to refuse the request. Here is an API-key gate with
-# that bug, inside the timing middleware of section 1 (the middleware added last is the outermost,
-# so the gate is added first).
+# 手写的 ASGI 中间件或挂载的 ASGI 应用，可能干脆 `return`，什么也不发送，这通常出现在本意是拒绝请求（request）的分支上。下面是一个带着这个缺陷的 API 密钥关卡，放在第 1 节的计时中间件里面（最后添加的中间件在最外层，所以先添加关卡）。
 #
-# **Fact 6.5.** A request that the gate turns away gets `500 Internal Server Error`, and the
-# server logs `RuntimeError: No response returned.`, raised in `call_next` of
-# `starlette/middleware/base.py`.
+# **事实 6.5**：被关卡拒绝的请求得到 `500 Internal Server Error`，服务器记录 `RuntimeError: No response returned.`，由 `starlette/middleware/base.py` 的 `call_next` 抛出。
 
 # %%
 class RequireApiKey:
@@ -266,7 +225,7 @@ class RequireApiKey:
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http" and (b"x-api-key", b"secret") not in scope["headers"]:
-            return  # the bug: it refuses by returning, and never sends a response
+            return  # 缺陷：它用 return 来拒绝，从不发送响应
         await self.app(scope, receive, send)
 
 
@@ -279,7 +238,7 @@ def shop_app(gate, *, timing: bool) -> FastAPI:
 
     app.add_middleware(gate)
     if timing:
-        app.middleware("http")(add_timing_header)  # the BaseHTTPMiddleware of section 1
+        app.middleware("http")(add_timing_header)  # 第 1 节的 BaseHTTPMiddleware
     return app
 
 
@@ -297,12 +256,9 @@ assert [(error.type, error.message) for error in errors] == [("RuntimeError", "N
 assert (errors[0].file, errors[0].function) == ("starlette/middleware/base.py", "call_next")
 
 # %% [markdown] translates="4635040159034607"
-# A test sees it too: `TestClient` raises the app's exception in the test (more in section 6.2).
+# 测试也能看到它：`TestClient` 会在测试中抛出应用的异常（详见第 6.2 节）。
 #
-# **Fact 6.6.** With `TestClient`, the same request raises the same `RuntimeError` in the test,
-# with an `ExceptionGroup` from AnyIO's task groups in its chain. (The cell catches it to show it:
-# IPython prints an exception with an `ExceptionGroup` in its chain as plain text, not as an
-# error, see `InteractiveShell.showtraceback` in `IPython/core/interactiveshell.py`.)
+# **事实 6.6**：使用 `TestClient` 时，同样的请求会在测试中抛出同样的 `RuntimeError`，其异常链中有一个来自 AnyIO 任务组的 `ExceptionGroup`。（单元格捕获它以便展示：异常链中带 `ExceptionGroup` 的异常，IPython 会以纯文本而不是错误的形式打印，见 `IPython/core/interactiveshell.py` 中的 `InteractiveShell.showtraceback`。）
 
 # %%
 with TestClient(shop_app(RequireApiKey, timing=True)) as test_client:
@@ -315,14 +271,9 @@ print(f"TestClient raised {raised}, during the handling of an {chained}")
 assert raised == "RuntimeError: No response returned." and chained == "ExceptionGroup"
 
 # %% [markdown] translates="ee93f49089eba941"
-# The middleware is only the messenger. Without it the same bug is still there, reported by the
-# server in its own words.
+# 中间件只是传话的。没有它，同样的缺陷依然存在，由服务器用自己的话报告出来。
 #
-# **Fact 6.7.** Without `@app.middleware("http")`, uvicorn logs `ASGI callable returned without
-# starting response.` and answers 500 itself (`RequestResponseCycle.run_asgi` in
-# `uvicorn/protocols/http/h11_impl.py`, shown below). Note its condition: `not
-# self.disconnected`. uvicorn does not complain when the client has already gone; section 4
-# comes back to that.
+# **事实 6.7**：没有 `@app.middleware("http")` 时，uvicorn 记录 `ASGI callable returned without starting response.`，并自己应答 500（`uvicorn/protocols/http/h11_impl.py` 中的 `RequestResponseCycle.run_asgi`，见下文）。注意它的条件：`not self.disconnected`。客户端已经离开时，uvicorn 不会抱怨；第 4 节会再回到这一点。
 
 # %%
 with capture_logs("uvicorn.error") as records, serve(shop_app(RequireApiKey, timing=False)) as url:
@@ -336,12 +287,9 @@ assert refused.status_code == 500
 assert messages == ["ASGI callable returned without starting response."]
 
 # %% [markdown] translates="68d3b86b47c7cbc8"
-# **The fix: every path through an ASGI app sends a response.** A gate that refuses sends a
-# `401` (any Starlette `Response` is itself an ASGI app, so it can be awaited with the same
-# `scope, receive, send`).
+# **修复：ASGI 应用的每条路径都要发送响应**。拒绝请求的关卡发送 `401`（任何 Starlette `Response` 本身就是一个 ASGI 应用，所以可以用同样的 `scope, receive, send` 来 await 它）。
 #
-# **Fact 6.8.** The fixed gate answers `401` without the key and `200` with it, behind the same
-# timing middleware, and the server logs nothing.
+# **事实 6.8**：修复后的关卡在没有密钥时应答 `401`，有密钥时应答 `200`，放在同样的计时中间件后面，服务器什么也不记录。
 
 # %%
 class RequireApiKeyFixed(RequireApiKey):
@@ -362,16 +310,11 @@ assert refused.status_code == 401 and allowed.status_code == 200 and "x-process-
 assert records == []
 
 # %% [markdown] translates="f29e662666bc9f1f"
-# ## 4. Cause 2: the client leaves before the app has answered
+# ## 4. 原因 2：应用应答之前，客户端就离开了
 #
-# Some apps are written to wait: a long poll waits for news and answers when there is some. When
-# the client gives up first, the server tells the app with an `http.disconnect` message, and the
-# natural reaction is to stop and return: nobody is there to read an answer.
+# 有些应用本来就要等待：长轮询会一直等到有新消息，再作应答。如果客户端先放弃，服务器会用一条 `http.disconnect` 消息通知应用，而自然的反应是停下来返回：反正已经没人读应答了。
 #
-# **Fact 6.9.** Behind `@app.middleware("http")`, a long poll that returns when its client leaves
-# makes the server log `RuntimeError: No response returned.` (the 500 that follows goes nowhere:
-# the client has gone). Without the middleware the same app logs nothing, because uvicorn expects
-# no response for a client that has left (Fact 6.7).
+# **事实 6.9**：在 `@app.middleware("http")` 后面，一个在客户端离开时直接返回的长轮询，会让服务器记录 `RuntimeError: No response returned.`（随后的 500 无处可去：客户端已经走了）。没有这个中间件时，同一个应用什么也不记录，因为对于已离开的客户端，uvicorn 本就不期待响应（事实 6.7）。
 
 # %%
 left: list[str] = []
@@ -381,7 +324,7 @@ async def wait_for_news(scope, receive, send):
     """A long poll in plain ASGI. (A real one would also wait on a news feed and answer with the news.)"""
     while (await receive())["type"] != "http.disconnect":
         pass
-    left.append("the client left")  # nobody to answer, so: return
+    left.append("the client left")  # 没人需要应答，于是：return
 
 
 def news_app(long_poll, *, timing: bool) -> FastAPI:
@@ -423,19 +366,16 @@ assert (error.type, error.message, error.function) == ("RuntimeError", "No respo
 assert logged["without it"] == []
 
 # %% [markdown] translates="e82fb09a7be3fa67"
-# **Fix A: answer anyway.** Sending to a client that has gone is harmless: uvicorn's `send`
-# returns without writing when the connection is closed (`if self.disconnected: return` in
-# `h11_impl.py`), and every layer in between sees a complete response.
+# **修复 A：照样应答**。向已离开的客户端发送是无害的：连接关闭后，uvicorn 的 `send` 不写任何东西就返回（`h11_impl.py` 中的 `if self.disconnected: return`），中间的每一层都看到一个完整的响应。
 #
-# **Fact 6.10.** A long poll that answers `204 No Content` when its client leaves causes no error
-# behind the same middleware.
+# **事实 6.10**：客户端离开时应答 `204 No Content` 的长轮询，放在同样的中间件后面，不会引起任何错误。
 
 # %%
 async def wait_for_news_fixed(scope, receive, send):
     while (await receive())["type"] != "http.disconnect":
         pass
     left.append("the client left")
-    await Response(status_code=204)(scope, receive, send)  # nobody reads it; every layer sees an answer
+    await Response(status_code=204)(scope, receive, send)  # 没人读它；但每一层都看到了应答
 
 
 left.clear()
@@ -446,18 +386,11 @@ print(f"{left[0]}; the server logged {logged_errors(records) or 'nothing'}")
 assert records == []
 
 # %% [markdown] translates="48bab9ebebb716c6"
-# **Fix B: do not use `BaseHTTPMiddleware` for work a plain ASGI middleware can do.** A timing
-# header only needs to wrap `send`; a pure ASGI middleware passes messages through and has no
-# opinion about apps that do not answer. Exercise 6.1 asks you to write it.
+# **修复 B：纯 ASGI 中间件能做的事，不要用 `BaseHTTPMiddleware` 来做**。计时头只需要包装 `send`；纯 ASGI 中间件只是透传消息，对不应答的应用也没有意见。练习（exercise）6.1 要求你写出它。
 #
-# What does *not* cause the error on the pinned versions: a client that leaves while an ordinary
-# FastAPI endpoint is working. An endpoint always returns a response, and FastAPI sends it, so
-# `call_next` always gets its first message.
+# 在固定版本上*不会*引起这个错误的情况：客户端在普通 FastAPI 端点工作期间离开。端点总会返回一个响应，FastAPI 会把它发出去，所以 `call_next` 总能拿到第一条消息。
 #
-# **Fact 6.11.** Under five nested `@app.middleware("http")` layers, clients that hang up on a slow
-# endpoint and on a `StreamingResponse` (five times each) cause no error. The slow endpoint still
-# runs to the end each time; the stream stops early, because `StreamingResponse` listens for the
-# disconnect.
+# **事实 6.11**：在五层嵌套的 `@app.middleware("http")` 之下，客户端在慢端点和 `StreamingResponse` 上挂断（各五次），都不会引起错误。慢端点每次仍然运行到底；流则会提前停止，因为 `StreamingResponse` 会监听断开连接。
 
 # %%
 app = FastAPI()
@@ -475,7 +408,7 @@ async def slow() -> dict[str, bool]:
 async def ticks():
     sent = 0
     try:
-        for n in range(100):  # two seconds of ticks, if the client stays
+        for n in range(100):  # 如果客户端一直在，就发两秒的 tick
             yield f"tick {n}\n"
             sent += 1
             await asyncio.sleep(0.02)
@@ -495,7 +428,7 @@ with capture_logs("uvicorn.error") as records, serve(app) as url:
     for _ in range(5):
         leave_early(url, "/slow")
         leave_early(url, "/ticks")
-    # Wait for the server to have handled all ten; leaving now would drop connections not yet accepted.
+    # 等服务器处理完全部十个；现在离开会丢掉尚未被接受的连接。
     assert wait_until(lambda: len(finished) == 5 and len(stream_lengths) == 5), (finished, stream_lengths)
 print(f"{len(app.user_middleware)} BaseHTTPMiddleware layers, 10 clients that left early")
 print(f"slow endpoints that ran to the end: {len(finished)} of 5")
@@ -505,55 +438,32 @@ assert len(app.user_middleware) == 5 and all(length < 100 for length in stream_l
 assert records == []
 
 # %% [markdown] translates="de29b64fe19f6346"
-# ## 5. Causes that belonged to older Starlette versions
+# ## 5. 属于旧版 Starlette 的原因
 #
-# The message is old, and for a while it also had causes that were bugs in Starlette itself. Two
-# of those histories the course measures: `make versions` installs older releases, each in an
-# environment of its own, and runs small apps on a real uvicorn server there (FastAPI 0.103.2,
-# the release the article this course answers was written for, comes with Starlette 0.27.0). What
-# it recorded is shown below with `version_table`; a test of the course measures it again.
+# 这条消息由来已久，有一段时间，它的某些原因还是 Starlette 自身的缺陷。本课程测量了其中两段历史：`make versions` 安装较旧的版本，每个都装在独立的环境里，并在其中用真实的 uvicorn 服务器运行小应用（FastAPI 0.103.2 是本课程所回应的那篇文章写作时针对的版本，它带的是 Starlette 0.27.0）。它记录下的结果用 `version_table` 显示如下；课程的一个测试会重新测量一遍。
 #
-# **Nested middleware and clients that hang up.** Issue #2516 (reported on Starlette 0.37.1)
-# describes a race: several `BaseHTTPMiddleware` nested, and a client that disconnects before the
-# endpoint has answered. Starlette 0.38.3 fixed it (PR #2620, "Don't poll for disconnects in
-# BaseHTTPMiddleware via StreamingResponse"). Section 4 ran that experiment on the pinned
-# version: five layers, ten clients that hang up on a slow endpoint (Fact 6.11).
+# **嵌套中间件与挂断的客户端**。Issue #2516（在 Starlette 0.37.1 上报告）描述了一个竞态：多个 `BaseHTTPMiddleware` 嵌套，而客户端在端点应答之前断开。Starlette 0.38.3 修复了它（PR #2620，“Don't poll for disconnects in BaseHTTPMiddleware via StreamingResponse”）。第 4 节已在固定版本上做过这个实验：五层中间件，十个客户端在慢端点上挂断（事实 6.11）。
 #
-# **Fact 6.12.** The experiment of Fact 6.11 logged `No response returned.` for all ten clients on
-# Starlette 0.28.0, 0.29.0, 0.31.1 and 0.38.2, and for none on 0.27.0 (the FastAPI 0.103 to 0.106
-# rows) or from 0.38.3 on. An app that returns no response (the gate of section 3) gave a `500`
-# and the message on every release; the exception it was raised during was AnyIO's `EndOfStream`
-# up to Starlette 0.29.0 (AnyIO 3) and an `ExceptionGroup` from 0.31.1 (AnyIO 4).
+# **事实 6.12**：事实 6.11 的实验在 Starlette 0.28.0、0.29.0、0.31.1 和 0.38.2 上，对全部十个客户端都记录了 `No response returned.`；在 0.27.0（FastAPI 0.103 到 0.106 这几行）上以及从 0.38.3 起，一次也没有。不返回响应的应用（第 3 节的关卡）在每个版本上都得到 `500` 和这条消息；抛出它时正在处理的那个异常，在 Starlette 0.29.0 及以前（AnyIO 3）是 AnyIO 的 `EndOfStream`，从 0.31.1（AnyIO 4）起是 `ExceptionGroup`。
 
 # %%
 message_history = version_table("nested_middleware_hang_ups", "gate_without_response")
 raced = {stack.name for stack, (hang_ups, _) in message_history.rows if not hang_ups.endswith(" 0 of 10")}
 assert raced == {"Starlette 0.28.0", "Starlette 0.29.0", "Starlette 0.31.1", "Starlette 0.38.2"}
 assert all(gate.startswith("500; RuntimeError: No response returned.") for _, (_, gate) in message_history.rows)
-assert message_history.outcome("FastAPI 0.163.2", "nested_middleware_hang_ups").endswith(" 0 of 10")  # Fact 6.11
+assert message_history.outcome("FastAPI 0.163.2", "nested_middleware_hang_ups").endswith(" 0 of 10")  # 事实 6.11
 message_history
 
 # %% [markdown] translates="a0174c82f8df2a19"
-# An older cause is cited, not measured: on Starlette 0.15.0 to 0.20.4 a client that disconnected just as a `StreamingResponse` began could
-# produce the message even though the app was responding (issue #1634, "seemingly random";
-# fixed by PR #1715 in 0.21.0).
+# 更早的一个原因只作引用，未经测量：在 Starlette 0.15.0 到 0.20.4 上，客户端恰好在 `StreamingResponse` 开始时断开，即使应用正在响应，也可能产生这条消息（issue #1634，“seemingly random”；由 0.21.0 中的 PR #1715 修复）。
 #
-# **Background tasks behind `BaseHTTPMiddleware`** have their own history, which may be how tasks
-# and this message got mixed up. Three experiments, each with a task behind one middleware:
+# **`BaseHTTPMiddleware` 后面的后台任务**也有自己的历史，任务和这条消息也许就是这样被混为一谈的。三个实验，每个都是一个中间件后面跟一个任务：
 #
-# - a task still running (it waits for the experiment to release it): does the client get its
-#   body, and is its *next* request on the same keep-alive connection answered?
-# - a task that raises: is it logged, when the client keeps its connection open, and when it
-#   reads the reply and hangs up?
-# - a `dispatch` that sets `response.background` on the response `call_next` gave it: does that
-#   task run?
+# - 一个仍在运行的任务（它等实验放行）：客户端能拿到响应体吗？它在同一个 keep-alive 连接上的*下一个*请求会得到应答吗？
+# - 一个抛出异常的任务：客户端保持连接时，以及客户端读完应答就挂断时，它会被记录吗？
+# - 一个 `dispatch`，在 `call_next` 交给它的响应上设置 `response.background`：那个任务会运行吗？
 #
-# **Fact 6.13.** On Starlette 0.27.0 and 0.28.0 the client had its body at once, but its next
-# request on the same connection was answered only after the task ended (0.29.0 changed this,
-# PR #2194). A failing task was logged there only while the client kept its connection; on
-# 0.29.0 to 0.45.3 (and 0.38.5, the FastAPI 0.115.0 row) it was not logged at all; from 0.46.0
-# (PR #2812) it is logged in both cases. A task set in `dispatch` never ran on 0.38.3 and 0.38.4
-# (restored in 0.38.5, PR #2688).
+# **事实 6.13**：在 Starlette 0.27.0 和 0.28.0 上，客户端立刻拿到了响应体，但它在同一连接上的下一个请求要等任务结束后才得到应答（0.29.0 改变了这一点，PR #2194）。在那两个版本上，失败的任务只有在客户端保持连接时才会被记录；在 0.29.0 到 0.45.3（以及 0.38.5，即 FastAPI 0.115.0 那一行）上完全不记录；从 0.46.0（PR #2812）起，两种情况下都会记录。在 `dispatch` 中设置的任务，在 0.38.3 和 0.38.4 上从不运行（0.38.5 恢复，PR #2688）。
 
 # %%
 task_history = version_table(
@@ -573,13 +483,9 @@ assert rows["FastAPI 0.163.2"][1] == rows["FastAPI 0.163.2"][2] == "logged: Valu
 task_history
 
 # %% [markdown] translates="79a00e757c452b03"
-# On the pinned version you can see what replaced the old behaviour: inside `call_next`, a
-# disconnect reaches the app as a message (`receive_or_disconnect`), and the response that
-# `BaseHTTPMiddleware` streams on to the server does not listen for disconnects at all; only
-# Starlette's public `StreamingResponse` does.
+# 在固定版本上，可以看到取代旧行为的是什么：在 `call_next` 内部，断开连接以消息的形式到达应用（`receive_or_disconnect`），而 `BaseHTTPMiddleware` 向服务器转发的响应完全不监听断开；只有 Starlette 公开的 `StreamingResponse` 才监听。
 #
-# **Fact 6.14.** On Starlette 1.10.0, `starlette/middleware/base.py` turns a disconnect into an
-# `http.disconnect` message in `receive_or_disconnect`, and contains no `listen_for_disconnect`.
+# **事实 6.14**：在 Starlette 1.10.0 上，`starlette/middleware/base.py` 在 `receive_or_disconnect` 中把断开连接转成一条 `http.disconnect` 消息，并且其中没有 `listen_for_disconnect`。
 
 # %%
 disconnect_messages = [hit for hit in find_in_source("starlette", '{"type": "http.disconnect"}')
@@ -591,16 +497,13 @@ assert any(hit.function.endswith("receive_or_disconnect") for hit in disconnect_
 assert "starlette/middleware/base.py" not in listeners
 
 # %% [markdown] translates="61fce4012be53873"
-# ## 6. A gallery of errors around background tasks
+# ## 6. 后台任务相关错误一览
 #
-# Each entry reproduces an error on a real server, explains it, and fixes it in the next cell.
-# Chapter 1 met the first two already; they are here so that the gallery is complete.
+# 每一条都在真实的服务器上复现一个错误，解释它，并在下一个单元格中修复。前两条第 1 章已经见过；放在这里，是为了让这份清单完整。
 #
-# ### 6.1 A task raises: the tasks after it are skipped
+# ### 6.1 任务抛出异常：其后的任务被跳过
 #
-# **Fact 6.15.** Of three tasks, the second raises `ValueError`: the third never runs, the client
-# already has its `200`, and uvicorn logs `Exception in ASGI application` with the `ValueError`
-# (chapter 1, section 7).
+# **事实 6.15**：三个任务中，第二个抛出 `ValueError`：第三个永远不会运行，客户端早已拿到 `200`，uvicorn 记录 `Exception in ASGI application` 以及这个 `ValueError`（第 1 章第 7 节）。
 
 # %%
 done: list[str] = []
@@ -637,12 +540,9 @@ assert response.status_code == 200 and done == ["first"]
 assert [(error.type, error.function) for error in errors] == [("ValueError", "fail")]
 
 # %% [markdown] translates="775d20db8c541898"
-# **Fix:** make each task catch and log its own failure, so the loop that runs the tasks goes on.
-# (Chapter 1's exercise 1.3 builds the full version, which keeps `async def` functions async;
-# chapter 4 adds retries.)
+# **修复**：让每个任务自己捕获并记录失败，这样运行任务的那个循环就能继续下去。第 1 章的练习 1.3 构建了完整版本，它让 `async def` 函数保持异步；第 4 章又加入了重试（retry）。
 #
-# **Fact 6.16.** With every task wrapped, the third task runs, the failure is logged with its
-# traceback on the `tasks` logger, and uvicorn logs nothing.
+# **事实 6.16**：每个任务都包装之后，第三个任务照常运行，失败连同回溯一起记录在 `tasks` 日志记录器上，uvicorn 什么也不记录。
 
 # %%
 task_log = logging.getLogger("tasks")
@@ -673,14 +573,11 @@ assert done == ["first", "third"] and server_records == []
 assert len(task_records) == 1 and task_records[0].exc_info is not None
 
 # %% [markdown] translates="877cfadf1e8cdfee"
-# ### 6.2 `TestClient` re-raises a task's exception
+# ### 6.2 `TestClient` 重新抛出任务的异常
 #
-# `TestClient` runs the app in the test's process and, by default, raises in the test whatever
-# the app raised, a background task's exception included. That is a feature: it is how a test
-# notices a failing task.
+# `TestClient` 在测试所在的进程中运行应用，默认情况下，应用抛出的任何异常（包括后台任务的异常）都会在测试中重新抛出。这是一个特性：测试正是靠它发现失败的任务。
 #
-# **Fact 6.17.** Against the unwrapped tasks of 6.1, `test_client.post(...)` raises the task's
-# `ValueError` in the calling cell.
+# **事实 6.17**：针对 6.1 中未包装的任务，`test_client.post(...)` 会在调用它的单元格中抛出任务的 `ValueError`。
 
 # %%
 with shows_error(ValueError) as raised, TestClient(fragile_app()) as test_client:
@@ -688,12 +585,9 @@ with shows_error(ValueError) as raised, TestClient(fragile_app()) as test_client
 assert type(raised.error) is ValueError
 
 # %% [markdown] translates="039ce768d5d74856"
-# **Fix:** fix the app, not the test. With the tasks wrapped as in 6.1, the same test passes and
-# can assert on the log. (`TestClient(app, raise_server_exceptions=False)` silences the exception
-# instead; chapter 1, section 7 shows it. Use it to test what the client sees, not to hide a bug.)
+# **修复**：修应用，不要修测试。像 6.1 那样包装任务后，同一个测试就能通过，还能对日志做断言。（`TestClient(app, raise_server_exceptions=False)` 则是让异常静默；第 1 章第 7 节演示过。用它来测试客户端看到了什么，而不是用来掩盖缺陷。）
 #
-# **Fact 6.18.** With the wrapped tasks, `TestClient` returns the `200`, and the failure is in
-# the `tasks` log.
+# **事实 6.18**：任务包装之后，`TestClient` 返回 `200`，失败记录在 `tasks` 日志中。
 
 # %%
 done.clear()
@@ -705,27 +599,21 @@ assert response.status_code == 200 and done == ["first", "third"] and len(task_r
 # %% [markdown] translates="a3f0aecc03c1ee21"
 # ### 6.3 `RuntimeWarning: coroutine '...' was never awaited`
 #
-# Calling an `async def` function does not run it: it creates a coroutine object, and only
-# `await` runs it. A plain `def` cannot `await`, so a sync wrapper that calls an async function
-# creates the coroutine and drops it. Nothing is sent, no exception is raised, and when the
-# object is garbage-collected Python emits a `RuntimeWarning`. (The cell records the warning
-# with `warnings.catch_warnings`, so that it does not leak into this notebook's output.)
+# 调用 `async def` 函数并不会运行它：调用只是创建一个协程对象，只有 `await` 才会运行它。普通的 `def` 不能 `await`，所以调用异步函数的同步包装函数，会创建协程，然后把它丢掉。什么也没有发出，也没有抛出异常，等这个对象被垃圾回收时，Python 发出一个 `RuntimeWarning`。（单元格用 `warnings.catch_warnings` 记录这个警告，以免它漏进本笔记本的输出。）
 #
-# **Fact 6.19.** A `def` task that calls `send_email(address)` without `await` sends nothing; the
-# request gets its `200`; Python warns `coroutine 'send_email' was never awaited`, pointing at the
-# line of the call.
+# **事实 6.19**：一个 `def` 任务调用 `send_email(address)` 却没有 `await`，结果什么也没发出去；请求得到 `200`；Python 警告 `coroutine 'send_email' was never awaited`，并指向调用所在的那一行。
 
 # %%
 sent: list[str] = []
 
 
 async def send_email(address: str) -> None:
-    await asyncio.sleep(0.01)  # a mail server
+    await asyncio.sleep(0.01)  # 邮件服务器
     sent.append(address)
 
 
 def notify(address: str) -> None:
-    send_email(address)  # the bug: creates a coroutine and drops it
+    send_email(address)  # 缺陷：创建了协程，又把它丢掉
 
 
 app = FastAPI()
@@ -753,16 +641,13 @@ assert never_awaited[0].category is RuntimeWarning
 assert linecache.getline(never_awaited[0].filename, never_awaited[0].lineno).strip().startswith("send_email(address)")
 
 # %% [markdown] translates="050fcfdad5bc4b5d"
-# **Fix:** give `add_task` the `async def` function itself; Starlette awaits it on the event loop.
-# If a `def` task must call async code (it also does blocking work, say), run the coroutine on
-# the server's loop with `anyio.from_thread.run(...)`: a `def` task runs on an AnyIO worker
-# thread, which knows its loop.
+# **修复**：把 `async def` 函数本身交给 `add_task`；Starlette 会在事件循环上 await 它。如果某个 `def` 任务必须调用异步代码，比如它同时还要做阻塞（blocking）的工作，就用 `anyio.from_thread.run(...)` 在服务器的循环上运行协程：`def` 任务运行在 AnyIO 的工作线程（worker thread）上，这个线程知道自己属于哪个循环。
 #
-# **Fact 6.20.** Both fixes send the e-mail, and no warning is recorded.
+# **事实 6.20**：两种修复都把邮件发了出去，也没有记录到任何警告。
 
 # %%
 def notify_from_thread(address: str) -> None:
-    anyio.from_thread.run(send_email, address)  # runs on the server's loop; this thread waits
+    anyio.from_thread.run(send_email, address)  # 在服务器的循环上运行；本线程等待
 
 
 app = FastAPI()
@@ -770,7 +655,7 @@ app = FastAPI()
 
 @app.post("/notify")
 def post_notify_fixed(background_tasks: BackgroundTasks) -> dict[str, str]:
-    background_tasks.add_task(send_email, "ada@example.com")  # the async function itself
+    background_tasks.add_task(send_email, "ada@example.com")  # async 函数本身
     background_tasks.add_task(notify_from_thread, "grace@example.com")
     return {"status": "accepted"}
 
@@ -785,15 +670,9 @@ print(f"{response.status_code}; e-mails sent: {sent}; warnings: {[str(w.message)
 assert sent == ["ada@example.com", "grace@example.com"] and caught == [] and records == []
 
 # %% [markdown] translates="7b7807e45b2e0f65"
-# ### 6.4 `MissingGreenlet` and `DetachedInstanceError`: an ORM object from the request
+# ### 6.4 `MissingGreenlet` 与 `DetachedInstanceError`：来自请求的 ORM 对象
 #
-# An endpoint loads a user with the request's database session and hands the **object** to a
-# task, which then reads `user.orders`, a relationship SQLAlchemy loads lazily, on first access.
-# Chapter 3 treats this at length (sections 7 to 9: when the session closes, what goes wrong, and
-# the pattern that always works); here is the short version, for the gallery. The shop's models
-# live in `bgcourse.checks.ch06_troubleshooting`, so that exercise 6.2's check can use them too:
-# `User(id, name, orders)` and `Order(id, user_id, item)`. The database is a SQLite file in a
-# temporary folder, removed at the end of 6.4.
+# 端点用请求的数据库会话（session）加载一个用户，把这个**对象**交给任务，任务随后读取 `user.orders`：这是一个 SQLAlchemy 延迟加载的关系，首次访问时才加载。第 3 章对此有详细论述（第 7 到 9 节：会话何时关闭、会出什么问题，以及始终可行的模式）；这里是简短版本，作为清单中的一条。商店的模型放在 `bgcourse.checks.ch06_troubleshooting` 中，这样练习 6.2 的检查也能使用它们：`User(id, name, orders)` 和 `Order(id, user_id, item)`。数据库是临时文件夹中的一个 SQLite 文件，在 6.4 结束时删除。
 
 # %%
 from sqlalchemy import select
@@ -804,8 +683,8 @@ from sqlalchemy.pool import NullPool
 from bgcourse.checks.ch06_troubleshooting import Order, ShopBase, User
 
 shop_folder = tempfile.TemporaryDirectory(prefix="bgcourse-ch06-")
-# NullPool: each session opens its own connection on the loop that uses it (this notebook's loop
-# here, the server's loop below) and closes it again.
+# NullPool：每个会话在使用它的循环上打开自己的连接（这里是本笔记本的循环，
+# 下面是服务器的循环），用完再关闭。
 engine = create_async_engine(f"sqlite+aiosqlite:///{Path(shop_folder.name) / 'shop.db'}", poolclass=NullPool)
 async with engine.begin() as connection:
     await connection.run_sync(ShopBase.metadata.create_all)
@@ -816,21 +695,11 @@ async with sessions() as session:
 print("a shop with one user and two orders, in shop.db in a temporary folder")
 
 # %% [markdown] translates="c152cca83ba9be28"
-# When is the request's session closed? FastAPI 0.163 lets a `yield` dependency choose
-# (`Depends(..., scope=...)`): with the default `"request"` scope its exit code runs after the
-# response **and its background tasks** (`request_response` in `fastapi/routing.py` awaits the
-# response, tasks included, inside the dependency's exit stack); with `scope="function"` it runs
-# before the response is sent.
+# 请求的会话何时关闭？FastAPI 0.163 允许 `yield` 依赖项（dependency）自己选择（`Depends(..., scope=...)`）：使用默认的 `"request"` 作用域时，它的退出代码在响应**及其后台任务**之后运行（`fastapi/routing.py` 中的 `request_response` 在依赖项的退出栈内 await 响应，任务也包括在内）；使用 `scope="function"` 时，它在响应发送之前运行。
 #
-# **Fact 6.21.** With the default scope the session is still open when the task reads
-# `user.orders`, and the read fails with `MissingGreenlet` (which SQLAlchemy wraps in a
-# `StatementError`): a lazy load is a plain attribute access that needs I/O, and under asyncio
-# SQLAlchemy can only do I/O inside its own greenlet, which `await session...` calls set up and an
-# attribute access does not. The failed load also leaves aiosqlite's `Connection.cursor`
-# coroutine never awaited.
+# **事实 6.21**：使用默认作用域时，任务读取 `user.orders` 时会话仍然打开，但读取会失败，报 `MissingGreenlet`（SQLAlchemy 把它包在一个 `StatementError` 里）：延迟加载是一次需要 I/O 的普通属性访问，而在 asyncio 下，SQLAlchemy 只能在自己的 greenlet 中做 I/O；`await session...` 这类调用会建立这个 greenlet，属性访问则不会。这次失败的加载还让 aiosqlite 的 `Connection.cursor` 协程一直没有被 await。
 #
-# **Fact 6.22.** With `scope="function"` the session is closed before the task runs, the object
-# is detached, and the read fails with `DetachedInstanceError`.
+# **事实 6.22**：使用 `scope="function"` 时，任务运行前会话就已关闭，对象处于分离（detached）状态，读取失败，报 `DetachedInstanceError`。
 
 # %%
 def summary_app(scope: str, summaries: list[str], events: list[str]) -> FastAPI:
@@ -845,7 +714,7 @@ def summary_app(scope: str, summaries: list[str], events: list[str]) -> FastAPI:
 
     async def summarize(user: User) -> None:
         events.append("task started")
-        summaries.append(f"{user.name}: {len(user.orders)} orders")  # user.orders: a lazy load
+        summaries.append(f"{user.name}: {len(user.orders)} orders")  # user.orders：一次延迟加载
 
     @app.post("/users/{user_id}/summary", status_code=202)
     async def summary(
@@ -854,7 +723,7 @@ def summary_app(scope: str, summaries: list[str], events: list[str]) -> FastAPI:
         session: Annotated[AsyncSession, Depends(get_session, scope=scope)],
     ) -> dict[str, str]:
         user = await session.get(User, user_id)
-        background_tasks.add_task(summarize, user)  # the bug: the object, bound to the request's session
+        background_tasks.add_task(summarize, user)  # 缺陷：传的是对象，它绑定在请求的会话上
         return {"queued": user.name}
 
     return app
@@ -867,7 +736,7 @@ for scope in ("request", "function"):
         warnings.simplefilter("always")
         with capture_logs("uvicorn.error") as records, serve(summary_app(scope, summaries, events)) as url:
             response = httpx.post(f"{url}/users/1/summary")
-        errors = logged_errors(records)  # releases the traceback, and with it the coroutine it held
+        errors = logged_errors(records)  # 释放回溯，连同它持有的协程
         gc.collect()
     outcomes[scope] = (response, summaries, events, errors, [f"{w.category.__name__}: {w.message}" for w in caught])
 
@@ -885,17 +754,11 @@ assert missing_greenlet.type == "StatementError" and "(sqlalchemy.exc.MissingGre
 assert detached.type == "DetachedInstanceError" and "lazy load operation of attribute 'orders'" in detached.message
 
 # %% [markdown] translates="b6c2d65f89924c15"
-# Where versions differ: on FastAPI 0.106.0 to 0.117.0 the exit code of a `yield` dependency ran
-# before the response by default, as `scope="function"` does above; before 0.106.0 and from
-# 0.118.0 it runs after the tasks (chapter 3, Fact 7.2, measured on each). So with either timing
-# one of the two failures above is waiting: the object is the problem, not the version.
+# 版本间的差异：在 FastAPI 0.106.0 到 0.117.0 上，`yield` 依赖项的退出代码默认在响应之前运行，就像上面的 `scope="function"`；在 0.106.0 之前以及从 0.118.0 起，它在任务之后运行（第 3 章事实 7.2，在每个版本上都测量过）。所以无论是哪种时机，上面两种失败总有一种在等着你：问题出在对象上，而不在版本。
 #
-# **Fix:** hand the task plain data, not ORM objects. Either load what the task needs in the
-# endpoint and pass the values (below), or pass the id and let the task open a session of its own
-# (exercise 6.2).
+# **修复**：交给任务普通的数据，而不是 ORM 对象。要么在端点中加载任务需要的东西并传值（见下文），要么传 id，让任务自己打开一个会话（练习 6.2）。
 #
-# **Fact 6.23.** With the orders loaded in the endpoint (`selectinload`) and the task given the
-# name and the items, both scopes produce the summary and nothing is logged or warned.
+# **事实 6.23**：在端点中加载订单（`selectinload`），并把名字和商品列表交给任务，两种作用域都能生成摘要，而且没有任何日志或警告。
 
 # %%
 def summary_app_fixed(scope: str, summaries: list[str]) -> FastAPI:
@@ -915,7 +778,7 @@ def summary_app_fixed(scope: str, summaries: list[str]) -> FastAPI:
         session: Annotated[AsyncSession, Depends(get_session, scope=scope)],
     ) -> dict[str, str]:
         user = await session.scalar(select(User).where(User.id == user_id).options(selectinload(User.orders)))
-        background_tasks.add_task(summarize, user.name, [order.item for order in user.orders])  # values
+        background_tasks.add_task(summarize, user.name, [order.item for order in user.orders])  # 传值
         return {"queued": user.name}
 
     return app
@@ -941,29 +804,21 @@ assert not Path(shop_folder.name).exists()
 # %% [markdown] translates="2f3f603cb48394e7"
 # ### 6.5 `RuntimeError: ... is bound to a different event loop`
 #
-# An asyncio `Lock` belongs to the first event loop that has to wait on it
-# (`_LoopBoundMixin._get_loop` in `asyncio/mixins.py`, section 7 shows the line), and so do
-# `Semaphore`, `Event`, `Condition` and `Queue`, which share that method. An object made once, at
-# import time or in a notebook cell, and used by two loops therefore breaks on the second. Every
-# `serve(app)` runs a loop of its own, so a test suite that serves the same app twice meets this,
-# as does a notebook whose server cell is run again without the cell that made the lock.
+# asyncio 的 `Lock` 属于第一个需要在它上面等待的事件循环（`asyncio/mixins.py` 中的 `_LoopBoundMixin._get_loop`，第 7 节展示了这一行），`Semaphore`、`Event`、`Condition` 和 `Queue` 也一样，它们共用这个方法。因此，一个只创建一次（在导入时，或在某个笔记本单元格中）、却被两个循环使用的对象，会在第二个循环上出错。每个 `serve(app)` 都运行自己的循环，所以把同一个应用服务两次的测试套件会遇到这个问题；在笔记本中，重新运行服务器单元格、却没有重新运行创建锁的单元格，也会遇到。
 #
-# **Fact 6.24.** A lock made once and shared by the tasks of one app: served the first time, two
-# overlapping e-mails go out one after the other; served a second time, the task that has to wait
-# fails with `RuntimeError: <asyncio.locks.Lock object at 0x... [locked]> is bound to a different
-# event loop`, and only one e-mail is sent.
+# **事实 6.24**：一个只创建一次、由同一应用的各任务共享的锁：第一次服务时，两封时间上重叠的邮件依次发出；第二次服务时，需要等待的那个任务失败，报 `RuntimeError: <asyncio.locks.Lock object at 0x... [locked]> is bound to a different event loop`，只发出了一封邮件。
 
 # %%
-mail_lock = asyncio.Lock()  # made once, outside any loop: like a module-level global
+mail_lock = asyncio.Lock()  # 在任何循环之外只创建一次：就像模块级的全局变量
 arrived: list[int] = []
 sent: list[str] = []
 
 
 async def send_in_turn(lock: asyncio.Lock, n: int) -> None:
     arrived.append(n)
-    async with lock:  # the second task has to wait here, and waiting binds the lock to this loop
-        deadline = time.monotonic() + 30  # only so that a mistake cannot hang the cell for ever
-        while len(arrived) < 2 and time.monotonic() < deadline:  # hold on until the other task waits
+    async with lock:  # 第二个任务必须在这里等待，而等待会把锁绑定到这个循环
+        deadline = time.monotonic() + 30  # 只是为了出错时单元格不会永远卡住
+        while len(arrived) < 2 and time.monotonic() < deadline:  # 一直持有，直到另一个任务开始等待
             await asyncio.sleep(0.01)
         sent.append(f"e-mail {n}")
 
@@ -1001,15 +856,14 @@ assert (bound_error.file, bound_error.function) == ("asyncio/mixins.py", "_get_l
 assert all(cls._get_loop is asyncio.Lock._get_loop for cls in (asyncio.Semaphore, asyncio.Event, asyncio.Condition, asyncio.Queue))
 
 # %% [markdown] translates="96cc059a0ca47e1f"
-# **Fix:** make the lock on the loop that uses it, in the app's lifespan, which runs on each
-# server's loop every time it starts; the tasks get it from `request.app.state`.
+# **修复**：在使用锁的循环上创建它，也就是在应用的生命周期（lifespan）中创建：每个服务器每次启动时，生命周期都会在该服务器的循环上运行；任务从 `request.app.state` 中取得这把锁。
 #
-# **Fact 6.25.** With the lock made in the lifespan, both servers send both e-mails.
+# **事实 6.25**：在生命周期中创建锁之后，两个服务器都发出了两封邮件。
 
 # %%
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    app.state.mail_lock = asyncio.Lock()  # on this server's loop, each time it starts
+    app.state.mail_lock = asyncio.Lock()  # 在这个服务器的循环上，每次启动时创建
     yield
 
 
@@ -1028,20 +882,11 @@ for run, (sent_then, errors) in results.items():
 assert all(outcome == (["e-mail 1", "e-mail 2"], []) for outcome in results.values())
 
 # %% [markdown] translates="f8fd6f881ca6403e"
-# ### 6.6 In a notebook: `Cannot run the event loop while another loop is running`
+# ### 6.6 在笔记本中：`Cannot run the event loop while another loop is running`
 #
-# A Jupyter kernel runs an event loop in its main thread, and asyncio allows one running loop per
-# thread, so anything that starts a loop in a cell fails: `uvicorn.run(app)`, `asyncio.run(...)`,
-# `loop.run_until_complete(...)`. Chapter 1 (section 8) showed `uvicorn.run` failing and what
-# `nest_asyncio` does. Here is all of it in one place; because `nest_asyncio.apply()` patches the
-# interpreter for good, it runs in a fresh kernel of its own (`run_in_fresh_kernel`).
+# Jupyter 内核在主线程中运行一个事件循环，而 asyncio 每个线程只允许一个正在运行的循环，所以在单元格中启动循环的任何操作都会失败：`uvicorn.run(app)`、`asyncio.run(...)`、`loop.run_until_complete(...)`。第 1 章（第 8 节）展示过 `uvicorn.run` 的失败，以及 `nest_asyncio` 的作用。这里把所有情况集中在一处；由于 `nest_asyncio.apply()` 会永久地修补解释器，它在一个单独的全新内核中运行（`run_in_fresh_kernel`）。
 #
-# **Fact 6.26.** In a notebook, `uvicorn.run`, `asyncio.run` and `run_until_complete` all fail.
-# After `nest_asyncio.apply()`, `asyncio.run` and `run_until_complete` work, and `uvicorn.run`
-# still fails. On Python 3.11, uvicorn's failure reads `RuntimeError: Cannot run the event loop
-# while another loop is running` before the patch and `RuntimeError: Runner.run() cannot be
-# called from a running event loop` after it (uvicorn starts its loop with `asyncio.Runner`,
-# which `nest_asyncio` does not patch); on 3.12 and 3.13 the messages differ (chapter 1, Fact 8.3).
+# **事实 6.26**：在笔记本中，`uvicorn.run`、`asyncio.run` 和 `run_until_complete` 全都失败。执行 `nest_asyncio.apply()` 之后，`asyncio.run` 和 `run_until_complete` 可以工作，`uvicorn.run` 仍然失败。在 Python 3.11 上，uvicorn 的失败信息在打补丁前是 `RuntimeError: Cannot run the event loop while another loop is running`，打补丁后是 `RuntimeError: Runner.run() cannot be called from a running event loop`（uvicorn 用 `asyncio.Runner` 启动它的循环，而 `nest_asyncio` 不修补它）；在 3.12 和 3.13 上，消息有所不同（第 1 章事实 8.3）。
 
 # %%
 probe = '''
@@ -1090,34 +935,18 @@ if sys.version_info[:2] == (3, 11):
     assert after[0].endswith("RuntimeError: Runner.run() cannot be called from a running event loop")
 
 # %% [markdown] translates="b49129fc4981aeea"
-# **Fix:** in a notebook, `await` coroutines at the top level of a cell (every cell of this course
-# does), and run servers on a thread of their own, which has its own loop: `with serve(app) as
-# url:`. Keep `nest_asyncio` for third-party code that insists on calling `asyncio.run()` itself.
+# **修复**：在笔记本中，直接在单元格顶层 `await` 协程（本课程的每个单元格都是这样做的），并把服务器放在它自己的线程上运行，那个线程有自己的循环：`with serve(app) as url:`。`nest_asyncio` 留给那些坚持自己调用 `asyncio.run()` 的第三方代码。
 
 # %% [markdown] translates="3195d16467502fed"
-# ## 7. A debugging method you can reuse
+# ## 7. 一套可复用的调试方法
 #
-# Every entry above was solved the same way, in three steps.
+# 上面每一条都是用同样的方法解决的，分三步。
 #
-# 1. **Read the innermost frame.** The last frame of a traceback is where the exception was
-#    raised; the frames above it are only how the program got there. `logged_errors` prints it for
-#    a server's log; in your own code, `traceback.extract_tb(exc.__traceback__)[-1]` (the quiz's
-#    last question).
-# 2. **Find where the library writes the message.** Search the installed package for a fragment
-#    of the message that fits on one line (messages are often split over two string literals, or
-#    formatted): `find_in_source(package, text)`. It gives the line of the text itself, which can
-#    be a line or two below the line a traceback names: a traceback names the line where the
-#    `raise` statement begins, and a message written on the next line of the same statement
-#    is found there. Then read the code around it: the condition in front of the `raise` is the
-#    real explanation. With the exact message and your versions, the
-#    project's issue tracker and release notes tell you whether it is a bug, and which version
-#    fixed it (that is how section 5 was written).
-# 3. **Reproduce it minimally**: the smallest app that shows the error on a real server, as every
-#    cell above does. If it does not reproduce, the explanation was wrong (section 1).
+# 1. **读最内层的栈帧**。回溯的最后一帧是异常被抛出的地方；它上面的各帧只说明程序是怎么走到那里的。对于服务器日志，`logged_errors` 会把它打印出来；在你自己的代码中，用 `traceback.extract_tb(exc.__traceback__)[-1]`，这正是测验（quiz）最后一题的内容。
+# 2. **找到库在哪里写下这条消息**。在已安装的包中，搜索消息里能写在一行之内的片段（消息常常被拆成两个字符串字面量，或是格式化生成的）：`find_in_source(package, text)`。它给出的是文本本身所在的行，可能比回溯所指的行低一两行：回溯指向的是 `raise` 语句开始的那一行，而写在同一条语句下一行的消息，会在下一行被找到。然后阅读它周围的代码：`raise` 前面的条件才是真正的解释。拿着确切的消息和你的版本号，去查项目的 issue 跟踪器和发布说明，就能知道这是不是缺陷、哪个版本修复了它（第 5 节就是这样写出来的）。
+# 3. **最小化复现**：在真实的服务器上展示该错误的最小应用，就像上面每个单元格那样。如果复现不出来，说明解释是错的（第 1 节）。
 #
-# **Fact 6.27.** Every message of this chapter is found this way, with the function that writes
-# it. `coroutine ... was never awaited` is in `warnings.py`: the interpreter calls
-# `warnings._warn_unawaited_coroutine` when it destroys a coroutine that never ran.
+# **事实 6.27**：本章的每条消息都能这样找到，连同写下它的函数。`coroutine ... was never awaited` 在 `warnings.py` 中：解释器销毁一个从未运行过的协程时，会调用 `warnings._warn_unawaited_coroutine`。
 
 # %%
 messages = [
@@ -1138,28 +967,16 @@ print(where["was never awaited"][0].excerpt(before=3, after=0))
 assert where["was never awaited"][0].function == "_warn_unawaited_coroutine"
 
 # %% [markdown] translates="815861dd8035f96e"
-# A note on step 1 and memory: a traceback keeps every local variable of every frame alive. The
-# failed lazy load of 6.4 left an un-awaited coroutine in one of those frames; had its traceback
-# stayed in the `records` list, the `RuntimeWarning` would have appeared whenever the garbage
-# collector happened to run, in some unrelated later cell. `logged_errors` therefore clears the
-# frames once it has read them (`traceback.clear_frames`).
+# 关于第 1 步和内存，还要提醒一点：回溯会让每一帧的每个局部变量都保持存活。6.4 中失败的延迟加载在其中一帧里留下了一个没有被 await 的协程；如果它的回溯一直留在 `records` 列表中，那个 `RuntimeWarning` 就会在垃圾回收器碰巧运行时冒出来，出现在后面某个毫不相干的单元格里。因此 `logged_errors` 读完这些帧之后，就会把它们清理掉（`traceback.clear_frames`）。
 
 # %% [markdown] translates="6a553ffc10179b5c"
-# ## Exercises
+# ## 练习
 #
-# Each exercise has a code cell for your answer and a cell that checks it against a real server.
-# The reference solutions are in `solutions/ch06_troubleshooting/`; try first, then compare.
+# 每个练习都有一个代码单元格供你作答，还有一个单元格用真实的服务器检查答案。参考答案在 `solutions/ch06_troubleshooting/` 中；先自己尝试，再对照。
 #
-# ### Exercise 6.1: a timing header without `BaseHTTPMiddleware`
+# ### 练习 6.1：不用 `BaseHTTPMiddleware` 的计时头
 #
-# Write `ProcessTimeMiddleware`, a **pure ASGI** middleware class (`__init__(self, app)` and
-# `async __call__(self, scope, receive, send)`) that adds a header `x-process-time` to every HTTP
-# response: the seconds from the moment the request reached the middleware to the moment the
-# response starts, as a number (`"0.100123"`). Pass every scope that is not `"http"` (such as
-# `"lifespan"`) straight to the app. The check adds it to an app with a 0.1 s endpoint and the long
-# poll of section 4, and hangs up on the long poll: nothing may be logged.
-# (`starlette.datastructures.MutableHeaders(scope=message)` edits the headers of a
-# `http.response.start` message.)
+# 写一个 `ProcessTimeMiddleware`：一个**纯 ASGI** 中间件类（`__init__(self, app)` 和 `async __call__(self, scope, receive, send)`），给每个 HTTP 响应加上头 `x-process-time`，其值是从请求到达中间件到响应开始之间的秒数，写成一个数字（`"0.100123"`）。所有不是 `"http"` 的 scope（例如 `"lifespan"`）都直接交给应用。检查会把它加到一个带 0.1 s 端点和第 4 节长轮询的应用上，并在长轮询上挂断：不能有任何日志记录。（`starlette.datastructures.MutableHeaders(scope=message)` 可以编辑 `http.response.start` 消息的头。）
 
 # %% nbgrader={"grade": false, "grade_id": "ex01_answer", "locked": false, "schema_version": 3, "solution": true, "task": false}
 ### BEGIN SOLUTION
@@ -1174,7 +991,7 @@ class ProcessTimeMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":  # lifespan and websocket pass straight through
+        if scope["type"] != "http":  # lifespan 和 websocket 直接透传
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
@@ -1194,16 +1011,9 @@ from bgcourse.checks import ch06_troubleshooting as checks
 checks.ex01(ProcessTimeMiddleware)
 
 # %% [markdown] translates="ed4598f8e7fef81e"
-# ### Exercise 6.2: hand the task an id
+# ### 练习 6.2：把 id 交给任务
 #
-# Write `create_app(sessions, summaries)`, returning an app with `POST /users/{user_id}/summary`.
-# The endpoint loads the user with a session from a `yield` dependency (`async with sessions() as
-# session: yield session`); for an unknown id it answers `404`; otherwise it answers `202` with
-# `{"queued": <the user's name>}` and adds a background task. The task gets the user's **id**,
-# opens a session of its own, loads the user with their orders, and appends
-# `"<name>: <number of orders> orders"` to the list `summaries`. Use the models of section 6.4
-# (`from bgcourse.checks.ch06_troubleshooting import User`); the check seeds a database with
-# them in a temporary folder.
+# 写 `create_app(sessions, summaries)`，返回一个带 `POST /users/{user_id}/summary` 的应用。端点用一个 `yield` 依赖项提供的会话加载用户（`async with sessions() as session: yield session`）；id 不存在时应答 `404`；否则以 `202` 应答 `{"queued": <the user's name>}`，并添加一个后台任务。任务拿到的是用户的 **id**：它打开自己的会话，加载用户及其订单，并把 `"<name>: <number of orders> orders"` 追加到列表 `summaries`。使用第 6.4 节的模型（`from bgcourse.checks.ch06_troubleshooting import User`）；检查会在一个临时文件夹中用它们初始化数据库。
 
 # %% nbgrader={"grade": false, "grade_id": "ex02_answer", "locked": false, "schema_version": 3, "solution": true, "task": false}
 ### BEGIN SOLUTION
@@ -1238,7 +1048,7 @@ def create_app(sessions: async_sessionmaker[AsyncSession], summaries: list[str])
         user = await session.get(User, user_id)
         if user is None:
             raise HTTPException(status_code=404, detail="no such user")
-        background_tasks.add_task(write_summary, user.id)  # the id, not the object
+        background_tasks.add_task(write_summary, user.id)  # 传 id，而不是对象
         return {"queued": user.name}
 
     return app
@@ -1248,14 +1058,9 @@ def create_app(sessions: async_sessionmaker[AsyncSession], summaries: list[str])
 checks.ex02(create_app)
 
 # %% [markdown] translates="79a18a5c30d906b0"
-# ### Exercise 6.3: two at a time, on any loop
+# ### 练习 6.3：同时两个，在任何循环上
 #
-# The mail server accepts two connections at once. Write `create_app(log)`, returning an app with
-# `POST /emails/{n}` (an `int`) that answers `202` with `{"queued": n}` and adds a task that
-# sends e-mail `n`: it appends `"start <n>"` to `log`, waits 0.2 s (`await asyncio.sleep(0.2)`),
-# and appends `"end <n>"`. Never more than two e-mails may be in progress at once, and the check
-# serves **the same app twice**, as a test suite would, with four requests at a time. (An
-# `asyncio.Semaphore(2)` limits to two; where must it be made?)
+# 邮件服务器同时只接受两个连接。写 `create_app(log)`，返回一个带 `POST /emails/{n}`（`n` 为 `int`）的应用：它以 `202` 应答 `{"queued": n}`，并添加一个发送第 `n` 封邮件的任务：把 `"start <n>"` 追加到 `log`，等待 0.2 s（`await asyncio.sleep(0.2)`），再追加 `"end <n>"`。同时进行中的邮件绝不能超过两封，而且检查会**把同一个应用服务两次**（就像测试套件那样），每次同时发出四个请求。（`asyncio.Semaphore(2)` 可以把数量限制为两个；它必须在哪里创建？）
 
 # %% nbgrader={"grade": false, "grade_id": "ex03_answer", "locked": false, "schema_version": 3, "solution": true, "task": false}
 ### BEGIN SOLUTION
@@ -1269,14 +1074,14 @@ from fastapi import BackgroundTasks, FastAPI, Request, status
 async def send_email(slots: asyncio.Semaphore, n: int, log: list[str]) -> None:
     async with slots:
         log.append(f"start {n}")
-        await asyncio.sleep(0.2)  # a slow mail server
+        await asyncio.sleep(0.2)  # 一个慢的邮件服务器
         log.append(f"end {n}")
 
 
 def create_app(log: list[str]) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.mail_slots = asyncio.Semaphore(2)  # made on each server's own loop, every time it starts
+        app.state.mail_slots = asyncio.Semaphore(2)  # 每次启动时，在各服务器自己的循环上创建
         yield
 
     app = FastAPI(lifespan=lifespan)
@@ -1293,12 +1098,9 @@ def create_app(log: list[str]) -> FastAPI:
 checks.ex03(create_app)
 
 # %% [markdown] translates="bc69c0b95f8e48b7"
-# ## Quiz
+# ## 测验
 #
-# Each question shows itself in a cell; answer in the cell below it; the cell after that says
-# whether you are right. A right answer comes with the explanation; a wrong one with a hint
-# that does not give the answer away (`quiz.explain("q01")` shows the explanation of q01 at
-# any time, if you would rather read it).
+# 每道题显示在一个单元格里；在它下面的单元格作答；再下一个单元格告诉你是否答对。答对时附上解释；答错时给出提示，但不泄露答案（如果你更想直接读解释，`quiz.explain("q01")` 随时可以显示 q01 的解释）。
 
 # %% nbgrader={"grade": false, "grade_id": "q01_question", "locked": true, "schema_version": 3, "solution": false, "task": false}
 quiz = load_quiz("ch06_troubleshooting")
@@ -1371,32 +1173,13 @@ def raised_in(exc):
 quiz.check("q06", raised_in)
 
 # %% [markdown] translates="cc42137f22ac41ca"
-# ## Summary
+# ## 小结
 #
-# - A background task's return value is ignored; returning a response from a task changes
-#   nothing and raises nothing (section 1).
-# - `RuntimeError: No response returned.` is raised in one place, `call_next` in
-#   `starlette/middleware/base.py`: the app inside a `BaseHTTPMiddleware` (every
-#   `@app.middleware("http")`) finished without sending a response and without raising
-#   (section 2).
-# - On the pinned versions it has two causes: an ASGI app or middleware that returns without
-#   answering (fix: always send a response), and an app that returns when its client leaves
-#   (fix: answer anyway, or use a pure ASGI middleware). A FastAPI endpoint always answers, so on
-#   the pinned versions a client leaving it early causes nothing (sections 3 and 4).
-# - Older Starlette releases had more causes: measured, a race between nested
-#   `BaseHTTPMiddleware` and a client that hangs up on 0.28.0 to 0.38.2 (not on 0.27.0; fixed
-#   in 0.38.3, PR #2620); cited, a disconnect as a streaming response began on 0.15.0 to 0.20.4
-#   (fixed in 0.21.0, PR #1715). Tasks behind `BaseHTTPMiddleware` also changed: a held
-#   keep-alive connection up to 0.28.0, failures not logged on 0.29.0 to 0.45.3, tasks set in
-#   `dispatch` dropped on 0.38.3 and 0.38.4 (section 5).
-# - The gallery (section 6): a failing task skips the tasks after it (wrap each task);
-#   `TestClient` re-raises it (fix the app, not the test); a sync call of an async function is
-#   "never awaited" (add the async function itself, or `anyio.from_thread.run`); ORM objects from
-#   the request fail in tasks with `MissingGreenlet` or `DetachedInstanceError` (pass values or
-#   ids); asyncio primitives are "bound to a different event loop" when made once and used by two
-#   loops (make them in the lifespan); a notebook cannot start a second loop in its thread
-#   (`await`, or a server on its own thread; `nest_asyncio` does not rescue `uvicorn.run`).
-# - The method: innermost frame, `find_in_source`, minimal reproduction on a real server
-#   (section 7).
+# - 后台任务的返回值会被忽略；从任务中返回响应，既不改变任何事，也不抛出任何异常（第 1 节）。
+# - `RuntimeError: No response returned.` 只在一个地方抛出，即 `starlette/middleware/base.py` 中的 `call_next`：`BaseHTTPMiddleware`（每个 `@app.middleware("http")` 都是）内部的应用已经结束，既没有发送响应，也没有抛出异常（第 2 节）。
+# - 在固定版本上，它有两个原因：ASGI 应用或中间件不应答就返回（修复：总是发送响应），以及应用在客户端离开时直接返回（修复：照样应答，或改用纯 ASGI 中间件）。FastAPI 端点总会应答，所以在固定版本上，客户端提前离开端点不会引起任何问题（第 3 节和第 4 节）。
+# - 旧版 Starlette 还有更多原因：经过测量的，是 0.28.0 到 0.38.2 上嵌套的 `BaseHTTPMiddleware` 与挂断的客户端之间的竞态（0.27.0 上没有；0.38.3 修复，PR #2620）；仅作引用的，是 0.15.0 到 0.20.4 上流式响应刚开始时的断开连接（0.21.0 修复，PR #1715）。`BaseHTTPMiddleware` 后面的任务也有变化：在 0.28.0 及以前会占住 keep-alive 连接，在 0.29.0 到 0.45.3 上失败不会被记录，在 0.38.3 和 0.38.4 上 `dispatch` 中设置的任务会被丢弃（第 5 节）。
+# - 错误一览（第 6 节）：失败的任务会让其后的任务被跳过（包装每个任务）；`TestClient` 会重新抛出它（修应用，不要修测试）；同步调用异步函数会导致“never awaited”（把异步函数本身交给 `add_task`，或用 `anyio.from_thread.run`）；来自请求的 ORM 对象在任务中会因 `MissingGreenlet` 或 `DetachedInstanceError` 失败（传值或传 id）；asyncio 原语只创建一次、却被两个循环使用时，会报“bound to a different event loop”（在生命周期中创建它们）；笔记本无法在自己的线程里再启动一个循环（用 `await`，或者把服务器放在它自己的线程上；`nest_asyncio` 救不了 `uvicorn.run`）。
+# - 方法：最内层栈帧、`find_in_source`、在真实的服务器上最小化复现（第 7 节）。
 #
-# Next: chapter 7, when `BackgroundTasks` is not enough.
+# 下一章：第 7 章，`BackgroundTasks` 不够用的时候怎么办。
