@@ -17,34 +17,29 @@
 # ---
 
 # %% [markdown] translates="8123cfca36a26d30"
-# # Chapter 1: Core mechanics of FastAPI background tasks
+# # 第 1 章：FastAPI 后台任务（background task）的核心机制
 #
-# **Start here.** This is the first chapter of the course. Run the cells from top to bottom
-# (Shift+Enter, or *Run → Run All Cells*). Every statement of fact is followed by a cell that
-# proves it: it starts a real server, sends real HTTP requests over the loopback interface,
-# prints what happened and `assert`s it. If an assertion ever fails on your machine, the course
-# is wrong, not you.
+# **从这里开始。** 这是本课程的第一章。请从上到下依次运行各个单元格（Shift+Enter，或 *Run → Run All Cells*）。
+# 每条事实陈述后面都跟着一个证明单元格（proof cell）：它启动一个真实的服务器，通过回环接口发送真实的 HTTP 请求（request），打印实际发生了什么，再用 `assert` 断言。
+# 如果哪条断言在你的机器上失败了，错的是课程，不是你。
 #
-# **You will learn**
+# **你将学到**
 #
-# - when a background task runs: after the response has been sent, in the same process;
-# - in which order: the tasks of one request run one after another, the tasks of different
-#   requests overlap;
-# - where: a `def` task on a worker thread, an `async def` task on the event loop's thread;
-# - how a task list reaches your code: one `BackgroundTasks` object per request, shared by the
-#   endpoint and its dependencies;
-# - why `TestClient` and `httpx.ASGITransport` cannot show you this timing;
-# - what a failing task does to the tasks after it;
-# - why a notebook needs a server in a thread rather than `uvicorn.run()`.
+# - 后台任务何时运行：在响应（response）发送之后，在同一个进程里；
+# - 以什么顺序运行：同一个请求的任务依次执行，不同请求的任务相互重叠；
+# - 在哪里运行：`def` 任务在工作线程（worker thread）上，`async def` 任务在事件循环（event loop）所在的线程上；
+# - 任务列表如何到达你的代码：每个请求一个 `BackgroundTasks` 对象，由端点（endpoint）和它的依赖项（dependency）共享；
+# - 为什么 `TestClient` 和 `httpx.ASGITransport` 看不出这种时序；
+# - 一个失败的任务会对它之后的任务造成什么影响；
+# - 为什么 notebook 需要把服务器放在线程里运行，而不是调用 `uvicorn.run()`。
 #
-# The chapters that follow: 2 registration with a welcome e-mail, 3 database compensation,
-# 4 orchestration, 5 performance, 6 troubleshooting, 7 when `BackgroundTasks` is not enough.
+# 后续各章：2 带欢迎邮件的用户注册，3 数据库与补偿事务（compensation），4 任务编排，5 性能，6 故障排查，7 `BackgroundTasks` 不够用的时候。
 
 # %% [markdown] translates="c35b7056c4bf8b4f"
-# ## 0. Set-up: the versions, and the course's helpers
+# ## 0. 准备：版本与课程的辅助工具
 #
-# Behaviour changes between releases, so each chapter prints the versions it was proved on. The
-# course was proved on the versions pinned in `pyproject.toml`; the cell says so if yours differ.
+# 行为会随版本变化，所以每一章都会打印它验证时所用的版本。
+# 本课程在 `pyproject.toml` 锁定的版本上验证过；如果你的版本不同，下面的单元格会指出来。
 
 # %%
 import asyncio
@@ -61,19 +56,16 @@ for package, pinned in PINNED.items():
 print(f"{'python':10} {platform.python_version()}")
 
 # %% [markdown] translates="3c06d1a4f5d45524"
-# The course's helper package `bgcourse` gives every chapter three tools:
+# 课程的辅助包 `bgcourse` 为每一章提供三件工具：
 #
-# - `serve(app)`: a `with` block that runs a real uvicorn server for `app` in a background
-#   thread, on `127.0.0.1` and a free port, and gives you its URL. When the block ends, the server
-#   has stopped and its port is free again (section 8 explains why a thread is needed).
-# - `Timeline`: one clock for what the client, the server and the tasks did. `TimelineMiddleware`
-#   records when a request arrived and when its response was sent; `timeline.track(lane, func)`
-#   records when a task started and ended and on which thread; `timeline.request(...)` records
-#   when the client sent a request and when it had the whole response. `timeline.plot()` draws it.
-# - `load_quiz(...)`: the quiz at the end of the chapter.
+# - `serve(app)`：一个 `with` 块，在后台线程里为 `app` 运行一个真实的 uvicorn 服务器，监听 `127.0.0.1` 上的一个空闲端口，并给出它的 URL。
+#   `with` 块结束时，服务器已经停止，端口也已释放（第 8 节解释为什么需要线程）。
+# - `Timeline`：一只统一的时钟，记录客户端、服务器和任务各自做了什么。
+#   中间件（middleware）`TimelineMiddleware` 记录请求何时到达、响应何时发完；`timeline.track(lane, func)` 记录任务何时开始、何时结束，以及运行在哪个线程上；`timeline.request(...)` 记录客户端何时发出请求、何时收到完整的响应。
+#   `timeline.plot()` 把这些画成图。
+# - `load_quiz(...)`：本章末尾的测验（quiz）。
 #
-# And for readers on older releases, `version_table(...)` shows what `make versions` measured on
-# each of them (section 7).
+# 另外，对于使用较旧版本的读者，`version_table(...)` 会列出 `make versions` 在各个版本上测得的结果（第 7 节）。
 
 # %%
 import fastapi.background
@@ -96,17 +88,13 @@ from bgcourse import (
 )
 
 # %% [markdown] translates="7c021dd3bd3b07a5"
-# ## 1. The response leaves first, then the task runs
+# ## 1. 响应先发出，任务后运行
 #
-# An endpoint adds a task with `background_tasks.add_task(func, *args)` and returns. The task
-# does not run yet: FastAPI attaches the task list to the response (`fastapi/routing.py`, and
-# only if that response has no `background` of its own: chapter 4, section 9 shows what happens
-# to the tasks otherwise), and Starlette's
-# `Response.__call__` (in `starlette/responses.py`) first sends the status line, the headers and
-# the whole body, then awaits the tasks. So:
+# 端点用 `background_tasks.add_task(func, *args)` 添加一个任务，然后返回。此时任务还不会运行：
+# FastAPI 把任务列表挂到响应上（见 `fastapi/routing.py`；前提是该响应自己没有 `background`，否则这些任务会怎样，见第 4 章第 9 节），
+# 而 Starlette 的 `Response.__call__`（在 `starlette/responses.py` 中）先发送状态行、响应头和完整的响应体，然后才 await 这些任务。所以：
 #
-# **Fact 1.1.** The server sends the complete response *before* the first task starts, and the
-# client has that response while the task is still running.
+# **事实 1.1**：服务器在第一个任务开始*之前*就发完了完整的响应；任务还在运行时，客户端已经拿到了响应。
 
 # %%
 timeline = Timeline()
@@ -115,7 +103,7 @@ app.add_middleware(TimelineMiddleware, timeline=timeline)
 
 
 async def send_welcome_email(address: str) -> None:
-    await asyncio.sleep(0.5)  # stands in for a slow mail server
+    await asyncio.sleep(0.5)  # 模拟一个慢速邮件服务器
 
 
 @app.post("/signup")
@@ -140,31 +128,22 @@ assert received < task_end, "the client does not wait for the task"
 timeline.plot("POST /signup: the response leaves, then the task runs")
 
 # %% [markdown] translates="e3873719f6ee0065"
-# In the picture the blue bar is the client waiting for its response (a sliver: a few
-# milliseconds). On its top edge, the dark downward triangle is the moment the server received
-# the request; on its bottom edge, the purple upward triangle is the moment it finished sending
-# the response. The orange bar is the task, labelled with the thread it ran on. The dashed line
-# marks the client's receipt of the response.
+# 图中蓝色条表示客户端在等待响应（很窄：只有几毫秒）。
+# 蓝色条上边缘的深色向下三角形，是服务器收到请求的时刻；下边缘的紫色向上三角形，是服务器发完响应的时刻。
+# 橙色条是任务，标签上写着它运行所在的线程。虚线标出客户端收到响应的时刻。
 
 # %% [markdown] translates="1bbeb9de2615b9f3"
-# Fact 1.1 promises two things: the *server* finishes sending before the task starts, and the
-# client has the response before the task *ends*. It promises nothing about the client and the
-# task's *start*, because "sent" and "received" are two different moments. The server
-# hands the last bytes to the operating system and goes straight on to the task; the client's
-# thread reads those bytes a moment later. Nothing in the server orders that read against the
-# start of the task: which of the two comes first is a *race*, and its winner can change from
-# one request to the next.
+# 事实 1.1 保证两件事：*服务器*在任务开始之前发完响应；客户端在任务*结束*之前拿到响应。
+# 至于客户端收到响应和任务*开始*谁先谁后，它什么也没保证，因为“发出”和“收到”是两个不同的时刻。
+# 服务器把最后几个字节交给操作系统，就直接去执行任务；客户端的线程稍后才读到这些字节。
+# 服务器里没有任何机制规定这次读取与任务开始的先后：两者谁先发生是一场*竞态*（race），每个请求的赢家都可能不同。
 #
-# A race shows only over many tries, so the next cell sends 30 requests whose endpoint adds a
-# short `async def` task, then 30 whose endpoint adds a short `def` task. The two kinds start at
-# different delays: an `async def` task starts at once on the event loop, a `def` task must first
-# be handed to a worker thread (section 4). The cell after it compares, for every request, the
-# task's start with two moments, and counts:
+# 竞态只有在多次尝试中才会显现，所以下一个单元格先发送 30 个请求，其端点添加一个很短的 `async def` 任务；再发送 30 个请求，其端点添加一个很短的 `def` 任务。
+# 两类任务的启动延迟不同：`async def` 任务立即在事件循环上开始，`def` 任务要先交给一个工作线程（第 4 节）。
+# 再下一个单元格针对每个请求，把任务的开始时刻与两个时刻作比较，并计数：
 #
-# - **response sent before the task started**: the server's side, the guarantee of Fact 1.1. The
-#   cell asserts that this holds for all 30 requests of each kind.
-# - **client had it before the task started**: the client's side, the race. Nothing fixes this
-#   count, so the cell only prints it.
+# - **响应在任务开始前已发出**：服务器一侧，即事实 1.1 的保证。单元格断言两类任务各 30 个请求全部满足这一点。
+# - **客户端在任务开始前已拿到响应**：客户端一侧，即那场竞态。这个计数没有任何保证，所以单元格只打印它。
 
 # %%
 race = Timeline()
@@ -202,21 +181,18 @@ for kind in ("async", "def"):
     assert server_first == 30
 
 # %% [markdown] translates="77bc11401cb75e5c"
-# What the two counts mean: the first is 30 for both kinds, as Fact 1.1 promises. The second is
-# whatever this run's race gave, and nothing guarantees it. So a client must not conclude
-# from its response that the task has not started yet. What it can rely on is Fact 1.1: "my
-# response came back, and the task was not finished". Never "I waited for the task".
+# 两个计数的含义：第一个对两类任务都是 30，正如事实 1.1 所保证的。第二个取决于这次运行的竞态结果，没有任何保证。
+# 因此，客户端不能因为拿到了响应，就断定任务还没开始。
+# 它能依赖的只有事实 1.1：“我的响应回来了，而那时任务还没结束”。永远不是“我等过任务了”。
 
 # %% [markdown] translates="d26c3509f707286c"
-# ## 2. The tasks of one request run one after another, in the order added
+# ## 2. 同一个请求的任务按添加顺序依次运行
 #
-# The object an endpoint receives is FastAPI's `fastapi.background.BackgroundTasks`, a subclass
-# of Starlette's (section 5 checks its class). In the pinned FastAPI 0.163.2 its `__call__`
-# (`fastapi/background.py`) is a plain loop, `for task in self.tasks: await task()`, with each
-# call inside FastAPI's telemetry `_operation`, which does nothing unless tracing is set up.
+# 端点收到的对象是 FastAPI 的 `fastapi.background.BackgroundTasks`，它是 Starlette 同名类的子类（第 5 节会检查它的类）。
+# 在锁定的 FastAPI 0.163.2 中，它的 `__call__`（`fastapi/background.py`）就是一个普通循环 `for task in self.tasks: await task()`，
+# 每次调用都包在 FastAPI 的遥测 `_operation` 里；除非配置了链路追踪，`_operation` 什么也不做。
 #
-# **Fact 2.1.** Each task starts only after the previous one has ended, in the order of the
-# `add_task` calls, whether the tasks are `def` or `async def`.
+# **事实 2.1**：每个任务都要等前一个任务结束后才开始，顺序与 `add_task` 的调用顺序一致，无论任务是 `def` 还是 `async def`。
 
 # %%
 timeline = Timeline()
@@ -252,14 +228,12 @@ assert [e.lane for e in timeline.events if e.what == "task start"] == steps
 timeline.plot("one request, three tasks: strictly one after another")
 
 # %% [markdown] translates="cb44fe56a001da08"
-# ## 3. The tasks of different requests overlap
+# ## 3. 不同请求的任务相互重叠
 #
-# Each request has its own task list, run by its own ASGI call; the server handles many requests
-# at once, so their tasks run at the same time.
+# 每个请求都有自己的任务列表，由它自己的 ASGI 调用来运行；服务器同时处理许多请求，所以它们的任务也同时运行。
 #
-# **Fact 3.1.** Two requests sent together, each with a 0.5 s task: each task starts before the
-# other has ended, so the two run at the same time, and both are done sooner than the two
-# durations added up (the 1 s they would take one after the other).
+# **事实 3.1**：同时发送两个请求，各带一个 0.5 s 的任务：每个任务都在另一个结束之前开始，因此两者同时运行，
+# 全部完成所需的时间少于两者时长之和（依次运行需要 1 s）。
 
 # %%
 timeline = Timeline()
@@ -287,21 +261,17 @@ span = max(a_end, b_end) - min(a_start, b_start)
 one_after_the_other = (a_end - a_start) + (b_end - b_start)
 print(f"the two tasks ran side by side for {overlap:.2f} s; both were done {span:.2f} s after the first began,"
       f" {one_after_the_other - span:.2f} s sooner than one after the other")
-# Run one after the other, B would start only once A had ended (or A once B had): no overlap at all.
+# 若依次运行，B 要等 A 结束才开始（或 A 等 B 结束）：完全不会重叠。
 assert a_start < b_end and b_start < a_end, "each task started before the other had ended"
 assert span < one_after_the_other
 timeline.plot("two requests: their tasks overlap")
 
 # %% [markdown] translates="508dd002ca7f3b69"
-# ## 4. Which thread runs a task?
+# ## 4. 任务在哪个线程上运行？
 #
-# Starlette's `BackgroundTask.__call__` looks at the function: an `async def` function is
-# awaited on the event loop, anything else goes through `run_in_threadpool`, which runs it on one
-# of AnyIO's worker threads.
+# Starlette 的 `BackgroundTask.__call__` 会先看函数的类型：`async def` 函数在事件循环上被 await；其他函数一律交给 `run_in_threadpool`，由它放到 AnyIO 的某个工作线程上运行。
 #
-# **Fact 4.1.** A `def` task runs on a thread named `AnyIO worker thread`; an `async def` task
-# runs on the event loop's thread, the one that also handles the requests (here it is the
-# server's thread, `uvicorn-<port>`).
+# **事实 4.1**：`def` 任务运行在名为 `AnyIO worker thread` 的线程上；`async def` 任务运行在事件循环的线程上，也就是处理请求的那个线程（这里是服务器线程 `uvicorn-<port>`）。
 
 # %%
 timeline = Timeline()
@@ -338,13 +308,10 @@ assert def_thread == "AnyIO worker thread"
 assert async_thread == handled_on["async def endpoint"] != def_thread
 
 # %% [markdown] translates="0b17f551a156ff5b"
-# The consequence: an `async def` task must never block, because while it blocks, nothing else on
-# the event loop runs, and that includes every other request.
+# 由此可知：`async def` 任务绝不能阻塞（blocking），因为在它阻塞期间，事件循环上的其他代码都无法运行，其他所有请求也在其中。
 #
-# **Fact 4.2.** While an `async def` task sleeps with `time.sleep(0.5)` (a blocking call), a
-# `GET /ping` from another client, sent while the task runs, is answered only after the task has
-# ended. The same task written as `def` runs on a worker thread, and `/ping` is answered while
-# the task is still running.
+# **事实 4.2**：一个 `async def` 任务用 `time.sleep(0.5)`（一个阻塞调用）休眠时，另一个客户端在任务运行期间发出的 `GET /ping`，要等任务结束后才得到响应。
+# 同样的任务写成 `def`，就会在工作线程上运行，任务还在运行时 `/ping` 就已得到响应。
 
 # %%
 timeline = Timeline()
@@ -355,11 +322,11 @@ ping_lane = {kind: f"/ping, {name} task" for kind, name in task_kind.items()}
 
 
 async def blocking_async_task() -> None:
-    time.sleep(0.5)  # blocking call inside async def: the event loop stops for 0.5 s
+    time.sleep(0.5)  # async def 里的阻塞调用：事件循环停摆 0.5 s
 
 
 def blocking_def_task() -> None:
-    time.sleep(0.5)  # the same call in a def task: only a worker thread waits
+    time.sleep(0.5)  # 同样的调用放在 def 任务里：只有一个工作线程在等
 
 
 @app.post("/work/{kind}")
@@ -376,7 +343,7 @@ async def ping() -> dict[str, bool]:
 
 with serve(app) as url, httpx.Client(base_url=url) as client, httpx.Client(base_url=url) as other_client:
     for kind in ("async", "def"):
-        client.post(f"/work/{kind}")  # returns at once; the task starts right after
+        client.post(f"/work/{kind}")  # 立即返回；任务随后马上开始
         timeline.request(other_client, "GET", "/ping", lane=ping_lane[kind])
 
 for kind, lane in ping_lane.items():
@@ -398,27 +365,23 @@ assert timeline.at(ping_lane["def"], "response sent") < timeline.at("def task", 
 )
 
 # %% [markdown] translates="69681f8fd9726f3d"
-# Chapter 5 measures this further: the thread pool's limit, and how to run blocking or CPU-bound
-# work without stalling the server.
+# 第 5 章会进一步测量这一点：线程池（thread pool）的容量上限，以及如何运行阻塞型或 CPU 密集型工作而不拖住服务器。
 
 # %% [markdown] translates="0b985c991fe5fac4"
-# ## 5. Where `BackgroundTasks` comes from
+# ## 5. `BackgroundTasks` 从哪里来
 #
-# You never create `BackgroundTasks` yourself: declaring a parameter of that type is enough.
-# FastAPI creates **one** object per request (in `fastapi/dependencies/utils.py`,
-# `solve_dependencies`) and passes the same object to the endpoint and to every dependency that
-# asks for it, however deep. After the endpoint returns, FastAPI attaches it to the response
-# (`fastapi/routing.py`), whose `__call__` runs it.
+# 你从来不用自己创建 `BackgroundTasks`：声明一个该类型的参数就够了。
+# FastAPI 为每个请求创建**一个**对象（在 `fastapi/dependencies/utils.py` 的 `solve_dependencies` 中），并把这同一个对象传给端点，以及每一个声明了它的依赖项，无论嵌套多深。
+# 端点返回后，FastAPI 把它挂到响应上（`fastapi/routing.py`），由响应的 `__call__` 来运行它。
 #
-# **Fact 5.1.** A dependency, a sub-dependency and the endpoint see the same object within one
-# request; the next request gets a new one. Tasks run in the order they were added, so a
-# dependency's task runs before the endpoint's.
+# **事实 5.1**：在同一个请求内，依赖项、子依赖项和端点看到的是同一个对象；下一个请求会得到一个新对象。
+# 任务按添加顺序运行，所以依赖项的任务先于端点的任务运行。
 
 # %%
 app = FastAPI()
-seen: list[tuple[str, int, int]] = []  # (who, request number, id of the object)
+seen: list[tuple[str, int, int]] = []  # （谁、第几个请求、对象的 id）
 ran: list[str] = []
-kinds: set[type] = set()  # the class of the object the endpoint received
+kinds: set[type] = set()  # 端点收到的对象的类
 
 
 def sub_dependency(request_number: int, background_tasks: BackgroundTasks) -> None:
@@ -458,21 +421,16 @@ assert first == second == {"tasks": 3}
 assert ran[:3] == ["sub-dependency task, request 1", "dependency task, request 1", "endpoint task, request 1"]
 
 # %% [markdown] translates="bb878de6cd4630fd"
-# (The two requests may even show the same address: the first object was freed before the second
-# was made, and Python reused the memory. What matters is that within a request there is one.)
+# （两个请求甚至可能显示相同的地址：第一个对象在第二个对象创建之前已被释放，Python 复用了那块内存。关键在于同一个请求内只有一个对象。）
 
 # %% [markdown] translates="b1ff9844a90f0e49"
-# ## 6. Tests that hide the timing: `TestClient` and `httpx.ASGITransport`
+# ## 6. 掩盖时序的测试：`TestClient` 与 `httpx.ASGITransport`
 #
-# Starlette's `TestClient` and httpx's `ASGITransport` do not use a network: they call the ASGI
-# app directly and return when the app's coroutine returns, and that coroutine includes the
-# background tasks. A test written with them therefore sees the response only *after* the tasks.
-# That is convenient (the side effects are there to assert) but it can never show the timing a
-# real client sees.
+# Starlette 的 `TestClient` 和 httpx 的 `ASGITransport` 不走网络：它们直接调用 ASGI 应用，等应用的协程（coroutine）返回时才返回，而这个协程包含了后台任务。
+# 所以用它们写的测试，只能在任务*之后*才看到响应。
+# 这很方便（副作用已经发生，可以直接断言），但它永远无法呈现真实客户端看到的时序。
 #
-# **Fact 6.1.** With a 0.5 s task, a real server's answer reaches the client before the task has
-# ended; `TestClient` and `ASGITransport` return only after the task has ended, so they take at
-# least the task's 0.5 s.
+# **事实 6.1**：任务耗时 0.5 s 时，真实服务器的响应在任务结束之前就到达客户端；`TestClient` 和 `ASGITransport` 要等任务结束后才返回，因此至少要花掉任务的 0.5 s。
 
 # %%
 timeline = Timeline()
@@ -506,17 +464,13 @@ assert returned["TestClient"] >= task_end["TestClient"] and waited["TestClient"]
 assert returned["httpx.ASGITransport"] >= task_end["httpx.ASGITransport"] and waited["httpx.ASGITransport"] >= 0.5
 
 # %% [markdown] translates="59651860b5fa44e6"
-# Use `TestClient` to test *what* a task did; use a real server (as `serve` does) to test *when*.
+# 用 `TestClient` 测试任务*做了什么*；用真实服务器（就像 `serve` 那样）测试任务*何时*做。
 #
-# One more thing about `TestClient` on the pinned Starlette (1.10): it is built on `httpx2`, the
-# successor of `httpx`, and falls back to `httpx` with a warning when `httpx2` is not installed
-# (`starlette/testclient.py`). The course installs both, so you never see that warning here; your
-# own project, with `httpx` alone, would.
+# 关于锁定版本 Starlette（1.10）上的 `TestClient`，还有一点：它基于 `httpx` 的后继者 `httpx2` 构建，没有安装 `httpx2` 时会退回到 `httpx`，同时发出一条警告（`starlette/testclient.py`）。
+# 本课程两者都装了，所以你在这里看不到这条警告；你自己的项目如果只装了 `httpx`，就会看到。
 #
-# **Fact 6.2.** In a kernel where `httpx2` cannot be imported, importing `starlette.testclient`
-# issues a `StarletteDeprecationWarning` that says using `httpx` with `starlette.testclient` is
-# deprecated and to install `httpx2` instead, and `TestClient` then works on `httpx`. (In a fresh
-# kernel of its own, so that this notebook keeps its `httpx2`.)
+# **事实 6.2**：在无法导入 `httpx2` 的内核中，导入 `starlette.testclient` 会发出 `StarletteDeprecationWarning`，提示在 `starlette.testclient` 中使用 `httpx` 已被弃用、应改为安装 `httpx2`；
+# 之后 `TestClient` 基于 `httpx` 照常工作。（这在一个单独的全新内核中进行，好让本 notebook 保留它的 `httpx2`。）
 
 # %%
 with tqdm(total=1, desc="TestClient without httpx2, in a fresh kernel") as progress:
@@ -545,13 +499,12 @@ assert (
 assert "TestClient on httpx answered 200" in without_httpx2.output
 
 # %% [markdown] translates="9929bd7f886ce3c2"
-# ## 7. When a task fails
+# ## 7. 任务失败时
 #
-# The task loop of section 2 has no `try`: an exception in one task ends the loop.
+# 第 2 节的任务循环里没有 `try`：一个任务抛出异常，整个循环就结束了。
 #
-# **Fact 7.1.** If the second of three tasks raises, the third never runs. The client already has
-# its `200`; the server logs the traceback (uvicorn's `Exception in ASGI application`, on the
-# `uvicorn.error` logger); another request's tasks are not affected.
+# **事实 7.1**：三个任务中第二个抛出异常时，第三个永远不会运行。客户端已经拿到了它的 `200`；
+# 服务器把回溯（traceback）写进日志，即 uvicorn 在 `uvicorn.error` logger 上记录的 `Exception in ASGI application`；其他请求的任务不受影响。
 
 # %%
 app = FastAPI()
@@ -593,23 +546,18 @@ assert done == ["first", "other request's task"], "'third' was skipped"
 assert any(r.exc_info and r.exc_info[0] is ValueError for r in records)
 
 # %% [markdown] translates="d631931575239c75"
-# Nobody but the log hears of the failure: the client was told "accepted". Chapter 4 shows the
-# remedies (a wrapper that logs and carries on, retries, separate tasks for independent work);
-# exercise 1.3 below builds the simplest one.
+# 除了日志，谁也不知道这次失败：客户端得到的答复是 “accepted”。
+# 第 4 章给出几种补救办法：记录日志后继续执行的包装器、重试（retry）、把相互独立的工作拆成不同的任务；下面的练习（exercise）1.3 会实现其中最简单的一种。
 #
-# There is a second, quieter effect. HTTP/1.1 clients keep a connection open and reuse it for
-# the next request. When a task raises, uvicorn can no longer send an error response (one was
-# already sent), so it closes the connection. A client that sends its next request on that
-# connection at the wrong moment gets `httpx.RemoteProtocolError: Server disconnected without
-# sending a response`, for a request that had nothing to do with the failure.
+# 还有第二个更隐蔽的影响。HTTP/1.1 客户端会保持连接打开，并在下一个请求中复用它。
+# 任务抛出异常时，uvicorn 已经无法再发送错误响应（响应已经发出去了），于是它关闭连接。
+# 客户端如果恰好在不巧的时刻在这条连接上发送下一个请求，就会得到 `httpx.RemoteProtocolError: Server disconnected without sending a response`，而这个请求与那次失败毫无关系。
 #
-# **Fact 7.2.** After a response whose task raised, the server closes the connection: a next
-# request sent on it gets no answer. After a response whose tasks succeeded, it keeps the
-# connection open, and the next request on it is answered.
+# **事实 7.2**：某个响应的任务抛出异常后，服务器会关闭连接：在这条连接上发送的下一个请求得不到响应。
+# 如果响应的任务都成功了，服务器就保持连接打开，连接上的下一个请求会得到响应。
 #
-# To send that next request only once the first request's tasks are over, the cell waits for
-# what they leave behind: uvicorn's log record of the failure (uvicorn logs it just before it
-# closes the connection), or the successful task's entry in `done`.
+# 为了等第一个请求的任务全部结束后再发送下一个请求，单元格会等待这些任务留下的痕迹：
+# uvicorn 关于这次失败的日志记录（uvicorn 在关闭连接之前写下它），或者成功的任务在 `done` 中留下的条目。
 
 # %%
 import http.client
@@ -626,10 +574,10 @@ def next_request_after(path: str, server_url: str, tasks_over: Callable[[], bool
         first.read()
         wait_until(tasks_over, timeout=10, what=f"the end of the tasks of POST {path}")
         try:
-            connection.request("POST", "/other")  # on the same connection: http.client reuses it
+            connection.request("POST", "/other")  # 在同一条连接上：http.client 会复用它
             second = connection.getresponse()
             second.read()
-        except ConnectionError:  # RemoteDisconnected, a reset or a broken pipe: the server had closed it
+        except ConnectionError:  # RemoteDisconnected、连接被重置或管道破裂：服务器已经关闭了连接
             return f"{first.status}, then the next request on the connection got no answer: the server had closed it"
     finally:
         connection.close()
@@ -646,13 +594,10 @@ assert after_failure == "200, then the next request on the connection got no ans
 assert after_success == "200, then the next request on the same connection got 200"
 
 # %% [markdown] translates="952cf4b2728528f2"
-# In tests the failure is loud instead: `TestClient` re-raises the task's exception in the test,
-# unless it is created with `raise_server_exceptions=False`.
+# 在测试中，失败反而很显眼：`TestClient` 会在测试里重新抛出任务的异常，除非创建它时传入 `raise_server_exceptions=False`。
 #
-# The cell below lets that happen. `shows_error(ValueError)` (from the course's helpers) catches
-# the error it expects, shows its type, message and the lines that matter, folds the full
-# traceback (dozens of frames, through Starlette and AnyIO) underneath, and lets the notebook go on:
-# the cells below still run.
+# 下面的单元格就让异常抛出来。`shows_error(ValueError)`（来自课程的辅助工具）会捕获它预期的错误，显示错误的类型、消息和关键的几行，
+# 把完整的回溯（几十个栈帧，穿过 Starlette 和 AnyIO）折叠在下面，然后让 notebook 继续执行：下面的单元格照样运行。
 
 # %%
 with shows_error(ValueError) as raised, TestClient(app) as test_client:
@@ -660,8 +605,8 @@ with shows_error(ValueError) as raised, TestClient(app) as test_client:
 assert str(raised) == "ValueError: second could not reach the mail server"
 
 # %% [markdown] translates="7e3011d9fbab4946"
-# That was the real `ValueError` from `fail`, raised in the test, after the response was built.
-# Told not to re-raise, the same call returns the `200` the client received:
+# 这正是 `fail` 抛出的那个真实的 `ValueError`：它在响应构建完成之后，在测试里被抛出。
+# 告诉 `TestClient` 不要重新抛出，同样的调用就会返回客户端收到的那个 `200`：
 
 # %%
 with TestClient(app, raise_server_exceptions=False) as test_client:
@@ -670,11 +615,9 @@ print(quiet.status_code, quiet.json())
 assert quiet.status_code == 200
 
 # %% [markdown] translates="956d00907c44538c"
-# `httpx.ASGITransport` behaves the same way: it calls the app directly and re-raises what the
-# app raised, a task's exception included, unless it is created with `raise_app_exceptions=False`.
+# `httpx.ASGITransport` 的行为相同：它直接调用应用，并重新抛出应用抛出的异常（任务的异常也不例外），除非创建它时传入 `raise_app_exceptions=False`。
 #
-# **Fact 7.3.** Through `httpx.ASGITransport`, the same request raises the task's `ValueError`;
-# with `raise_app_exceptions=False` it returns the `200`.
+# **事实 7.3**：通过 `httpx.ASGITransport`，同样的请求会抛出任务的 `ValueError`；传入 `raise_app_exceptions=False` 时，它返回 `200`。
 
 
 # %%
@@ -692,16 +635,12 @@ assert str(raised) == "ValueError: second could not reach the mail server"
 assert quiet.status_code == 200
 
 # %% [markdown] translates="c53efbb6d12d47bf"
-# Do these results depend on the FastAPI version? `make versions` ran the same experiments (three
-# tasks of which the second raises, on a real server; a slow task and a failing task under
-# `TestClient` and `httpx.ASGITransport`) on each FastAPI release below, each installed in an
-# environment of its own with the Starlette and uvicorn of its day.
+# 这些结果取决于 FastAPI 的版本吗？`make versions` 在下列每个 FastAPI 版本上运行了同样的实验
+# （在真实服务器上运行三个任务，其中第二个抛出异常；在 `TestClient` 和 `httpx.ASGITransport` 下运行一个慢任务和一个失败的任务），
+# 每个版本都装在独立的环境中，搭配当时的 Starlette 和 uvicorn。
 #
-# **Fact 7.4.** On all eight releases measured, from 0.103.2 (the release the article this course
-# answers was written for) to the pinned 0.163.2, the results were the same as in this section:
-# the client had its `200`, the third task never ran and the server logged the `ValueError`;
-# `TestClient` waited for the tasks and raised the task's exception; `httpx.ASGITransport` raised
-# it unless told not to.
+# **事实 7.4**：在测量过的全部八个版本上，从 0.103.2（本课程所回应的那篇文章当时针对的版本）到锁定的 0.163.2，结果都与本节一致：
+# 客户端拿到了 `200`，第三个任务从未运行，服务器记录了 `ValueError`；`TestClient` 等待任务完成并抛出任务的异常；`httpx.ASGITransport` 会抛出它，除非被告知不要抛出。
 
 # %%
 failure_history = version_table("failing_task", "test_client", "asgi_transport")
@@ -712,52 +651,41 @@ assert failure_history.outcome("FastAPI 0.163.2", "failing_task").startswith("20
 failure_history
 
 # %% [markdown] translates="0052303c8285153d"
-# ## 8. Why a server in a thread, and what `nest_asyncio` can and cannot do
+# ## 8. 为什么把服务器放在线程里，以及 `nest_asyncio` 能做什么、不能做什么
 #
-# `uvicorn.run(app)` cannot run in a notebook cell: it wants to start an event
-# loop in the cell's thread, where the kernel's loop is already running. That is why the
-# course's `serve(app)` runs uvicorn on a thread of its own, which has its own loop.
+# `uvicorn.run(app)` 无法在 notebook 单元格里运行：它要在单元格所在的线程里启动一个事件循环，而内核的事件循环已经在那里运行了。
+# 所以课程的 `serve(app)` 把 uvicorn 放在一个单独的线程上运行，那个线程有它自己的事件循环。
 #
-# `nest_asyncio.apply()`, often suggested instead, lets `asyncio.run()` start inside a running
-# loop. That helps third-party code that calls `asyncio.run()` itself, but it does not make
-# `uvicorn.run()` work. Facts 8.1 to 8.3 below prove each of these statements in turn.
+# 常被推荐的替代方案 `nest_asyncio.apply()`，能让 `asyncio.run()` 在一个正在运行的事件循环内部启动。
+# 这对自己调用 `asyncio.run()` 的第三方代码有帮助，但并不能让 `uvicorn.run()` 正常工作。下面的事实 8.1 到 8.3 逐一证明这些说法。
 
 # %% [markdown] translates="2850757d0a7b51cd"
-# Two things to know first. A Jupyter kernel runs an event loop in its main thread: that is why
-# `await` works at the top of a cell. And asyncio allows one running loop per thread.
-# `uvicorn.run(app)` starts a new loop in the thread that calls it and runs the server on that
-# loop until you stop it.
+# 先要知道两件事。Jupyter 内核在主线程中运行着一个事件循环：所以在单元格顶层可以直接写 `await`。
+# 而 asyncio 规定每个线程只能有一个正在运行的事件循环。
+# `uvicorn.run(app)` 会在调用它的线程里启动一个新的事件循环，并在这个循环上运行服务器，直到你停止它。
 #
-# **Fact 8.1.** `uvicorn.run(app)` in a notebook cell fails at once with a `RuntimeError`.
+# **事实 8.1**：在 notebook 单元格中执行 `uvicorn.run(app)`，会立即失败并抛出 `RuntimeError`。
 #
-# The message depends on the Python version, because uvicorn 0.54 starts its loop in two ways
-# (`uvicorn/_compat.py`). On Python 3.12 and later it calls `asyncio.run(..., loop_factory=...)`,
-# which refuses at once: `RuntimeError: asyncio.run() cannot be called from a running event
-# loop`. Python 3.11's `asyncio.run` has no `loop_factory` parameter, so there uvicorn uses
-# `with asyncio.Runner(...) as runner: runner.run(...)`. A `Runner` is a `with` block that owns
-# a new loop, runs coroutines on it, and closes it when the block ends.
+# 错误消息因 Python 版本而异，因为 uvicorn 0.54 有两种启动事件循环的方式（`uvicorn/_compat.py`）。
+# 在 Python 3.12 及更高版本上，它调用 `asyncio.run(..., loop_factory=...)`，后者会立即拒绝：`RuntimeError: asyncio.run() cannot be called from a running event loop`。
+# Python 3.11 的 `asyncio.run` 没有 `loop_factory` 参数，所以 uvicorn 在那里改用 `with asyncio.Runner(...) as runner: runner.run(...)`。
+# `Runner` 是一个 `with` 块：它拥有一个新的事件循环，在上面运行协程，并在块结束时关闭这个循环。
 #
-# On 3.11 two errors happen one after the other, and the one that reaches you is the second:
+# 在 3.11 上会先后发生两个错误，最终到达你这里的是第二个：
 #
-# 1. `Runner.run()` sees the kernel's running loop and refuses: `RuntimeError: Runner.run()
-#    cannot be called from a running event loop`.
-# 2. That error leaves the `with` block, which calls `Runner.close()`. Closing runs the Runner's
-#    loop once more, to shut it down, and that fails too: `RuntimeError: Cannot run the event
-#    loop while another loop is running`. This second error is the one raised.
+# 1. `Runner.run()` 发现内核的事件循环正在运行，于是拒绝：`RuntimeError: Runner.run() cannot be called from a running event loop`。
+# 2. 这个错误离开 `with` 块，触发 `Runner.close()`。关闭时要再运行一次 Runner 的事件循环来收尾，而这一步也失败了：
+#    `RuntimeError: Cannot run the event loop while another loop is running`。最终抛出的是这第二个错误。
 #
-# Python keeps the first error as the second one's `__context__` (the exception that was being
-# handled when the new one was raised). The cell prints both.
+# Python 会把第一个错误保存为第二个错误的 `__context__`（即抛出新异常时正在处理的那个异常）。单元格会把两个都打印出来。
 
 # %% [markdown] translates="a962edc68dc5d9a1"
-# The proof runs in a fresh kernel of its own, for a reason. The failed start leaves coroutines
-# behind that never ran, and Python warns about each (`RuntimeWarning: coroutine 'Server.serve'
-# was never awaited`) whenever it gets round to collecting them: in whatever cell happens to run
-# then. So that no such stray warning lands in a later cell of yours, the cell collects them on
-# purpose (`gc.collect()`), in a kernel that is then shut down.
+# 这个证明在一个单独的全新内核中运行，是有原因的。失败的启动会留下一些从未运行过的协程，
+# Python 回收它们时会逐个发出警告（`RuntimeWarning: coroutine 'Server.serve' was never awaited`），而回收发生在什么时候，警告就落在当时恰好在运行的那个单元格里。
+# 为了不让这样的零散警告落到你后面的某个单元格里，单元格会主动回收它们（`gc.collect()`），而且是在一个随后就会关闭的内核里。
 #
-# `bgcourse.run_in_fresh_kernel(code)` starts that kernel, runs `code` there as one cell, shuts
-# the kernel down, and reports what the cell printed (`.output`) and the error it ended with
-# (`.error`). Starting a kernel takes a few seconds; the progress bar shows it at work.
+# `bgcourse.run_in_fresh_kernel(code)` 启动这个内核，把 `code` 作为一个单元格在其中运行，然后关闭内核，并报告单元格打印的内容（`.output`）以及它最后抛出的错误（`.error`）。
+# 启动内核需要几秒钟；进度条会显示它正在工作。
 
 # %%
 import sys
@@ -793,15 +721,14 @@ else:
     assert uvicorn_in_a_cell.output.startswith("RuntimeError: asyncio.run() cannot be called from a running event loop\n")
 
 # %% [markdown] translates="3da7752d23fe9074"
-# That is the failure `serve(app)` avoids, by running the server on a thread of its own.
+# 这就是 `serve(app)` 通过把服务器放在单独的线程上所避免的失败。
 #
-# Now `nest_asyncio`. `nest_asyncio.apply()` patches `asyncio.run` and the event loop class so
-# that a running loop can be re-entered: `asyncio.run()` then runs its coroutine on the loop that
-# is already running, instead of refusing. That helps with code that calls `asyncio.run()` from
-# inside a running loop, such as a library's synchronous wrapper around its async API. The patch
-# stays for the life of the kernel, so these proofs run in fresh kernels too.
+# 接下来看 `nest_asyncio`。`nest_asyncio.apply()` 给 `asyncio.run` 和事件循环类打补丁，让正在运行的事件循环可以被重入：
+# 此后 `asyncio.run()` 会在已经运行的事件循环上运行它的协程，而不是拒绝。
+# 这对在运行中的事件循环内部调用 `asyncio.run()` 的代码有帮助，比如某个库为其异步 API 提供的同步包装。
+# 这个补丁一直有效，直到内核退出，所以这些证明也都在全新内核中运行。
 #
-# **Fact 8.2.** In a notebook, `asyncio.run(...)` fails; after `nest_asyncio.apply()` it works.
+# **事实 8.2**：在 notebook 中，`asyncio.run(...)` 会失败；执行 `nest_asyncio.apply()` 之后它就能工作。
 
 # %%
 fresh_kernel_code = {
@@ -816,21 +743,15 @@ assert "cannot be called from a running event loop" in without_patch.error
 assert with_patch.output.strip() == "it ran" and not with_patch.error
 
 # %% [markdown] translates="ba2422d265cdcd61"
-# **Fact 8.3.** `nest_asyncio` does not make `uvicorn.run()` work in a cell, whether it is
-# applied before or after uvicorn is imported. Why depends on the Python version:
+# **事实 8.3**：无论在导入 uvicorn 之前还是之后应用 `nest_asyncio`，它都不能让 `uvicorn.run()` 在单元格里正常工作。原因取决于 Python 版本：
 #
-# - On 3.11 uvicorn starts its loop with `asyncio.Runner`, which `nest_asyncio` does not patch:
-#   `RuntimeError: Runner.run() cannot be called from a running event loop`, for both orders.
-#   This time that is the error you see, not one from `Runner.close()`: the patched loop class
-#   lets `close()` run the Runner's loop inside the running one, so the first error is not
-#   replaced.
-# - On 3.12 and 3.13 uvicorn calls the `asyncio.run` it found when it was imported. Imported
-#   before `apply()`, that is the original, which refuses to run inside a running loop
-#   (`RuntimeError: asyncio.run() cannot be called from a running event loop`). Imported after,
-#   it is `nest_asyncio`'s replacement, which has no `loop_factory` parameter (`TypeError: ...
-#   got an unexpected keyword argument 'loop_factory'`).
+# - 在 3.11 上，uvicorn 用 `asyncio.Runner` 启动事件循环，而 `nest_asyncio` 并不给它打补丁：两种顺序下都是 `RuntimeError: Runner.run() cannot be called from a running event loop`。
+#   这一次你看到的就是这个错误，而不是来自 `Runner.close()` 的错误：打过补丁的事件循环类允许 `close()` 在正在运行的循环内部运行 Runner 的循环，所以第一个错误不会被替换掉。
+# - 在 3.12 和 3.13 上，uvicorn 调用的是它被导入时找到的那个 `asyncio.run`。
+#   如果在 `apply()` 之前导入，那就是原版，它拒绝在运行中的事件循环内运行（`RuntimeError: asyncio.run() cannot be called from a running event loop`）。
+#   如果在之后导入，那就是 `nest_asyncio` 的替代版本，它没有 `loop_factory` 参数（`TypeError: ... got an unexpected keyword argument 'loop_factory'`）。
 #
-# The cell prints what your Python does.
+# 单元格会打印你所用的 Python 上的实际结果。
 
 # %%
 run_uvicorn = "from fastapi import FastAPI\nuvicorn.run(FastAPI(), host='127.0.0.1', port=0)"
@@ -852,36 +773,33 @@ else:
     assert "unexpected keyword argument 'loop_factory'" in applied_first.error
 
 # %% [markdown] translates="7d7459d8d770877b"
-# In a notebook, prefer `await` at the top level of a cell for your own async code, a server on
-# its own thread for servers, and `nest_asyncio` only for third-party code that insists on
-# calling `asyncio.run()` itself. Chapter 6 returns to these errors.
+# 在 notebook 里：你自己的异步代码，优先在单元格顶层直接 `await`；服务器放在单独的线程上运行；
+# `nest_asyncio` 只留给那些坚持自己调用 `asyncio.run()` 的第三方代码。第 6 章会再次讨论这些错误。
 
 # %% [markdown] translates="328e36f7d561a0d6"
-# ## 9. The common explanation, checked
+# ## 9. 检验常见的说法
 #
-# Many tutorials describe background tasks with a handful of claims. Here is each one against
-# what the cells above showed on the pinned versions.
+# 许多教程用几条说法来描述后台任务。下面把每一条与上面各单元格在锁定版本上的结果逐一对照。
 #
-# | Claim | Verdict | Proof |
+# | 说法 | 结论 | 证明 |
 # |---|---|---|
-# | The task runs after the response is sent | True: the server finishes sending before the task starts | section 1 |
-# | Tasks run in the order they were added | True, and strictly one after another | section 2 |
-# | `BackgroundTasks` arrives by dependency injection | True: one object per request, shared with dependencies | section 5 |
-# | Tasks "run in the background" of the whole app | Partly: tasks of different requests overlap, but a blocking `async def` task stalls every request | sections 3 and 4 |
-# | "A failing task does not affect the rest" | **False** for the same request: the later tasks are skipped. True for other requests. | section 7 |
-# | You can see the timing in your tests | **False** with `TestClient`/`ASGITransport`: they wait for the tasks | section 6 |
+# | 任务在响应发送之后运行 | 正确：服务器在任务开始之前发完响应 | 第 1 节 |
+# | 任务按添加顺序运行 | 正确，而且严格依次执行 | 第 2 节 |
+# | `BackgroundTasks` 通过依赖注入（dependency injection）获得 | 正确：每个请求一个对象，与依赖项共享 | 第 5 节 |
+# | 任务在整个应用的“后台”运行 | 部分正确：不同请求的任务相互重叠，但一个阻塞的 `async def` 任务会拖住所有请求 | 第 3、4 节 |
+# | “一个任务失败不会影响其他任务” | 对同一个请求而言**错误**：后面的任务会被跳过。对其他请求而言正确。 | 第 7 节 |
+# | 你能在测试中看到时序 | 用 `TestClient`/`ASGITransport` 时**错误**：它们会等待任务完成 | 第 6 节 |
 
 # %% [markdown] translates="a147736b25f413e5"
-# ## Exercises
+# ## 练习
 #
-# Each exercise has a code cell for your answer and a cell that checks it against a real server.
-# The reference solutions are in `solutions/ch01_core_mechanics/`; try first, then compare.
+# 每道练习都有一个供你作答的代码单元格，以及一个用真实服务器检查答案的单元格。
+# 参考答案在 `solutions/ch01_core_mechanics/` 中；先自己尝试，再对照。
 #
-# ### Exercise 1.1: accept now, send the receipt later
+# ### 练习 1.1：立即受理，稍后发送回执
 #
-# Write an app with `POST /orders` that answers `202 Accepted` with a body
-# `{"order_id": <a new id string>, "status": "accepted"}` at once, and then, in a background task,
-# waits 0.2 s (a slow mail server) and appends the order id to the list `receipts`.
+# 编写一个应用，提供 `POST /orders`：立即以 `202 Accepted` 响应，响应体为 `{"order_id": <a new id string>, "status": "accepted"}`；
+# 然后在一个后台任务中等待 0.2 s（模拟慢速邮件服务器），再把订单 id 追加到列表 `receipts` 中。
 
 # %% nbgrader={"grade": false, "grade_id": "ex01_answer", "locked": false, "schema_version": 3, "solution": true, "task": false}
 ### BEGIN SOLUTION
@@ -895,7 +813,7 @@ receipts: list[str] = []
 
 
 async def send_receipt(order_id: str) -> None:
-    await asyncio.sleep(0.2)  # a slow mail server
+    await asyncio.sleep(0.2)  # 慢速邮件服务器
     receipts.append(order_id)
 
 
@@ -912,11 +830,10 @@ from bgcourse.checks import ch01_core_mechanics as checks
 checks.ex01(app, receipts)
 
 # %% [markdown] translates="3ccb321051298482"
-# ### Exercise 1.2: an audit dependency
+# ### 练习 1.2：审计依赖项
 #
-# Write an app with `GET /items/{item_id}` (an `int`) that returns `{"item_id": item_id}`. A
-# dependency `audit` adds a task that appends `"<METHOD> <path>"` (for example `"GET /items/7"`)
-# to `audit_log`; the endpoint adds a task that appends `"cache <item_id>"`. Which runs first?
+# 编写一个应用，提供 `GET /items/{item_id}`（`item_id` 为 `int`），返回 `{"item_id": item_id}`。
+# 依赖项 `audit` 添加一个任务，把 `"<METHOD> <path>"`（例如 `"GET /items/7"`）追加到 `audit_log`；端点添加一个任务，追加 `"cache <item_id>"`。哪个先运行？
 
 # %% nbgrader={"grade": false, "grade_id": "ex02_answer", "locked": false, "schema_version": 3, "solution": true, "task": false}
 ### BEGIN SOLUTION
@@ -940,14 +857,12 @@ def read_item(item_id: int, background_tasks: BackgroundTasks) -> dict[str, int]
 checks.ex02(app, audit_log)
 
 # %% [markdown] translates="ef4ffdcd0cb6fde4"
-# ### Exercise 1.3: keep going after a failure
+# ### 练习 1.3：失败后继续执行
 #
-# Write `keep_going(func)`, which returns a wrapper around a task function that calls it, and if
-# it raises, logs the failure with its traceback on the logger named `"tasks"` (use
-# `logger.exception`, and name the function in the message) and returns `None`, so that the
-# request's later tasks still run. Keep the kind of function: an `async def` function must give
-# an `async def` wrapper (awaited on the loop), a `def` function a `def` wrapper (run in a
-# thread). Keep the name with `functools.wraps`.
+# 编写 `keep_going(func)`：它返回一个包装任务函数的包装器。包装器调用该函数；如果函数抛出异常，
+# 就在名为 `"tasks"` 的 logger 上记录这次失败及其回溯（使用 `logger.exception`，并在消息中写明函数名），然后返回 `None`，让该请求后面的任务照样运行。
+# 保持函数的种类：`async def` 函数要得到 `async def` 包装器（在事件循环上被 await），`def` 函数要得到 `def` 包装器（在线程中运行）。
+# 用 `functools.wraps` 保留函数名。
 
 # %% nbgrader={"grade": false, "grade_id": "ex03_answer", "locked": false, "schema_version": 3, "solution": true, "task": false}
 ### BEGIN SOLUTION
@@ -988,12 +903,10 @@ def keep_going(func: Callable[..., Any]) -> Callable[..., Any]:
 checks.ex03(keep_going)
 
 # %% [markdown] translates="bc69c0b95f8e48b7"
-# ## Quiz
+# ## 测验
 #
-# Each question shows itself in a cell; answer in the cell below it; the cell after that says
-# whether you are right. A right answer comes with the explanation; a wrong one with a hint
-# that does not give the answer away (`quiz.explain("q01")` shows the explanation of q01 at
-# any time, if you would rather read it).
+# 每道题会在一个单元格中显示；在它下面的单元格里作答；再下一个单元格会告诉你是否答对。
+# 答对了会附上解释；答错了会给出提示，但不会泄露答案（如果你更想直接读解释，`quiz.explain("q01")` 随时可以显示 q01 的解释）。
 
 # %% nbgrader={"grade": false, "grade_id": "q01_question", "locked": true, "schema_version": 3, "solution": false, "task": false}
 quiz = load_quiz("ch01_core_mechanics")
@@ -1065,21 +978,14 @@ def schedule(background_tasks, log):
 quiz.check("q06", schedule)
 
 # %% [markdown] translates="65cbc0d851193b8a"
-# ## Summary
+# ## 小结
 #
-# - A background task runs in the same process, after the server has sent the whole response:
-#   the client is never made to wait for it (section 1).
-# - The tasks of one request run strictly one after another, in the order added; the tasks of
-#   different requests run at the same time (sections 2 and 3).
-# - `def` tasks run on AnyIO's worker threads; `async def` tasks run on the event loop and must
-#   not block it (section 4).
-# - Declare `background_tasks: BackgroundTasks` wherever you need it: the endpoint and its
-#   dependencies share one object per request (section 5).
-# - `TestClient` and `ASGITransport` return after the tasks: good for testing what a task did,
-#   blind to when (section 6).
-# - A task that raises skips the request's later tasks and is reported only in the server log
-#   (section 7).
-# - In a notebook, run the server on a thread of its own; `nest_asyncio` lets `asyncio.run` nest,
-#   but does not make `uvicorn.run` work in a cell (section 8).
+# - 后台任务在同一个进程中、在服务器发完整个响应之后运行：客户端永远不必等它（第 1 节）。
+# - 同一个请求的任务严格按添加顺序依次运行；不同请求的任务同时运行（第 2、3 节）。
+# - `def` 任务运行在 AnyIO 的工作线程上；`async def` 任务运行在事件循环上，绝不能阻塞它（第 4 节）。
+# - 在任何需要的地方声明 `background_tasks: BackgroundTasks` 即可：端点和它的依赖项在每个请求中共享同一个对象（第 5 节）。
+# - `TestClient` 和 `ASGITransport` 在任务完成之后才返回：适合测试任务做了什么，却看不出任务何时做（第 6 节）。
+# - 抛出异常的任务会让该请求后面的任务被跳过，而且只在服务器日志里留下记录（第 7 节）。
+# - 在 notebook 中，把服务器放在单独的线程上运行；`nest_asyncio` 能让 `asyncio.run` 嵌套运行，但不能让 `uvicorn.run` 在单元格里工作（第 8 节）。
 #
-# Next: chapter 2 builds a registration endpoint that sends a real welcome e-mail.
+# 下一章：第 2 章构建一个发送真实欢迎邮件的注册端点。

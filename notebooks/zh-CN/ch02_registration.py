@@ -17,30 +17,26 @@
 # ---
 
 # %% [markdown] translates="0eac2963519593e7"
-# # Chapter 2: A production example: registration and a welcome e-mail
+# # 第 2 章：生产环境示例：用户注册与欢迎邮件
 #
-# Chapter 1 showed when, where and in which order background tasks run. This chapter puts them
-# to work in the classic case: a user registers, the API answers at once, and a welcome e-mail
-# goes out after the response. Everything is real: a uvicorn server, an SMTP server, real
-# password hashes, real e-mails that you can read in the notebook. Run the cells from top to
-# bottom; each statement of fact is followed by a cell that proves it.
+# 第 1 章讲了后台任务（background task）何时、在哪里、以什么顺序运行。本章把它们用在最经典的场景里：
+# 用户注册，API 立即返回，欢迎邮件在响应（response）之后发出。
+# 一切都是真实的：uvicorn 服务器、SMTP 服务器、真实的密码哈希，以及可以直接在 notebook 里阅读的真实邮件。
+# 请从上到下运行各个单元格；每条事实陈述后面都跟着一个证明单元格（proof cell）。
 #
-# **You will learn**
+# **你将学到**
 #
-# - to run a real SMTP server inside a notebook and read the messages it receives;
-# - to build `POST /register`: a Pydantic model with an `EmailStr`, `201 Created`, and a
-#   response model that never returns the password;
-# - to store a password hash (argon2, through `pwdlib`), never the password;
-# - to send the welcome e-mail from a background task with `aiosmtplib`, and why the blocking
-#   `smtplib` belongs in a `def` task, never in an `async def` one;
-# - what the `422` answers to bad input say, and when to answer `409 Conflict`;
-# - what happens when the mail server is down or slow (the client has its `201` anyway), and
-#   how to make the task log, time out and retry.
+# - 在 notebook 里运行一个真实的 SMTP 服务器，并读取它收到的邮件；
+# - 构建 `POST /register` 端点（endpoint）：带 `EmailStr` 的 Pydantic 模型、`201 Created`，以及一个绝不返回密码的响应模型；
+# - 存储密码的哈希（argon2，通过 `pwdlib`），而不是密码本身；
+# - 在后台任务中用 `aiosmtplib` 发送欢迎邮件，以及为什么阻塞（blocking）的 `smtplib` 只能放在 `def` 任务里，绝不能放进 `async def` 任务；
+# - 针对错误输入返回的 `422` 说明了什么，以及何时该返回 `409 Conflict`；
+# - 邮件服务器宕机或变慢时会发生什么（客户端照样拿到它的 `201`），以及如何让任务记录日志、设置超时（timeout）并重试（retry）。
 
 # %% [markdown] translates="bf7beaa764a64a98"
-# ## 0. Set-up: the versions, and the course's helpers
+# ## 0. 准备：版本与课程的辅助工具
 #
-# The cell prints the versions this chapter was proved on, and says so if yours differ.
+# 下面的单元格打印本章验证时所用的版本；如果你的版本不同，它会指出来。
 
 # %%
 import asyncio
@@ -81,13 +77,11 @@ for package, pinned in PINNED.items():
 print(f"{'python':16} {platform.python_version()}")
 
 # %% [markdown] translates="4782379d7fba2353"
-# Besides `serve(app)`, `Timeline` and `capture_logs` from chapter 1, this chapter uses
-# `smtp_server()`: a `with` block that runs a real SMTP server (aiosmtpd's) on `127.0.0.1` and a
-# free port, in a thread of its own. It gives you an object with the server's `host` and `port`,
-# the `messages` it received (parsed by Python's `email` package), and `wait_for(count)`, which
-# waits until that many messages have arrived. `smtp_server(delay=0.5)` makes it wait half a
-# second before it greets each client (a slow server); `smtp_server(refuse=2)` turns the next two
-# clients away with `421 Service not available` (a server that is not taking mail right now).
+# 除了第 1 章的 `serve(app)`、`Timeline` 和 `capture_logs`，本章还用到 `smtp_server()`：
+# 一个 `with` 块，在单独的线程里运行一个真实的 SMTP 服务器（aiosmtpd 提供），监听 `127.0.0.1` 上的一个空闲端口。
+# 它给你一个对象，其中有服务器的 `host` 和 `port`、它收到的 `messages`（由 Python 的 `email` 包解析），以及 `wait_for(count)`：一直等到收到这么多封邮件为止。
+# `smtp_server(delay=0.5)` 让服务器在向每个客户端发出问候语之前先等半秒（一个慢速服务器）；
+# `smtp_server(refuse=2)` 以 `421 Service not available` 拒绝接下来的两个客户端（一个暂时不收邮件的服务器）。
 
 # %%
 import aiosmtplib
@@ -102,11 +96,10 @@ from tqdm.auto import tqdm
 from bgcourse import RaceWindow, Timeline, TimelineMiddleware, capture_logs, load_quiz, serve, smtp_server
 
 # %% [markdown] translates="49937e9178dea399"
-# ## 1. A real mail server in the notebook
+# ## 1. notebook 里的真实邮件服务器
 #
-# **Fact 1.1.** `smtp_server()` speaks SMTP: the standard library's `smtplib` connects, is
-# greeted with `220`, sends a message and the server receives it. When the block ends, the
-# server's thread has ended and its port refuses connections.
+# **事实 1.1**：`smtp_server()` 说的是真正的 SMTP：标准库的 `smtplib` 连接上去，收到 `220` 问候语，发送一封邮件，服务器收到了它。
+# `with` 块结束时，服务器线程已经结束，它的端口会拒绝连接。
 
 # %%
 note = EmailMessage()
@@ -139,13 +132,11 @@ assert received[0]["Subject"] == "Is anybody there?"
 assert afterwards == "connection refused" and threads_left == []
 
 # %% [markdown] translates="127c5779813da6f2"
-# ## 2. The welcome e-mail
+# ## 2. 欢迎邮件
 #
-# The e-mail is built with Python's `email` package and sent with `aiosmtplib`, an SMTP client
-# for asyncio: `await aiosmtplib.send(...)` connects, holds the whole SMTP conversation and hands
-# the message over, and while it waits for the server the event loop is free for other work
-# (section 4 measures that). Where the mail server is comes from a small settings object; a real
-# app would read it from its environment.
+# 邮件用 Python 的 `email` 包构建，用 `aiosmtplib` 发送。`aiosmtplib` 是面向 asyncio 的 SMTP 客户端：
+# `await aiosmtplib.send(...)` 负责建立连接、完成整个 SMTP 交互并把邮件交出去；在它等待服务器的时候，事件循环（event loop）可以去做别的工作（第 4 节会测量这一点）。
+# 邮件服务器的地址来自一个小小的配置对象；真实的应用会从环境中读取它。
 
 # %%
 @dataclass
@@ -173,8 +164,7 @@ async def send_welcome_email(address: str, username: str) -> None:
 
 
 # %% [markdown] translates="5b735bc7a2da4c83"
-# **Fact 2.1.** Awaited in a cell, `send_welcome_email` delivers a real message; here it is as
-# the mail server received it, headers and body.
+# **事实 2.1**：在单元格里 await `send_welcome_email`，会投递一封真实的邮件；下面就是邮件服务器收到的样子，包括邮件头和正文。
 
 # %%
 with smtp_server() as mail:
@@ -188,23 +178,19 @@ assert welcome["Subject"] == "Welcome to Example, ada!"
 assert welcome.get_content().startswith("Hello ada,")
 
 # %% [markdown] translates="f19d4126a68666d3"
-# ## 3. The registration endpoint
+# ## 3. 注册端点
 #
-# Three models, three jobs:
+# 三个模型，三种职责：
 #
-# - `Registration` is what a client sends. Pydantic checks it before the endpoint runs: a
-#   username of 3 to 20 lower-case letters, digits or underscores, an e-mail address (`EmailStr`
-#   asks the `email-validator` package) and a password of at least 8 characters. The password is
-#   a `SecretStr`, so printing or logging the model shows `**********`.
-# - `UserOut` is what the API sends back. Declared as the endpoint's `response_model`, it filters
-#   the answer: whatever the endpoint returns, only `username` and `email` leave the server.
-# - `StoredUser` is what the app keeps: a hash of the password, never the password.
+# - `Registration` 是客户端在请求（request）中发来的内容。Pydantic 在端点运行之前就检查它：用户名为 3 到 20 个小写字母、数字或下划线；
+#   一个电子邮件地址（`EmailStr` 交给 `email-validator` 包校验）；以及至少 8 个字符的密码。
+#   密码是 `SecretStr`，所以打印模型或把它写进日志时，显示的是 `**********`。
+# - `UserOut` 是 API 返回的内容。把它声明为端点的 `response_model`，它就会过滤响应：无论端点返回什么，离开服务器的只有 `username` 和 `email`。
+# - `StoredUser` 是应用保存的内容：密码的哈希，而不是密码本身。
 #
-# The hash comes from `pwdlib`: `PasswordHash.recommended()` hashes with argon2id, a
-# deliberately slow, memory-hard function, and `verify()` checks a password against a hash.
-# Users live in a dictionary for now (chapter 3 brings a database); `create_app()` makes a new
-# app with an empty one, so every experiment starts fresh. (Its `users` and `users_lock`
-# parameters are for Fact 5.4, which watches the check-and-insert and takes the lock away.)
+# 哈希由 `pwdlib` 计算：`PasswordHash.recommended()` 用 argon2id 做哈希，这是一个刻意设计得很慢、而且需要大量内存的函数；`verify()` 用哈希校验密码。
+# 目前用户存放在一个字典里（第 3 章会引入数据库）；`create_app()` 每次都创建一个带空字典的新应用，所以每个实验都从头开始。
+# （它的 `users` 和 `users_lock` 参数是给事实 5.4 用的：那里要观察“检查后插入”的过程，并把锁拿掉。）
 
 # %%
 class Registration(BaseModel):
@@ -242,7 +228,7 @@ def create_app(
     @app.post("/register", status_code=status.HTTP_201_CREATED, response_model=UserOut)
     def register(registration: Registration, background_tasks: BackgroundTasks) -> StoredUser:
         hashed = password_hash.hash(registration.password.get_secret_value())
-        with users_lock:  # check and insert as one step: two requests may race for the same name (Fact 5.4)
+        with users_lock:  # 检查与插入作为一步完成：两个请求可能争抢同一个用户名（事实 5.4）
             if registration.username in users:
                 raise HTTPException(status.HTTP_409_CONFLICT, f"the username {registration.username!r} is taken")
             user = users[registration.username] = StoredUser(registration.username, registration.email, hashed)
@@ -257,9 +243,8 @@ def create_app(
 
 
 # %% [markdown] translates="17852386d808ecb2"
-# **Fact 3.1.** `POST /register` answers `201 Created` with the username and the e-mail
-# address only. The password is neither in the answer nor in the stored record; the record holds
-# an argon2id hash, which verifies the right password and rejects a wrong one.
+# **事实 3.1**：`POST /register` 返回 `201 Created`，只带用户名和电子邮件地址。
+# 密码既不在响应里，也不在存储的记录里；记录里保存的是 argon2id 哈希，它能验证正确的密码，拒绝错误的密码。
 
 # %%
 ADA = {"username": "ada", "email": "ada@example.com", "password": "correct horse battery staple"}
@@ -284,18 +269,14 @@ assert ADA["password"] not in response.text and ADA["password"] not in repr(stor
 assert right and not wrong
 
 # %% [markdown] translates="3274113e3624099a"
-# Hashing is slow on purpose, to make guessing passwords expensive. That is why `register` is a
-# plain `def`: FastAPI runs a `def` endpoint on a worker thread, as Starlette does for a `def`
-# task. Written as `async def`, the same hash would run on the event loop, and every other
-# request would wait for it.
+# 哈希运算故意做得很慢，好让猜密码的代价变得高昂。这就是 `register` 写成普通 `def` 的原因：
+# FastAPI 在工作线程（worker thread）上运行 `def` 端点，就像 Starlette 对待 `def` 任务一样。
+# 如果写成 `async def`，同样的哈希就会在事件循环上运行，其他每个请求都得等它。
 #
-# **Fact 3.2.** One argon2id hash takes a noticeable fraction of a second. Send three
-# registrations at once, and a health check as soon as the first hash has begun. When the hashes
-# run in a `def` endpoint, the health check is answered while they are still running. When they
-# run in an `async def` endpoint, the server does not even read it until the hash that was
-# running when it was sent has ended, and it may wait longer still: the registrations that reached the
-# loop before it hash first, one after another. While a hash runs there, the event loop answers
-# nothing.
+# **事实 3.2**：一次 argon2id 哈希就要花上零点几秒，足以察觉。同时发送三个注册请求，并在第一个哈希开始后立即发送一个健康检查。
+# 如果哈希在 `def` 端点里运行，健康检查会在哈希仍在运行时得到响应。
+# 如果哈希在 `async def` 端点里运行，服务器要等到健康检查发出时正在运行的那个哈希结束之后，才会去读取这个健康检查，甚至可能等得更久：
+# 比它先到达事件循环的注册请求会先依次做完哈希。哈希在事件循环上运行期间，事件循环对什么都不作响应。
 
 # %%
 started = time.perf_counter()
@@ -324,7 +305,7 @@ def hash_in_def(n: int) -> dict[str, bool]:
 
 @hash_app.post("/hash-in-async-def/{n}")
 async def hash_in_async_def(n: int) -> dict[str, bool]:
-    hash_a_password(f"async def hash {n}")  # blocks the event loop while it runs
+    hash_a_password(f"async def hash {n}")  # 运行期间阻塞事件循环
     return {"hashed": True}
 
 
@@ -338,7 +319,7 @@ async def health_check_during(client: httpx.AsyncClient, kind: str) -> None:
     first_hash_began.clear()
 
     async def health_check() -> None:
-        # Wait for the event (in a thread, so that this loop keeps sending), not for a guessed time.
+        # 等待这个事件（在线程里等，好让本事件循环继续发送请求），而不是等一个猜测的时长。
         assert await asyncio.to_thread(first_hash_began.wait, 30), "no hash began within 30 s"
         await timeline.arequest(client, "GET", "/health", lane=f"health, {kind}")
 
@@ -362,13 +343,13 @@ def health(kind: str, what: str) -> float:
     return timeline.at(f"health, {kind}", what)
 
 
-# def: a hash began before the health check arrived and ended after it was answered.
+# def：有一个哈希在健康检查到达之前开始，在它得到响应之后才结束。
 def_hashes_around_it = [
     (start, end)
     for start, end in hash_spans("def")
     if start < health("def", "request received") and health("def", "response sent") < end
 ]
-# async def: the hash that ran when the health check was sent; the loop takes the check up after it.
+# async def：健康检查发出时正在运行的那个哈希；事件循环在它结束之后才处理健康检查。
 running_when_sent = [
     (start, end) for start, end in hash_spans("async def") if start < health("async def", "request sent") < end
 ]
@@ -387,11 +368,9 @@ assert def_hashes_around_it, "a def endpoint hashes on a worker thread: the loop
 assert health("async def", "request received") > async_hash_when_sent[1], "the hash held the event loop"
 
 # %% [markdown] translates="60a65de303240918"
-# Now the e-mail. The endpoint only *adds* the task; Starlette runs it after the response.
+# 现在来看邮件。端点只是*添加*任务；Starlette 在响应之后运行它。
 #
-# **Fact 3.3.** With a mail server that takes 0.5 s to greet, the client has its `201` before
-# the welcome e-mail is delivered; when the client has its answer, the mail server has received
-# nothing yet.
+# **事实 3.3**：邮件服务器需要 0.5 s 才发出问候语时，客户端在欢迎邮件投递之前就拿到了它的 `201`；客户端拿到响应的时候，邮件服务器还什么都没收到。
 
 # %%
 timeline = Timeline()
@@ -417,23 +396,18 @@ assert answered < delivered
 timeline.plot("POST /register: the 201 first, the welcome e-mail after")
 
 # %% [markdown] translates="a54aec2bd4b4193c"
-# The blue bar is the request, most of it spent hashing the password; the purple triangle on its
-# bottom edge marks the moment the server sent the `201`. The orange bar is the e-mail task: it starts as the response
-# leaves, on the event loop's thread (`uvicorn-<port>`), and spends about half a second waiting
-# for the slow mail server to greet it.
+# 蓝色条是请求，大部分时间花在密码哈希上；它下边缘的紫色三角形标出服务器发出 `201` 的时刻。
+# 橙色条是邮件任务：它在响应离开时开始，运行在事件循环的线程（`uvicorn-<port>`）上，大约有半秒时间在等待慢速邮件服务器发出问候语。
 
 # %% [markdown] translates="65cebf7d786d5bad"
-# ## 4. A blocking mail client must not sit in an `async def` task
+# ## 4. 阻塞的邮件客户端不能放在 `async def` 任务里
 #
-# `smtplib`, the standard library's client, blocks: while it waits for the mail server, the
-# thread that called it can do nothing else. In a `def` task that thread is a worker thread, and
-# the event loop carries on. In an `async def` task it is the event loop's own thread, and every
-# request waits.
+# 标准库的客户端 `smtplib` 是阻塞的：它等待邮件服务器时，调用它的线程什么也做不了。
+# 在 `def` 任务中，这个线程是工作线程，事件循环照常运转。在 `async def` 任务中，它就是事件循环自己的线程，所有请求都得等着。
 #
-# **Fact 4.1.** With a mail server that takes 0.5 s to greet, a health check sent while the
-# welcome e-mail is on its way is answered before the e-mail task ends when the task uses
-# `aiosmtplib` in `async def` or `smtplib` in `def`, and only after the task has ended when it
-# uses `smtplib` in `async def`. All three deliver the e-mail.
+# **事实 4.1**：邮件服务器需要 0.5 s 才发出问候语时，看欢迎邮件发送途中发出的健康检查：
+# 如果任务在 `async def` 中使用 `aiosmtplib`，或在 `def` 中使用 `smtplib`，健康检查会在邮件任务结束之前得到响应；
+# 如果任务在 `async def` 中使用 `smtplib`，健康检查要等任务结束之后才得到响应。三种写法都能投递邮件。
 
 # %%
 def send_welcome_email_with_smtplib(address: str, username: str) -> None:
@@ -461,8 +435,8 @@ for name, task in tqdm(variants.items(), desc="a mail server and an app for each
     with smtp_server(delay=0.5) as mail:
         mail_settings.port = mail.port
         with serve(app) as url, httpx.Client(base_url=url) as client, httpx.Client(base_url=url) as other_client:
-            client.post("/register", json=ADA)  # answered at once; the task starts right after
-            timeline.request(other_client, "GET", "/health", lane=f"{name}: health")  # another client
+            client.post("/register", json=ADA)  # 立即得到响应；任务随后马上开始
+            timeline.request(other_client, "GET", "/health", lane=f"{name}: health")  # 另一个客户端
         delivered_count[name] = len(mail.messages)
 
 health_answered = {name: timeline.at(f"{name}: health", "response sent") for name in variants}
@@ -482,28 +456,23 @@ assert health_answered["smtplib in async def"] > task_ended["smtplib in async de
 )
 
 # %% [markdown] translates="53a502ac03d0999c"
-# So: `aiosmtplib` (or any async client) in an `async def` task, or a blocking client in a `def`
-# task. Never a blocking call in an `async def` task.
+# 结论：在 `async def` 任务里用 `aiosmtplib`（或任何异步客户端），或者在 `def` 任务里用阻塞客户端。绝不要在 `async def` 任务里做阻塞调用。
 
 # %% [markdown] translates="e27cb367eb7f1a7f"
-# ## 5. Bad input: `422`, and `409` for a taken username
+# ## 5. 错误输入：`422`，以及用户名被占用时的 `409`
 #
-# FastAPI validates the body against `Registration` before `register` runs. When validation
-# fails, the client gets `422 Unprocessable Content` with a list of errors, and nothing is stored
-# or sent. Each error has:
+# FastAPI 在 `register` 运行之前，先按 `Registration` 校验请求体。
+# 校验失败时，客户端得到 `422 Unprocessable Content` 和一个错误列表，什么都不会被存储或发送。每个错误包含：
 #
-# - `type`: a machine-readable name for the rule that failed (`missing`, `string_too_long`,
-#   ...), the thing for a client to test;
-# - `loc`: where: `["body", "email"]` is the field `email` of the JSON body;
-# - `msg`: a sentence for people;
-# - `input`: the value that failed (for a missing field: the object it is missing from);
-# - `ctx`, for some rules: the rule's parameters, such as `max_length`.
+# - `type`：所违反规则的机器可读名称（`missing`、`string_too_long`……），客户端应当判断的正是它；
+# - `loc`：出错的位置：`["body", "email"]` 表示 JSON 请求体中的 `email` 字段；
+# - `msg`：给人看的一句说明；
+# - `input`：未通过校验的值（对缺失的字段而言：缺少该字段的那个对象）；
+# - `ctx`（部分规则才有）：规则的参数，比如 `max_length`。
 #
-# **Fact 5.1.** An invalid e-mail address, a missing field, an over-long username and a number
-# where a string belongs each get a `422` with one error that names the field and the rule;
-# nothing is stored and no e-mail is sent. The e-mail error's `msg` ends with what
-# `email-validator` itself says about the address ("It should have a period"), and its `type` is
-# the generic `value_error`.
+# **事实 5.1**：无效的电子邮件地址、缺失的字段、过长的用户名、该传字符串却传了数字，这几种情况各得到一个 `422`，其中只有一个错误，指明字段和规则；
+# 什么都不会被存储，也不会发送邮件。
+# 电子邮件错误的 `msg` 以 `email-validator` 自己对该地址的说法结尾（“It should have a period”），它的 `type` 是通用的 `value_error`。
 
 # %%
 bad_bodies = {
@@ -543,19 +512,14 @@ assert answers["invalid e-mail"].json()["detail"][0]["msg"].endswith(validator_s
 assert "It should have a period" in validator_says
 
 # %% [markdown] translates="151e4efe5624f6d5"
-# As the `type` of the e-mail error is the generic `value_error`, a client that wants to tell
-# e-mail errors apart looks at `loc`.
+# 由于电子邮件错误的 `type` 是通用的 `value_error`，想区分电子邮件错误的客户端要看 `loc`。
 #
-# Note the `input` field: the `422` repeats what the client sent. For the client that sent it,
-# that is harmless. For your logs it is not.
+# 注意 `input` 字段：`422` 会把客户端发来的内容原样复述一遍。对发送它的客户端来说，这无害。对你的日志来说则不然。
 #
-# **Fact 5.2.** When a field is missing, `input` holds the whole body, password included; when
-# the password is too short, `input` is the password. `SecretStr` does not help here. Pydantic
-# does make the `SecretStr` first and checks the length rule on it, after validation (so the
-# message for the short password speaks of "items after validation", not characters: Pydantic
-# 2.14's wording for a length rule on a `SecretStr`); but the error's `input` is what the client
-# sent, the plain string. The cell shows the order with a `SecretStr` subclass that notes every
-# one that is made.
+# **事实 5.2**：缺少字段时，`input` 装着整个请求体，密码也在其中；密码太短时，`input` 就是密码本身。`SecretStr` 在这里帮不上忙。
+# Pydantic 确实会先创建 `SecretStr`，再在校验之后对它检查长度规则
+# （所以短密码的消息说的是 “items after validation”，而不是字符：这是 Pydantic 2.14 对 `SecretStr` 上长度规则的措辞）；
+# 但错误的 `input` 是客户端发来的原始内容，即普通字符串。单元格用一个 `SecretStr` 子类来展示这个顺序，它会记下每一个被创建的实例。
 
 # %%
 with serve(create_app()) as url, httpx.Client(base_url=url) as client:
@@ -594,15 +558,12 @@ print(f"the error's input: {rejected['input']!r}, a {type(rejected['input']).__n
 assert secrets_made == ["hunter2"] and type(rejected["input"]) is str
 
 # %% [markdown] translates="9abd3c0f61039ee3"
-# So never log `422` bodies (or request bodies) of an endpoint that takes a password, and keep
-# logging the validated model: its `SecretStr` prints as stars.
+# 所以，对于接收密码的端点，绝不要把 `422` 的响应体（或请求体）写进日志；要记录，就记录校验后的模型：它的 `SecretStr` 会打印成星号。
 #
-# A duplicate username is not a validation error: the body is fine, but it conflicts with the
-# state of the server. The answer for that is `409 Conflict`, with a message that says what
-# conflicts.
+# 重复的用户名不是校验错误：请求体本身没问题，但它与服务器的状态相冲突。
+# 这时应返回 `409 Conflict`，并附上说明冲突内容的消息。
 #
-# **Fact 5.3.** A second registration of `ada` (another e-mail, another password) gets `409`
-# with the reason. The first record is unchanged, and only one welcome e-mail is sent.
+# **事实 5.3**：再次注册 `ada`（换一个电子邮件地址、换一个密码）会得到带原因的 `409`。第一条记录保持不变，而且只发出一封欢迎邮件。
 
 # %%
 app = create_app()
@@ -625,24 +586,18 @@ assert stored.email == "ada@example.com" and first_password_verifies
 assert [message["To"] for message in welcomes] == ["ada@example.com"]
 
 # %% [markdown] translates="30b31cd905c7a601"
-# Those two requests came one after the other. Requests can also come at the same moment:
-# `register` is a `def` endpoint, so each request runs on a worker thread of its own, and a thread
-# can check that `ada` is free while another is between its own check and its insert. That is why
-# `register` checks and inserts under a lock: a thread that holds it finishes its check and its
-# insert before another thread may check.
+# 上面那两个请求是一前一后到达的。请求也可能在同一时刻到达：`register` 是 `def` 端点，所以每个请求都在各自的工作线程上运行；
+# 当一个线程检查 `ada` 是否空闲时，另一个线程可能正处在它自己的检查和插入之间。
+# 这就是 `register` 要在锁内完成检查和插入的原因：持有锁的线程做完检查和插入之后，其他线程才能检查。
 #
-# Waiting for two requests to meet in that window of microseconds by luck would prove nothing.
-# `RaceWindow(n)`, from the course's helpers, makes them meet: the app gets its dictionary
-# (`window.store()`), whose `in` holds each request after its check until each of the other
-# requests has checked too or is waiting for the lock, and its lock (`window.guard(lock)`, or
-# `window.guard(None)` for no lock at all).
+# 指望两个请求凭运气在那几微秒的窗口里相遇，什么也证明不了。课程辅助工具里的 `RaceWindow(n)` 会让它们必然相遇：
+# 应用从它那里拿到字典（`window.store()`），字典的 `in` 会在每个请求检查之后把它拦住，直到其他每个请求也都检查过、或者正在等锁；
+# 应用还从它那里拿到锁（`window.guard(lock)`，或者 `window.guard(None)`，表示完全不加锁）。
 #
-# **Fact 5.4.** Four registrations of `ada` at the same moment, each with its own e-mail address
-# and password, each held between its check and its insert as long as the others need to catch
-# up. With the lock, one check finds the name free: one `201` and three `409`s, one welcome
-# e-mail, and the stored record is the winner's. Without the lock, all four checks find the name
-# free: four `201`s and four welcome e-mails, but only one record, the last one written. Three
-# clients were told that their account exists, and their passwords do not open it.
+# **事实 5.4**：同一时刻有四个 `ada` 的注册请求，各带自己的电子邮件地址和密码，每个都在检查和插入之间被拦住，直到其他请求赶上来。
+# 有锁时，只有一次检查发现用户名空闲：一个 `201` 和三个 `409`，一封欢迎邮件，存储的记录属于胜出者。
+# 没有锁时，四次检查都发现用户名空闲：四个 `201` 和四封欢迎邮件，却只有一条记录，即最后写入的那条。
+# 有三个客户端被告知账户已经建好，而它们的密码打不开这个账户。
 
 # %%
 RACERS = 4
@@ -654,7 +609,7 @@ for case, lock in (("with the lock", threading.Lock()), ("without a lock", None)
     app = create_app(users=window.store(), users_lock=window.guard(lock))
     with smtp_server() as mail:
         mail_settings.port = mail.port
-        with serve(app) as url:  # when the block ends, the server has run every task it had
+        with serve(app) as url:  # with 块结束时，服务器已经运行完它的所有任务
             async with httpx.AsyncClient(base_url=url, timeout=60) as client:
                 answers = await asyncio.gather(*(client.post("/register", json=body) for body in racing_bodies))
         welcomes = mail.messages
@@ -683,21 +638,18 @@ assert unlocked["welcomes"] == RACERS and unlocked["records"] == 1
 assert len(unlocked["winners"]) == RACERS and unlocked["opens it"] == [unlocked["stored"]]
 
 # %% [markdown] translates="fb3a4541818905d0"
-# ## 6. When the mail server is down or slow
+# ## 6. 邮件服务器宕机或变慢时
 #
-# The task runs after the response. Whatever happens to it, the client has already been told
-# `201 Created`.
+# 任务在响应之后运行。无论任务发生什么，客户端都已经被告知 `201 Created`。
 #
-# **Fact 6.1.** With the mail server down (nothing listens on its port), registration still
-# answers `201` (an exception in the endpoint would have made it a `500`), the user is stored,
-# and the task fails with `aiosmtplib.SMTPConnectError`. The only trace is the server's log:
-# uvicorn's `Exception in ASGI application` and a traceback, which does not say which user went
-# without an e-mail.
+# **事实 6.1**：邮件服务器宕机（它的端口上没有任何程序监听）时，注册照样返回 `201`（如果异常发生在端点里，响应就会变成 `500`），用户已被存储，
+# 而任务以 `aiosmtplib.SMTPConnectError` 失败。唯一的痕迹在服务器日志里：
+# uvicorn 的 `Exception in ASGI application` 和一段回溯（traceback），而回溯并不说明是哪个用户没收到邮件。
 
 # %%
 with smtp_server() as stopped:
     pass
-mail_settings.port = stopped.port  # the server has stopped: nothing listens on this port
+mail_settings.port = stopped.port  # 服务器已停止：这个端口上没有任何程序监听
 
 
 def show(records: list[logging.LogRecord]) -> None:
@@ -722,18 +674,15 @@ assert server_log[0].exc_info is not None and isinstance(server_log[0].exc_info[
 assert "ada" not in server_log[0].getMessage() + "".join(traceback.format_exception(*server_log[0].exc_info))
 
 # %% [markdown] translates="7b776eadc92cf412"
-# A slow mail server is worse in a quieter way: the task simply waits. How long depends on the
-# client's timeout.
+# 慢速邮件服务器的危害更隐蔽：任务只是干等。要等多久，取决于客户端的超时设置。
 #
-# **Fact 6.2.** `aiosmtplib.send` has a default timeout of 60 s, and `smtplib` has none (its
-# default is the socket default, `None`: wait for ever). Against a mail server that takes 1 s to
-# greet, the default `aiosmtplib.send` waits the whole second and delivers; with `timeout=0.3`
-# it gives up after 0.3 s, before the greeting, with `SMTPConnectTimeoutError`. `smtplib` with
-# `timeout=0.3` gives up as fast, but reports it as `SMTPServerDisconnected`, which is *not* a
-# `TimeoutError`. That is the slow greeting. A connection that cannot be made in time at all
-# (a firewall that drops the packets) ends differently: `smtplib` connects with
-# `socket.create_connection` (in `smtplib.SMTP._get_socket`), whose timeout is a plain
-# `TimeoutError`. Remember both when you choose which errors to retry.
+# **事实 6.2**：`aiosmtplib.send` 的默认超时是 60 s，而 `smtplib` 没有超时（它的默认值是 socket 的默认值 `None`：永远等下去）。
+# 面对一个需要 1 s 才发出问候语的邮件服务器，默认的 `aiosmtplib.send` 会等满这一秒并投递成功；
+# 设置 `timeout=0.3` 时，它在 0.3 s 后放弃，此时还没等到问候语，抛出 `SMTPConnectTimeoutError`。
+# `smtplib` 设置 `timeout=0.3` 时放弃得同样快，但报告的是 `SMTPServerDisconnected`，它*不是* `TimeoutError`。这是问候语太慢的情况。
+# 根本无法及时建立的连接（比如防火墙丢弃了数据包）则以另一种方式结束：
+# `smtplib` 用 `socket.create_connection` 建立连接（在 `smtplib.SMTP._get_socket` 中），它的超时抛出的是普通的 `TimeoutError`。
+# 选择重试哪些错误时，这两种情况都要记住。
 
 # %%
 aiosmtplib_default = inspect.signature(aiosmtplib.send).parameters["timeout"].default
@@ -769,32 +718,29 @@ assert outcomes["aiosmtplib, default timeout"][0] == "delivered" and outcomes["a
 assert outcomes["aiosmtplib, timeout=0.3"][0].startswith("SMTPConnectTimeoutError")
 assert outcomes["smtplib, timeout=0.3"][0].startswith("SMTPServerDisconnected")
 assert not issubclass(smtplib.SMTPServerDisconnected, TimeoutError)
-# Each timed-out attempt waited its 0.3 s, and gave up well before the default one got its greeting.
+# 每次超时的尝试都等满了 0.3 s，并且远在使用默认超时的那次尝试收到问候语之前就放弃了。
 for how in ("aiosmtplib, timeout=0.3", "smtplib, timeout=0.3"):
     assert 0.25 < outcomes[how][1] < outcomes["aiosmtplib, default timeout"][1], (how, outcomes[how])
-# How smtplib makes the connection itself, and what that call's timeout raises:
+# smtplib 自己如何建立连接，以及这个调用超时时抛出什么：
 connect_line = next(line.strip() for line in inspect.getsource(smtplib.SMTP._get_socket).splitlines()
                     if "create_connection" in line)
 print(f"smtplib.SMTP._get_socket: {connect_line}; socket.timeout is TimeoutError: {socket.timeout is TimeoutError}")
 assert connect_line.startswith("return socket.create_connection(") and socket.timeout is TimeoutError
 
 # %% [markdown] translates="e03bf46276bbc9aa"
-# The fix has three parts, each a few lines:
+# 修复分三部分，每部分只需几行：
 #
-# 1. **A timeout**, so that a hung mail server cannot hold the task for a minute or for ever.
-# 2. **Bounded retries** with `tenacity`, for the failures that often pass: a refused or timed-out
-#    connection, a `421`. `stop_after_attempt(3)` bounds them; `wait_exponential` spaces them
-#    out; `before_sleep_log` logs each retry; `reraise=True` raises the last real exception
-#    rather than tenacity's `RetryError`. (The waits here are tenths of a second so that the
-#    notebook is quick; in production they would be seconds.) Tenacity's `@retry` on an
-#    `async def` function gives back a coroutine function (the cell checks), to be awaited.
-# 3. **A log line with the traceback and the facts**: when the last attempt fails, the task logs
-#    which address did not get its e-mail (`logger.exception` adds the traceback) and returns,
-#    so that any task after it still runs (chapter 1, section 7).
+# 1. **超时**：让挂起的邮件服务器无法把任务拖住一分钟，甚至永远拖住。
+# 2. **有上限的重试**，用 `tenacity` 实现，针对那些往往会自行恢复的失败：被拒绝或超时的连接、`421`。
+#    `stop_after_attempt(3)` 限定次数；`wait_exponential` 按指数退避（exponential backoff）拉开间隔；`before_sleep_log` 记录每次重试；
+#    `reraise=True` 抛出最后一次真实的异常，而不是 tenacity 的 `RetryError`。
+#    （这里的等待时间只有十分之几秒，好让 notebook 跑得快；在生产环境中应该是若干秒。）
+#    tenacity 的 `@retry` 作用在 `async def` 函数上时，得到的仍是一个协程（coroutine）函数（单元格会检查这一点），需要 await。
+# 3. **一条带回溯和关键事实的日志**：最后一次尝试失败时，任务记录下哪个地址没收到邮件（`logger.exception` 会附上回溯），然后返回，
+#    这样它后面的任务照样运行（第 1 章第 7 节）。
 #
-# **Fact 6.3.** With the fixed task and a mail server that refuses the first two connections with
-# `421`, the client gets its `201`, and the e-mail arrives on the third attempt, after two logged
-# retries. uvicorn logs nothing.
+# **事实 6.3**：使用修复后的任务，面对一个以 `421` 拒绝前两次连接的邮件服务器，客户端拿到它的 `201`，邮件在第三次尝试时送达，此前记录了两次重试。
+# uvicorn 什么都不记录。
 
 # %%
 log = logging.getLogger("registration")
@@ -804,9 +750,9 @@ MAIL_TIMEOUT_SECONDS = 2.0
 def may_pass(error: BaseException) -> bool:
     """Worth another attempt? By SMTP's reply code when there is one (4xx: try again later; 5xx:
     never), else if the connection failed or timed out."""
-    if isinstance(error, aiosmtplib.SMTPRecipientsRefused):  # one reply per refused recipient
+    if isinstance(error, aiosmtplib.SMTPRecipientsRefused):  # 每个被拒绝的收件人各有一条回复
         return all(400 <= refused.code < 500 for refused in error.recipients)
-    if isinstance(error, aiosmtplib.SMTPResponseException):  # a 554 greeting is one too
+    if isinstance(error, aiosmtplib.SMTPResponseException):  # 554 问候语也属于这一类
         return 400 <= error.code < 500
     return isinstance(error, (aiosmtplib.SMTPConnectError, aiosmtplib.SMTPTimeoutError, aiosmtplib.SMTPServerDisconnected))
 
@@ -814,7 +760,7 @@ def may_pass(error: BaseException) -> bool:
 
 @retry(
     stop=stop_after_attempt(3),
-    wait=wait_exponential(multiplier=0.1),  # 0.1 s, then 0.2 s
+    wait=wait_exponential(multiplier=0.1),  # 先 0.1 s，再 0.2 s
     retry=retry_if_exception(may_pass),
     before_sleep=before_sleep_log(log, logging.WARNING),
     reraise=True,
@@ -853,12 +799,11 @@ assert connections == 3 and delivered == 1
 assert [record.levelname for record in app_log] == ["WARNING", "WARNING"]
 
 # %% [markdown] translates="e989fe720c56dc9e"
-# **Fact 6.4.** With the mail server down, the fixed task tries three times, then logs one error
-# that names the address, with the traceback. The task did not raise, so uvicorn logs nothing;
-# the client got its `201` as before.
+# **事实 6.4**：邮件服务器宕机时，修复后的任务尝试三次，然后记录一条写明地址、附带回溯的错误。
+# 任务没有抛出异常，所以 uvicorn 什么都不记录；客户端和之前一样拿到了它的 `201`。
 
 # %%
-mail_settings.port = stopped.port  # nothing listens there: the mail server is down
+mail_settings.port = stopped.port  # 那里没有程序监听：邮件服务器宕机了
 response, server_log, app_log = register_ada()
 
 print(f"the client got {response.status_code}; uvicorn logged {len(server_log)} records; the app logged:")
@@ -870,34 +815,28 @@ assert [record.levelname for record in app_log] == ["WARNING", "WARNING", "ERROR
 assert "ada@example.com" in error.getMessage() and isinstance(error.exc_info[1], aiosmtplib.SMTPConnectError)
 
 # %% [markdown] translates="13ed7d2521df9216"
-# Three notes on the fix:
+# 关于这个修复，有三点说明：
 #
-# - Retry only what may pass. SMTP (RFC 5321) makes `4xx` replies temporary and `5xx` replies
-#   permanent (`550`: no such mailbox), so `may_pass` decides by the reply's code wherever there
-#   is one, not by the exception's class: aiosmtplib raises `SMTPConnectResponseError`, a
-#   subclass of `SMTPConnectError`, for a `421` greeting ("not now") and for a `554` one ("never
-#   here"), and `SMTPRecipientsRefused` for a `450` ("mailbox busy") as for a `550`. Fact 6.5
-#   shows both cases, and what a list of classes would have done.
-# - Retries make a task last longer: three attempts with 2-second timeouts, plus the waits, can
-#   take over 6 s. Keep the bounds tight; chapter 7 shows when a real task queue serves better.
-# - The user is stored and was told `201`, but has no e-mail, and only the log line says so.
-#   Something has to act on it: a "send the welcome e-mail again" button, or a flag in the user's
-#   record that a later job picks up. Chapter 3 meets the same question with a database.
+# - 只重试有可能恢复的错误。SMTP（RFC 5321）规定 `4xx` 回复是临时性的，`5xx` 回复是永久性的（`550`：邮箱不存在），
+#   所以只要有回复码，`may_pass` 就按回复码判断，而不是按异常的类：
+#   aiosmtplib 对 `421` 问候语（“现在不行”）和 `554` 问候语（“这里永远不行”）抛出的都是 `SMTPConnectResponseError`（`SMTPConnectError` 的子类），
+#   对 `450`（“邮箱忙”）和 `550` 抛出的都是 `SMTPRecipientsRefused`。事实 6.5 展示这两种情况，以及按异常类的列表来判断会怎样。
+# - 重试会让任务持续更久：三次尝试、每次 2 秒超时，再加上等待时间，可能超过 6 s。把上限设得紧一些；第 7 章会说明什么时候真正的任务队列更合适。
+# - 用户已被存储，也被告知了 `201`，却没有收到邮件，而只有那条日志记下了这件事。总得有什么来处理它：
+#   一个“重新发送欢迎邮件”的按钮，或者在用户记录里设一个标志，由之后的作业来处理。第 3 章会在数据库场景下遇到同样的问题。
 
 # %% [markdown] translates="57a70fe9ae53d773"
-# **Fact 6.5.** A mail server that greets with `554` is tried once, and one that answers `RCPT`
-# with `450` the first time is tried again and delivers. Retrying by class, on
-# `(SMTPConnectError, SMTPTimeoutError, SMTPServerDisconnected)`, would try the `554` server three
-# times and give up on the `450` at once.
+# **事实 6.5**：以 `554` 问候语应答的邮件服务器只尝试一次；第一次以 `450` 回复 `RCPT` 的服务器会被再次尝试，并投递成功。
+# 如果按异常类重试，即针对 `(SMTPConnectError, SMTPTimeoutError, SMTPServerDisconnected)`，就会对 `554` 服务器尝试三次，而对 `450` 立即放弃。
 
 # %%
 BY_CLASS = (aiosmtplib.SMTPConnectError, aiosmtplib.SMTPTimeoutError, aiosmtplib.SMTPServerDisconnected)
 deliver_by_class = retry(
     stop=stop_after_attempt(3), wait=wait_exponential(multiplier=0.1), retry=retry_if_exception_type(BY_CLASS),
     reraise=True,
-)(deliver.__wrapped__)  # the same delivery, retried by the exception's class
+)(deliver.__wrapped__)  # 同样的投递，改为按异常的类重试
 servers = {"554 greeting": {"refuse": 100, "refusal": "554 5.3.2 No mail accepted here"}, "450 on RCPT": {"busy_recipients": 1}}
-tried: dict[tuple[str, str], tuple[int, str]] = {}  # (server, policy) -> (connections, outcome)
+tried: dict[tuple[str, str], tuple[int, str]] = {}  # （服务器, 策略）-> （连接数, 结果）
 for server, behaviour in servers.items():
     for policy, send in (("may_pass", deliver), ("by class", deliver_by_class)):
         with capture_logs("registration"), smtp_server(**behaviour) as mail:
@@ -916,25 +855,21 @@ assert tried["450 on RCPT", "may_pass"] == (2, "delivered")
 assert tried["450 on RCPT", "by class"] == (1, "SMTPRecipientsRefused")
 
 # %% [markdown] translates="ce99e4970fb77c13"
-# ## Exercises
+# ## 练习（exercise）
 #
-# Each exercise has a code cell for your answer and a cell that checks it against a real server
-# and a real mail server. The reference solutions are in `solutions/ch02_registration/`; try
-# first, then compare.
+# 每道练习都有一个供你作答的代码单元格，以及一个用真实服务器和真实邮件服务器检查答案的单元格。
+# 参考答案在 `solutions/ch02_registration/` 中；先自己尝试，再对照。
 #
-# ### Exercise 2.1: an audit log that survives a mail outage
+# ### 练习 2.1：邮件故障中也不丢失的审计日志
 #
-# Write an app with `POST /register` that takes `{"username": ..., "email": ...}` (`username` a
-# `str`, `email` an `EmailStr`) and answers `201` with `{"username": <the username>}`. After the
-# response, two things happen in background tasks:
+# 编写一个应用，提供 `POST /register`：接收 `{"username": ..., "email": ...}`（`username` 为 `str`，`email` 为 `EmailStr`），返回 `201`，响应体为 `{"username": <the username>}`。
+# 响应之后，两件事在后台任务中完成：
 #
-# - an `async def` task sends a welcome e-mail to the address with `aiosmtplib`, to
-#   `settings.smtp_host` and `settings.smtp_port` (a `Settings` dataclass instance named
-#   `settings`; the check points it at its mail server), with `timeout=5`;
-# - a task appends `"registered <username>"` to the list `audit_log`.
+# - 一个 `async def` 任务用 `aiosmtplib` 向该地址发送欢迎邮件，发往 `settings.smtp_host` 和 `settings.smtp_port`
+#   （一个名为 `settings` 的 `Settings` dataclass 实例；检查单元格会让它指向自己的邮件服务器），并设置 `timeout=5`；
+# - 一个任务把 `"registered <username>"` 追加到列表 `audit_log`。
 #
-# The audit entry must be written after the response, and it must be written **even when the
-# mail server is down**. The check tries both.
+# 审计条目必须在响应之后写入，而且**即使邮件服务器宕机**也必须写入。检查单元格两种情况都会测试。
 
 # %% nbgrader={"grade": false, "grade_id": "ex01_answer", "locked": false, "schema_version": 3, "solution": true, "task": false}
 ### BEGIN SOLUTION
@@ -977,7 +912,7 @@ def audit(entry: str) -> None:
 
 @app.post("/register", status_code=status.HTTP_201_CREATED)
 async def register(new_user: NewUser, background_tasks: BackgroundTasks) -> dict[str, str]:
-    # The audit task goes first: if the e-mail task raises, the tasks after it are skipped.
+    # 审计任务放在前面：如果邮件任务抛出异常，它后面的任务会被跳过。
     background_tasks.add_task(audit, f"registered {new_user.username}")
     background_tasks.add_task(send_welcome_email, new_user.email)
     return {"username": new_user.username}
@@ -989,21 +924,17 @@ from bgcourse.checks import ch02_registration as checks
 checks.ex01(app, settings, audit_log)
 
 # %% [markdown] translates="f37bee4d2dfba6c5"
-# ### Exercise 2.2: a blocking client that retries
+# ### 练习 2.2：会重试的阻塞客户端
 #
-# Your project has to use `smtplib`. Write `send_welcome_email(address)`, a task that sends a
-# welcome e-mail to `address` through `settings.smtp_host` and `settings.smtp_port` and:
+# 你的项目必须使用 `smtplib`。编写 `send_welcome_email(address)`：一个任务，通过 `settings.smtp_host` 和 `settings.smtp_port` 向 `address` 发送欢迎邮件，并且：
 #
-# - does not block the event loop (which kind of function must it be?);
-# - gives up on a connection after 0.5 s (`timeout=0.5`);
-# - makes at most 3 attempts in all, 0.05 s apart, using `tenacity`, when the server refuses
-#   (`smtplib.SMTPConnectError`), cannot be reached (`ConnectionError`) or times out (a slow
-#   greeting and a connection that cannot be made in time are reported differently: Fact 6.2);
-# - if the last attempt fails, logs it with the traceback on the logger named `"mail"`, naming
-#   the address, and returns normally.
+# - 不阻塞事件循环（它必须是哪种函数？）；
+# - 一次连接 0.5 s 后放弃（`timeout=0.5`）；
+# - 当服务器拒绝连接（`smtplib.SMTPConnectError`）、无法连通（`ConnectionError`）或者超时的时候
+#   （问候语太慢和连接无法及时建立，报告方式不同：见事实 6.2），用 `tenacity` 总共最多尝试 3 次，每次间隔 0.05 s；
+# - 如果最后一次尝试也失败，就在名为 `"mail"` 的 logger 上记录它并附上回溯，写明地址，然后正常返回。
 #
-# The check runs it as a background task against a mail server that refuses twice, one that
-# always refuses, and one that never answers.
+# 检查单元格会把它作为后台任务运行，分别面对一个拒绝两次的邮件服务器、一个始终拒绝的邮件服务器，以及一个从不应答的邮件服务器。
 
 # %% nbgrader={"grade": false, "grade_id": "ex02_answer", "locked": false, "schema_version": 3, "solution": true, "task": false}
 ### BEGIN SOLUTION
@@ -1048,21 +979,17 @@ def send_welcome_email(address: str) -> None:
 checks.ex02(send_welcome_email, settings)
 
 # %% [markdown] translates="f2b3592572ee824e"
-# ### Exercise 2.3: test the endpoint
+# ### 练习 2.3：测试这个端点
 #
-# Write a test, `test_registration(client, mail)`. `client` is an `httpx.Client` whose
-# `base_url` is a running registration app like this chapter's; `mail` is the mail server
-# (`smtp_server()`'s object) that the app sends to. The test must check that:
+# 编写一个测试 `test_registration(client, mail)`。`client` 是一个 `httpx.Client`，它的 `base_url` 指向一个正在运行的注册应用（与本章的应用类似）；
+# `mail` 是该应用发信的邮件服务器（`smtp_server()` 给出的对象）。测试必须检查：
 #
-# - registering `{"username": "grace", "email": "grace@example.com", "password":
-#   "correct horse battery staple"}` answers `201` with exactly
-#   `{"username": "grace", "email": "grace@example.com"}` (so no password);
-# - registering `grace` again answers `409`;
-# - a welcome e-mail reaches `grace@example.com`. It is sent after the response, so wait for it
-#   with `mail.wait_for(1, timeout=2)`.
+# - 注册 `{"username": "grace", "email": "grace@example.com", "password": "correct horse battery staple"}` 时，
+#   返回 `201`，内容恰好是 `{"username": "grace", "email": "grace@example.com"}`（因此不含密码）；
+# - 再次注册 `grace` 时返回 `409`；
+# - 有一封欢迎邮件送达 `grace@example.com`。邮件在响应之后才发送，所以要用 `mail.wait_for(1, timeout=2)` 等待它。
 #
-# The check runs your test against a correct app, where it must pass, and against four broken
-# ones, where it must fail.
+# 检查单元格会让你的测试先针对一个正确的应用运行，此时测试必须通过；再针对四个有缺陷的应用运行，此时测试必须失败。
 
 # %% nbgrader={"grade": false, "grade_id": "ex03_answer", "locked": false, "schema_version": 3, "solution": true, "task": false}
 ### BEGIN SOLUTION
@@ -1087,12 +1014,10 @@ def test_registration(client: httpx.Client, mail: MailServer) -> None:
 checks.ex03(test_registration)
 
 # %% [markdown] translates="bc69c0b95f8e48b7"
-# ## Quiz
+# ## 测验（quiz）
 #
-# Each question shows itself in a cell; answer in the cell below it; the cell after that says
-# whether you are right. A right answer comes with the explanation; a wrong one with a hint
-# that does not give the answer away (`quiz.explain("q01")` shows the explanation of q01 at
-# any time, if you would rather read it).
+# 每道题会在一个单元格中显示；在它下面的单元格里作答；再下一个单元格会告诉你是否答对。
+# 答对了会附上解释；答错了会给出提示，但不会泄露答案（如果你更想直接读解释，`quiz.explain("q01")` 随时可以显示 q01 的解释）。
 
 # %% nbgrader={"grade": false, "grade_id": "q01_question", "locked": true, "schema_version": 3, "solution": false, "task": false}
 quiz = load_quiz("ch02_registration")
@@ -1156,24 +1081,15 @@ class UserOut(BaseModel):
 quiz.check("q05", UserOut)
 
 # %% [markdown] translates="0500e3196ab9eec0"
-# ## Summary
+# ## 小结
 #
-# - `smtp_server()` gives a notebook or a test a real SMTP server; its messages are ordinary
-#   `email` objects you can assert on (sections 1 and 2).
-# - `POST /register` validates with a Pydantic model (`EmailStr`, length and pattern rules, a
-#   `SecretStr` password), answers `201`, and returns only what `response_model=UserOut` lets
-#   through. The password is hashed with argon2id through `pwdlib`, in a `def` endpoint because
-#   hashing is slow on purpose (section 3).
-# - The welcome e-mail is a background task: the client has its `201` before the mail server
-#   has heard anything (section 3).
-# - `aiosmtplib` in an `async def` task, or `smtplib` in a `def` task; a blocking client in an
-#   `async def` task stalls every request (section 4).
-# - Bad input gets a `422` whose errors say `type`, `loc` and `msg`, and repeat the `input`, so
-#   do not log them; a taken username gets `409`, and checking and inserting under one lock
-#   keeps two requests at the same moment from both taking it (section 5).
-# - A failing task cannot change the `201` the client already has. Give the task a timeout,
-#   bounded retries for transient errors, and a log line with the traceback and the address
-#   (section 6).
+# - `smtp_server()` 为 notebook 或测试提供一个真实的 SMTP 服务器；它收到的邮件是普通的 `email` 对象，可以直接拿来断言（第 1、2 节）。
+# - `POST /register` 用 Pydantic 模型校验输入（`EmailStr`、长度和格式规则、`SecretStr` 类型的密码），返回 `201`，并且只返回 `response_model=UserOut` 放行的内容。
+#   密码通过 `pwdlib` 用 argon2id 做哈希，放在 `def` 端点里，因为哈希故意做得很慢（第 3 节）。
+# - 欢迎邮件是一个后台任务：客户端拿到 `201` 时，邮件服务器还什么都没收到（第 3 节）。
+# - 在 `async def` 任务中用 `aiosmtplib`，或在 `def` 任务中用 `smtplib`；`async def` 任务中的阻塞客户端会拖住所有请求（第 4 节）。
+# - 错误输入得到 `422`，其中的错误给出 `type`、`loc` 和 `msg`，并复述 `input`，所以不要把它们写进日志；
+#   已被占用的用户名得到 `409`，而在同一把锁内完成检查和插入，可以防止两个同时到达的请求都占用它（第 5 节）。
+# - 失败的任务改变不了客户端已经拿到的 `201`。给任务设置超时、针对临时性错误的有上限的重试，以及一条带回溯和地址的日志（第 6 节）。
 #
-# Next: chapter 3 stores users in a database, and shows what to do when a task fails after the
-# transaction has committed.
+# 下一章：第 3 章把用户存进数据库，并说明在事务（transaction）已提交（commit）之后任务才失败时该怎么办。
