@@ -17,32 +17,25 @@
 # ---
 
 # %% [markdown] translates="6bce044326fb12d3"
-# # Chapter 7: When `BackgroundTasks` is not enough: shutdown, lost tasks, a durable queue
+# # 第 7 章：`BackgroundTasks` 不够用的时候：关闭、丢失的任务、持久化队列（durable queue）
 #
-# A background task lives in the memory of the server process that accepted the request. This
-# chapter stops that process in every way production stops processes (a deploy's SIGTERM, a
-# developer's Ctrl-C twice, a `kill -9`) and counts what each one costs. Then it moves the work
-# into a durable queue, [huey](https://huey.readthedocs.io/), whose jobs are rows in a SQLite file
-# (or keys in Redis) that outlive every process, and counts again.
+# 后台任务（background task）活在接收请求（request）的那个服务器进程的内存里。本章用生产环境停掉进程的各种方式（部署时的 SIGTERM、开发者连按两次 Ctrl-C、`kill -9`）逐一停掉这个进程，并统计每种方式的代价。然后把工作挪进一个持久化队列 [huey](https://huey.readthedocs.io/)：它的作业（job）是 SQLite 文件里的行（或 Redis 里的键），比任何进程都活得久。再统计一遍。
 #
-# Everything here runs for real: `python -m uvicorn` and `huey_consumer` as child processes of
-# this notebook, signals sent with `os.kill`, a throwaway `redis-server` when one is installed.
+# 这里的一切都是真实运行的：`python -m uvicorn` 和 `huey_consumer` 是本 notebook 的子进程，信号用 `os.kill` 发送；装了 `redis-server` 的机器上，还会启动一个用完即弃的 Redis 服务器。
 #
-# **You will learn**
+# **你将学到**
 #
-# - what uvicorn does with running and queued background tasks on SIGTERM, on Ctrl-C, on a
-#   second Ctrl-C, with `--timeout-graceful-shutdown`, and on SIGKILL;
-# - how a durable queue keeps a job: huey on SQLite (no server) or on Redis (`QUEUE_URL`), an
-#   API process that enqueues, a consumer that runs, results read back;
-# - that jobs survive the death of the API process, and how retries are configured;
-# - what happens to a job that is *running* when its worker dies, and why jobs must be idempotent;
-# - how chapter 3's outbox completes the picture: no job is lost, and no receipt is sent twice;
-# - what each option costs in latency and throughput, and how to choose.
+# - uvicorn 在收到 SIGTERM、Ctrl-C、第二次 Ctrl-C、带 `--timeout-graceful-shutdown` 时，以及收到 SIGKILL 时，如何处理正在运行和排队等待的后台任务；
+# - 持久化队列如何保存作业：huey 跑在 SQLite 上（不需要服务器）或 Redis 上（`QUEUE_URL`），API 进程负责入队，消费者（consumer）负责执行，结果可以读回；
+# - 作业能挺过 API 进程的死亡，以及如何配置重试（retry）；
+# - 执行作业的工作线程（worker thread）死掉时，*正在运行*的作业会怎样，以及为什么作业必须幂等（idempotent）；
+# - 第 3 章的发件箱（outbox）如何补上最后一块：作业一个不丢，回执也不会重复发送；
+# - 每种方案在延迟和吞吐量上的代价，以及如何选择。
 
 # %% [markdown] translates="248580f14bfc7656"
-# ## 0. Set-up: the versions, and the course's helpers
+# ## 0. 准备：版本，以及课程的辅助函数
 #
-# Behaviour changes between releases, so each chapter prints the versions it was proved on.
+# 不同版本之间行为会变，所以每一章都会打印它验证时所用的版本。
 
 # %%
 import asyncio
@@ -79,17 +72,12 @@ for package, pinned in PINNED.items():
 print(f"{'python':10} {platform.python_version()}")
 
 # %% [markdown] translates="d718a5d29e928862"
-# This chapter's helpers from `bgcourse`, each a `with` block that leaves nothing behind:
+# 本章用到的 `bgcourse` 辅助函数，每个都是一个 `with` 块，退出后什么都不留下：
 #
-# - `uvicorn_process(app, *options, env=...)` runs `python -m uvicorn app` as a child process on a
-#   free port, waits until it answers, and gives you its `url`, `send_signal()`, `wait()` and
-#   `output`; `huey_consumer_process(huey, *options, env=...)` does the same for huey's consumer.
-#   Both kill the child when the block ends, whatever happened.
-# - `temporary_queue(name)` gives a fresh huey queue: a SQLite file in a temporary folder, or
-#   Redis if the `QUEUE_URL` environment variable says `redis://...`. `run_consumer(huey)` runs
-#   huey's own consumer in threads of this notebook.
-# - `throwaway_redis()` starts a real `redis-server` on a free port, in a temporary folder.
-# - `read_module_source(name)` shows the code of a module a child process runs.
+# - `uvicorn_process(app, *options, env=...)` 在一个空闲端口上以子进程运行 `python -m uvicorn app`，等到它能应答，然后提供它的 `url`、`send_signal()`、`wait()` 和 `output`；`huey_consumer_process(huey, *options, env=...)` 对 huey 的消费者做同样的事。无论发生了什么，块结束时两者都会杀掉子进程。
+# - `temporary_queue(name)` 提供一个全新的 huey 队列：临时文件夹里的一个 SQLite 文件；如果环境变量 `QUEUE_URL` 是 `redis://...`，则用 Redis。`run_consumer(huey)` 在本 notebook 的线程里运行 huey 自带的消费者。
+# - `throwaway_redis()` 在一个空闲端口、一个临时文件夹里启动真正的 `redis-server`。
+# - `read_module_source(name)` 显示子进程所运行模块的代码。
 
 # %%
 import httpx
@@ -129,29 +117,19 @@ else:
     print(f"redis-server {about.split()[2].removeprefix('v=')}: found, the Redis cells run")
 
 # %% [markdown] translates="5005349077148fb0"
-# ## 1. What stopping the server does to `BackgroundTasks`
+# ## 1. 停掉服务器，`BackgroundTasks` 会怎样
 #
-# To see what a signal does, the server must be a process of its own: uvicorn installs its
-# signal handlers only in the main thread (`Server.capture_signals`), so the servers that
-# `serve()` runs in a notebook thread never see one. Here is the app that runs as
-# `python -m uvicorn solutions.ch07_durable_queue.background_app:app`. One `POST /jobs` schedules
-# four jobs, which run one after another; each job writes a line to a file when it ends or is
-# cancelled, and the lifespan notes how it ended.
+# 要观察信号的效果，服务器必须是一个独立的进程：uvicorn 只在主线程里安装信号处理器（`Server.capture_signals`），所以 `serve()` 在 notebook 线程里运行的服务器永远收不到信号。下面就是以 `python -m uvicorn solutions.ch07_durable_queue.background_app:app` 运行的应用。一次 `POST /jobs` 安排四个作业，依次执行；每个作业在结束或被取消时往文件里写一行，生命周期（lifespan）则记下自己是怎么结束的。
 
 # %%
 print(read_module_source("solutions.ch07_durable_queue.background_app"))
 
 # %% [markdown] translates="139aee49c629a5ac"
-# The experiment, used by every cell of this section: start the app, send two requests (eight
-# jobs: two running, six queued behind them), send the signals, wait for the process to exit,
-# count the lines. The jobs take 0.5 s each where the server waits for all of them, and 3 s
-# where it is stopped early, so that the first jobs are surely still running when it stops,
-# however busy the machine. A second signal is sent once uvicorn has logged that it is shutting
-# down, as a person pressing Ctrl-C again would.
+# 本节每个单元格都用同一个实验：启动应用，发两个请求（八个作业：两个在运行，六个排在它们后面），发送信号，等进程退出，数文件里的行。在服务器会等完所有作业的场景里，每个作业耗时 0.5 s；在服务器被提前停掉的场景里，每个作业耗时 3 s，这样无论机器多忙，停止时头几个作业都一定还在运行。第二个信号要等 uvicorn 在日志里说它正在关闭之后才发，就像有人又按了一次 Ctrl-C。
 
 # %%
 BACKGROUND_APP = "solutions.ch07_durable_queue.background_app:app"
-JOBS = 8  # two requests, four jobs each
+JOBS = 8  # 两个请求，每个四个作业
 
 
 @dataclass
@@ -162,10 +140,10 @@ class Stopped:
     never_ran: int
     lifespan: str
     exit_status: int
-    seconds: float  # from the first signal to the process's exit
-    lived: float  # from the first request to the process's exit
+    seconds: float  # 从第一个信号到进程退出
+    lived: float  # 从第一个请求到进程退出
     server_log: str
-    refused_while_running: bool  # a new connection was refused while the process still ran
+    refused_while_running: bool  # 进程还在运行时，新连接就已被拒绝
 
 
 def stop_server(how: str, *signals: int, options: tuple[str, ...] = (), job_seconds: float = 0.5) -> Stopped:
@@ -179,7 +157,7 @@ def stop_server(how: str, *signals: int, options: tuple[str, ...] = (), job_seco
                     client.post("/jobs", params=params).raise_for_status()
             signalled = time.monotonic()
             for number, signum in enumerate(signals):
-                if number:  # again, once uvicorn has taken the first one in
+                if number:  # 再发一次：等 uvicorn 接收了第一个信号之后
                     server.wait_for_output("Shutting down", timeout=60)
                 server.send_signal(signum)
             wait_until(lambda: refuses_connections(server.url), timeout=60, what="new connections refused")
@@ -204,8 +182,8 @@ def refuses_connections(url: str) -> bool:
     try:
         httpx.get(url, timeout=5)
     except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError):
-        # Refused outright, or accepted into the backlog just before the listener closed and
-        # then dropped without an answer: either way the server no longer takes requests.
+        # 要么被直接拒绝，要么在监听套接字关闭前刚进入 backlog、随后没有应答就被丢弃：
+        # 无论哪种，服务器都不再接收请求了。
         return True
     return False
 
@@ -231,14 +209,7 @@ def stop_servers(experiments: dict[str, dict[str, Any]]) -> list[Stopped]:
 stops: list[Stopped] = []
 
 # %% [markdown] translates="5d31005032177ca5"
-# **Fact 7.1.** On SIGTERM (what `kill` sends; `docker stop` and Kubernetes send it too, say
-# their documentation) and on SIGINT (Ctrl-C), uvicorn stops accepting connections, then waits
-# for every running *and queued* background task, then runs the lifespan shutdown, then exits.
-# It waits without a time limit: `timeout_graceful_shutdown` is `None` unless `--timeout-graceful-shutdown` is given, and
-# `Server.shutdown` passes it to `asyncio.wait_for`. After a SIGTERM the exit status is `-15`:
-# uvicorn re-raises the signal once it has shut down, so a supervisor sees "ended by SIGTERM";
-# after SIGINT the re-raised signal becomes a `KeyboardInterrupt` that `uvicorn.run` catches,
-# and the status is `0`.
+# **事实 7.1**：收到 SIGTERM（`kill` 发送的信号；按各自的文档，`docker stop` 和 Kubernetes 发送的也是它）和 SIGINT（Ctrl-C）时，uvicorn 先停止接受连接，然后等待每一个正在运行*和排队中*的后台任务，再执行生命周期的关闭阶段，最后退出。这个等待没有时间上限：除非给了 `--timeout-graceful-shutdown`，否则 `timeout_graceful_shutdown` 为 `None`，而 `Server.shutdown` 把它传给 `asyncio.wait_for`。SIGTERM 之后退出状态是 `-15`：uvicorn 关闭完成后会重新触发这个信号，所以进程管理器（supervisor）看到的是"被 SIGTERM 结束"；SIGINT 之后，重新触发的信号变成 `KeyboardInterrupt`，被 `uvicorn.run` 捕获，退出状态为 `0`。
 
 # %%
 default = inspect.signature(uvicorn.Config).parameters["timeout_graceful_shutdown"].default
@@ -255,19 +226,14 @@ for stopped, expected_status in zip(graceful, (-signal.SIGTERM, 0)):
     assert stopped.refused_while_running, "the listening socket closes first"
     assert stopped.done == JOBS, "every running and queued task ran to the end"
     assert stopped.lifespan == "shutdown ran"
-    # A lower bound made of sleeps, which never end early: a request's four tasks of 0.5 s, one after another.
+    # 由 sleep 构成的下界（sleep 从不提前结束）：一个请求的四个 0.5 s 的任务，一个接一个。
     assert stopped.lived >= 4 * 0.5, "the process lived until the 2 s of one request's tasks had passed"
     assert stopped.exit_status == expected_status
 
 # %% [markdown] translates="4d841df4ff174132"
-# The process waits for the tasks, however long they take. A supervisor usually does not: Docker's
-# documentation of `docker stop` says it sends SIGKILL after a grace period (10 s by default),
-# and Kubernetes's pod lifecycle documentation gives 30 s (`terminationGracePeriodSeconds`).
-# What SIGKILL does is Fact 7.4.
+# 不管任务要跑多久，进程都会等。进程管理器通常没这么耐心：Docker 关于 `docker stop` 的文档说，宽限期（默认 10 s）过后它会发送 SIGKILL；Kubernetes 关于 Pod 生命周期的文档给的是 30 s（`terminationGracePeriodSeconds`）。SIGKILL 的效果见事实 7.4。
 #
-# **Fact 7.2.** `--timeout-graceful-shutdown 1` bounds the wait: 1 s after shutdown begins,
-# uvicorn cancels the tasks still running ("Cancel 2 running task(s), timeout graceful shutdown
-# exceeded"); the tasks queued behind them never start; the lifespan shutdown still runs.
+# **事实 7.2**：`--timeout-graceful-shutdown 1` 给这个等待设了上限：关闭开始 1 s 后，uvicorn 取消仍在运行的任务（"Cancel 2 running task(s), timeout graceful shutdown exceeded"）；排在它们后面的任务永远不会开始；生命周期的关闭阶段照样执行。
 
 # %%
 [stopped] = stop_servers({"SIGTERM, --timeout-graceful-shutdown 1": {
@@ -280,11 +246,7 @@ assert stopped.done + stopped.cancelled < JOBS, "the tasks queued behind them ne
 assert stopped.lifespan == "shutdown ran"
 
 # %% [markdown] translates="0a16f819aec17810"
-# **Fact 7.3.** A second Ctrl-C while uvicorn waits forces the exit: the running tasks are
-# cancelled, the queued ones never run, and the lifespan shutdown is skipped: the code after
-# `yield` in the lifespan does not run, but a `finally:` around the `yield` does (the lifespan is
-# cancelled, not shut down). Only SIGINT does this: a second SIGTERM changes nothing. Here is
-# the reason, in uvicorn's `Server.handle_exit`:
+# **事实 7.3**：uvicorn 等待期间再按一次 Ctrl-C 会强制退出：正在运行的任务被取消，排队的任务不会运行，生命周期的关闭阶段被跳过：生命周期里 `yield` 之后的代码不执行，但包住 `yield` 的 `finally:` 会执行（生命周期是被取消了，而不是被关闭）。只有 SIGINT 会这样：第二次 SIGTERM 什么也不改变。原因在 uvicorn 的 `Server.handle_exit` 里：
 
 # %%
 (force_exit,) = find_in_source("uvicorn", "self.force_exit = True")
@@ -304,11 +266,7 @@ assert twice_int.lifespan == "only `finally` ran"
 assert twice_term.done == JOBS and twice_term.lifespan == "shutdown ran"
 
 # %% [markdown] translates="90612033dee27b5f"
-# **Fact 7.4.** SIGKILL (`kill -9`; the Linux kernel's out-of-memory killer sends the same
-# signal, see `mm/oom_kill.c`) ends the process at once, with no chance to run any code: every
-# pending task is lost, the lifespan does not end, and uvicorn logs nothing about it. The tasks
-# existed only in that process's memory, so any death that runs no more Python code (a
-# segmentation fault in a C extension, `os._exit()`) ends them the same way.
+# **事实 7.4**：SIGKILL（`kill -9`；Linux 内核的 OOM killer 发送的也是这个信号，见 `mm/oom_kill.c`）立即结束进程，不给它运行任何代码的机会：所有待执行的任务都会丢失，生命周期不会结束，uvicorn 对此也不记任何日志。这些任务只存在于该进程的内存里，所以任何不再执行 Python 代码的死法（C 扩展里的段错误、`os._exit()`）都会以同样的方式终结它们。
 
 # %%
 [stopped] = stop_servers({"SIGKILL": {"signals": [signal.SIGKILL], "job_seconds": 3}})
@@ -320,7 +278,7 @@ assert stopped.lifespan == "nothing ran" and stopped.exit_status == -signal.SIGK
 assert uvicorn_said(stopped) == []
 
 # %% [markdown] translates="d4ca8fffe764d24b"
-# All six ways of stopping, side by side:
+# 六种停止方式，放在一起对比：
 
 # %%
 rows = [f"| {s.how} | {s.done} | {s.cancelled} | {s.never_ran} | {s.lifespan} | {s.exit_status} |" for s in stops]
@@ -328,21 +286,14 @@ Markdown("\n".join(["| how the server was stopped | done | cancelled | never ran
                     "|---|---|---|---|---|---|", *rows]))
 
 # %% [markdown] translates="f95916bc685890e4"
-# So a background task is safe only as long as the process is: a deploy that waits long enough
-# loses nothing, a supervisor that runs out of patience, a second Ctrl-C, a `kill -9`, an
-# out-of-memory kill or a crash lose every task that had not finished, and the client was told
-# "accepted" long ago. If the work must happen, it needs a record outside the process.
+# 所以，后台任务只和进程一样安全：肯等足够久的部署什么也不丢；而耐心耗尽的进程管理器、第二次 Ctrl-C、`kill -9`、OOM kill 或一次崩溃，会丢掉所有还没完成的任务，可客户端早就收到了"已接受"。如果这项工作必须完成，它就需要一份进程之外的记录。
 
 # %% [markdown] translates="9de4bcda76fe9a9d"
-# ## 2. A durable queue: huey on SQLite
+# ## 2. 持久化队列：基于 SQLite 的 huey
 #
-# A durable queue writes the job down before the endpoint answers. huey is a small task queue
-# with several storages: `SqliteHuey` keeps the jobs in one SQLite file (nothing to install or
-# run), `RedisHuey` in a Redis server; the task code is the same. `make_huey(name)` (and
-# `temporary_queue(name)`) choose by configuration: `QUEUE_URL=redis://host:6379/0` gives
-# `RedisHuey`, `QUEUE_URL=sqlite:////path/queue.db` or no `QUEUE_URL` gives `SqliteHuey`.
+# 持久化队列在端点（endpoint）应答之前就把作业记下来。huey 是一个小型任务队列，支持多种存储：`SqliteHuey` 把作业放在一个 SQLite 文件里（无需安装或运行任何东西），`RedisHuey` 放在 Redis 服务器里；任务代码是同一份。`make_huey(name)`（以及 `temporary_queue(name)`）按配置选择：`QUEUE_URL=redis://host:6379/0` 得到 `RedisHuey`，`QUEUE_URL=sqlite:////path/queue.db` 或不设 `QUEUE_URL` 得到 `SqliteHuey`。
 #
-# A task is a plain function decorated with `@huey.task()`. The app below enqueues a report:
+# 任务就是一个加了 `@huey.task()` 装饰器的普通函数。下面的应用把生成报表的作业放进队列：
 
 # %%
 def reports_app(huey: Any) -> FastAPI:
@@ -350,12 +301,12 @@ def reports_app(huey: Any) -> FastAPI:
 
     @huey.task()
     def build_report(month: str) -> str:
-        time.sleep(0.2)  # the work
+        time.sleep(0.2)  # 实际的工作
         return f"report for {month}: 12 pages"
 
     @app.post("/reports/{month}", status_code=status.HTTP_202_ACCEPTED)
-    def request_report(month: str) -> dict[str, str]:  # def: enqueueing writes to a file, so not on the loop
-        return {"job_id": build_report(month).id}  # stores the call in the queue, returns at once
+    def request_report(month: str) -> dict[str, str]:  # 用 def：入队要写文件，所以不放在 loop 上
+        return {"job_id": build_report(month).id}  # 把这次调用存进队列，立即返回
 
     return app
 
@@ -363,10 +314,7 @@ def reports_app(huey: Any) -> FastAPI:
 MONTHS = ("2026-09", "2026-10", "2026-11")
 
 # %% [markdown] translates="cf782b141b977e71"
-# **Fact 7.5.** Calling a huey task does not run it: it stores the call (the task's name and its
-# arguments, pickled) in the queue and returns a `Result` handle. With no consumer running, the
-# jobs wait, on SQLite as rows of the `task` table in the queue's file, and they are still there
-# after the server that enqueued them has stopped.
+# **事实 7.5**：调用 huey 任务并不会执行它：它把这次调用（任务名和参数，用 pickle 序列化）存进队列，并返回一个 `Result` 句柄。没有消费者在运行时，作业就一直等着（在 SQLite 上，它们是队列文件里 `task` 表的行），即使把它们入队的服务器已经停了，它们也还在。
 
 # %%
 with temporary_queue("ch07-reports") as queue:
@@ -384,11 +332,7 @@ with temporary_queue("ch07-reports") as queue:
     assert queue.huey.pending_count() == len(MONTHS)
 
 # %% [markdown] translates="85231d68bde81dcd"
-# **Fact 7.6.** A consumer takes the jobs out of the queue and runs them, and stores each
-# result back in the queue's storage, where any process can read it by the job's id. Here the
-# consumer is huey's own `Consumer` running in threads of this notebook (`run_consumer`); the
-# next section runs it as a separate `huey_consumer` process. Reading a result *removes* it,
-# unless you pass `preserve=True`.
+# **事实 7.6**：消费者从队列中取出作业并执行，再把每个结果存回队列的存储，任何进程都可以按作业 id 读取。这里的消费者是 huey 自带的 `Consumer`，运行在本 notebook 的线程里（`run_consumer`）；下一节会把它作为独立的 `huey_consumer` 进程运行。读取结果会把它*删除*，除非传入 `preserve=True`。
 
 # %%
 with temporary_queue("ch07-reports") as queue:
@@ -405,8 +349,7 @@ assert results == [f"report for {month}: 12 pages" for month in MONTHS]
 assert first_read == results[0] and second_read is None
 
 # %% [markdown] translates="8498be60892310fc"
-# **Fact 7.7.** huey refuses `async def` tasks: the decorator raises `ConfigurationError`. Its
-# workers are threads (or processes, or greenlets) that call plain functions.
+# **事实 7.7**：huey 拒绝 `async def` 任务：装饰器会抛出 `ConfigurationError`。执行任务的是线程（也可以是进程或 greenlet），调用的都是普通函数。
 
 # %%
 with shows_error(ConfigurationError) as raised, temporary_queue("ch07-async") as queue:
@@ -418,12 +361,11 @@ with shows_error(ConfigurationError) as raised, temporary_queue("ch07-async") as
 assert type(raised.error) is ConfigurationError
 
 # %% [markdown] translates="a1005ef9d5745549"
-# An async client library can still be used inside a task: the task is a plain function, and it
-# runs the coroutine with `asyncio.run()` on its worker thread, which has no event loop of its own.
+# 任务里照样可以用异步客户端库：任务本身是普通函数，它在自己的工作线程上用 `asyncio.run()` 运行协程（coroutine）；这个线程没有自己的事件循环（event loop）。
 
 # %%
 async def fetch_exchange_rate(currency: str) -> float:
-    await asyncio.sleep(0.05)  # stands in for an async HTTP call
+    await asyncio.sleep(0.05)  # 代替一次异步 HTTP 调用
     return 1.08 if currency == "USD" else 1.0
 
 
@@ -440,11 +382,9 @@ print("100 EUR in USD, computed by the worker:", value)
 assert value == 108.0
 
 # %% [markdown] translates="26b892f4a47e699f"
-# ## 3. Jobs outlive the API process
+# ## 3. 作业比 API 进程活得久
 #
-# From here on the API and the consumer are separate processes, as in production. They import
-# the same module, `solutions/ch07_durable_queue/jobs.py`: the API to enqueue, the consumer to
-# run. Which storage they share is the environment variable `QUEUE_URL`.
+# 从这里开始，API 和消费者是两个独立的进程，和生产环境一样。它们导入同一个模块 `solutions/ch07_durable_queue/jobs.py`：API 用它入队，消费者用它执行。两者共享哪个存储，由环境变量 `QUEUE_URL` 决定。
 
 # %%
 print(read_module_source("solutions.ch07_durable_queue.jobs"))
@@ -452,11 +392,7 @@ print("-" * 100)
 print(read_module_source("solutions.ch07_durable_queue.jobs_api"))
 
 # %% [markdown] translates="94f08fc1f1739ecc"
-# **Fact 7.8.** Jobs enqueued by an API process are still in the queue after that process is
-# killed with SIGKILL; a consumer started afterwards, in a process of its own
-# (`huey_consumer solutions.ch07_durable_queue.jobs.huey --workers 2`), runs every one of them;
-# and a new API process reports their results. Nothing is lost, because nothing lived only in
-# the API's memory.
+# **事实 7.8**：API 进程入队的作业，在该进程被 SIGKILL 杀掉后仍在队列里；之后在独立进程中启动的消费者（`huey_consumer solutions.ch07_durable_queue.jobs.huey --workers 2`）会把它们全部执行完；新的 API 进程能报告它们的结果。什么都没丢，因为没有任何东西只存在于 API 的内存里。
 
 # %%
 JOBS_API = "solutions.ch07_durable_queue.jobs_api:app"
@@ -474,14 +410,14 @@ def survive_an_api_kill(queue: Any, count: int = 20) -> dict[str, Any]:
         env = {"QUEUE_URL": queue.url, "JOB_LOG": str(job_log)}
         with uvicorn_process(JOBS_API, env=env) as api:
             job_ids = httpx.post(f"{api.url}/jobs", params={"count": count, "seconds": 0.05}).json()["job_ids"]
-            api.send_signal(signal.SIGKILL)  # the API dies before any consumer has seen a job
+            api.send_signal(signal.SIGKILL)  # API 在任何消费者看到作业之前就死了
             api_status = api.wait(timeout=30)
         waiting = queue.huey.pending_count()
         progress.set_description("a consumer process runs the jobs")
         progress.update()
         with huey_consumer_process(JOBS_HUEY, "--workers", "2", env=env) as consumer:
             wait_until(lambda: len(job_lines(job_log, "done")) == count, timeout=120, what=f"{count} jobs done")
-            consumer.send_signal(signal.SIGINT)  # huey's consumer stops gracefully on SIGINT
+            consumer.send_signal(signal.SIGINT)  # huey 的消费者收到 SIGINT 时，会等作业跑完再停
             consumer_status = consumer.wait(timeout=60)
         progress.set_description("a new API process reads the results")
         progress.update()
@@ -504,20 +440,13 @@ assert outcome["waiting"] == outcome["enqueued"] == outcome["done"] == 20
 assert outcome["results"] == list(range(20))
 
 # %% [markdown] translates="eccac7e29a6ecf19"
-# ## 4. Retries
+# ## 4. 重试
 #
-# `@huey.task(retries=2, retry_delay=1)`: if the function raises, huey runs the job again, up to
-# twice more, no sooner than 1 s after each failure. The retry is a new entry in the queue's
-# *schedule*, which the consumer's scheduler reads once a second, so on an idle machine the
-# measured gap is between 1 s and about 2 s (a busy machine can only make it longer).
+# `@huey.task(retries=2, retry_delay=1)`：如果函数抛出异常，huey 会再次运行这个作业，最多再跑两次，每次失败后至少隔 1 s。重试是队列*调度表*（schedule）里的一个新条目，消费者的调度器每秒读一次，所以在空闲的机器上，测得的间隔在 1 s 到大约 2 s 之间（机器忙只会让它更长）。
 #
-# **Fact 7.9.** A job that fails twice and then succeeds runs three times, each retry at least
-# `retry_delay` after the failure, and its result is the third attempt's.
+# **事实 7.9**：一个先失败两次、然后成功的作业会运行三次，每次重试都在失败至少 `retry_delay` 之后，它的结果是第三次尝试的结果。
 #
-# **Fact 7.10.** With huey's default `store_intermediate_errors=True`, the error of a failed
-# attempt is stored as the job's result while a retry is still to come: a reader sees a
-# `TaskException` although the job will succeed. `store_intermediate_errors=False` keeps a
-# failure back until the last retry has failed too.
+# **事实 7.10**：在 huey 默认的 `store_intermediate_errors=True` 下，只要后面还有重试，失败那次尝试的错误就会被存为作业的结果：读取者会看到 `TaskException`，尽管作业最终会成功。`store_intermediate_errors=False` 会先扣住失败，直到最后一次重试也失败了才存。
 
 # %%
 def flaky_charge(huey: Any, attempts: list[float]) -> Any:
@@ -560,17 +489,12 @@ assert all(gap >= 1.0 for gap in gaps), f"each retry came at least retry_delay=1
 assert failures == 2
 
 # %% [markdown] translates="5cff95f16240fb45"
-# `make_huey(..., store_intermediate_errors=False)` sets it when the queue is created, as
-# `temporary_queue` did above (it is an argument of every `Huey` class). The failures are logged
-# on the `huey` logger with their tracebacks (collected here by `capture_logs`; a consumer
-# process prints them).
+# `make_huey(..., store_intermediate_errors=False)` 在创建队列时设置它，上面的 `temporary_queue` 就是这么做的（它是每个 `Huey` 类都有的参数）。失败会连同回溯（traceback）一起记录在 `huey` logger 上（这里由 `capture_logs` 收集；消费者进程会把它们打印出来）。
 
 # %% [markdown] translates="350fb2915c907e5f"
-# ## 5. A job running when its worker dies
+# ## 5. 工作线程死掉时正在运行的作业
 #
-# A queued job is safe in the queue. A *running* job is not: both storages hand a job to a worker
-# by removing it from the queue. SQLite deletes its row when a worker takes it (below), Redis
-# pops it (`BRPOP`). From then on the job exists only in the worker's memory.
+# 排队的作业在队列里是安全的。*正在运行*的作业则不然：两种存储都是把作业从队列中移除，以此把它交给工作线程。SQLite 在工作线程取走作业时删除对应的行（见下），Redis 则把它弹出（`BRPOP`）。从那一刻起，这个作业只存在于工作线程所在进程的内存里。
 
 # %%
 (take,) = find_in_source("huey", "delete from task where id = ?")
@@ -578,9 +502,7 @@ print(take)
 print(take.excerpt(before=6, after=2))
 
 # %% [markdown] translates="3bc0a281d51efaf4"
-# The experiment: three jobs of 2 s in the queue, a consumer with one worker, a signal as soon as
-# the first job has started (2 s leave room for a busy machine to be slow to send it); then
-# count what was done, what is still waiting, and what is lost.
+# 实验：队列里有三个 2 s 的作业，消费者只有一个工作线程，第一个作业一开始就发信号（2 s 留足了余量，机器忙、信号发得慢一些也来得及）；然后统计完成了多少、还有多少在等、丢了多少。
 
 # %%
 @dataclass
@@ -610,7 +532,7 @@ def stop_consumer(how: str, signum: int, *options: str, huey: str = JOBS_HUEY, r
             consumer_log = consumer.output
         done, waiting = len(job_lines(job_log, "done")), queue.huey.pending_count()
         interrupted = Interrupted(how, done, waiting, 3 - done - waiting, exit_status, consumer_log)
-        if restart:  # a new consumer works through what is left
+        if restart:  # 新的消费者把剩下的作业跑完
             with huey_consumer_process(huey, "--workers", "2", env=env) as consumer:
                 wait_until(lambda: queue.huey.pending_count() == 0 and len(job_lines(job_log, "done")) >= 3,
                            timeout=120, what="the queue to drain")
@@ -634,10 +556,7 @@ def stop_consumers(experiments: dict[str, dict[str, Any]]) -> list[Interrupted]:
 interruptions: list[Interrupted] = []
 
 # %% [markdown] translates="7bd9e01a999c24c8"
-# **Fact 7.11.** huey's consumer is graceful on SIGINT: it lets the running job finish and
-# leaves the others in the queue. On SIGTERM it does *not* wait, the opposite of uvicorn: it
-# exits at once, and the running job is lost, without a warning in its log. On SIGKILL the
-# running job is lost too. In every case the queued jobs are safe.
+# **事实 7.11**：huey 的消费者收到 SIGINT 时会优雅关闭（graceful shutdown）：让正在运行的作业跑完，其余的留在队列里。收到 SIGTERM 时它*不*等待，和 uvicorn 正好相反：它立即退出，正在运行的作业丢失，日志里连一条警告都没有。收到 SIGKILL 时，正在运行的作业同样丢失。无论哪种情况，排队的作业都是安全的。
 
 # %%
 graceful, term, kill = stop_consumers({how: {"signum": getattr(signal, how)}
@@ -650,42 +569,27 @@ assert (term.done, term.waiting, term.lost) == (0, 2, 1) and "WARNING" not in te
 assert (kill.done, kill.waiting, kill.lost) == (0, 2, 1)
 
 # %% [markdown] translates="9720b7f94debcd78"
-# huey's consumer stops in one of two ways. A *graceful* stop waits for the running job to
-# finish, then exits; an *immediate* stop exits at once and interrupts the running job. By
-# default SIGINT asks for the first and SIGTERM for the second (Fact 7.11). Two things change
-# what an immediate stop costs:
+# huey 的消费者有两种停止方式。*优雅关闭*等正在运行的作业完成后再退出；*立即停止*马上退出，并中断正在运行的作业。默认情况下，SIGINT 要求前者，SIGTERM 要求后者（事实 7.11）。有两样东西会改变立即停止的代价：
 #
-# - A handler for huey's `SIGNAL_INTERRUPTED`. This is a *huey signal*, not a Unix one: an event
-#   inside huey that calls the functions registered with `@huey.signal(SIGNAL_INTERRUPTED)`.
-#   The handler in `jobs_requeue.py` (below) puts the interrupted job back in the queue.
-# - Two consumer options: `-g TERM` (`--graceful-signal TERM`) makes SIGTERM the graceful
-#   signal, like uvicorn's; `-t SECONDS` (`--shutdown-timeout`) bounds the graceful wait, after
-#   which the consumer interrupts the running job after all.
+# - huey 的 `SIGNAL_INTERRUPTED` 的处理函数。这是 *huey 信号*，不是 Unix 信号：它是 huey 内部的一个事件，会调用用 `@huey.signal(SIGNAL_INTERRUPTED)` 注册的函数。`jobs_requeue.py` 里的处理函数（见下）把被中断的作业放回队列。
+# - 两个消费者选项：`-g TERM`（`--graceful-signal TERM`）让 SIGTERM 成为触发优雅关闭的信号，和 uvicorn 一样；`-t SECONDS`（`--shutdown-timeout`）给优雅关闭的等待设上限，过了上限，消费者还是会中断正在运行的作业。
 #
-# **Fact 7.12.** huey sends `SIGNAL_INTERRUPTED` for every job still running when the consumer
-# stops without waiting for it. A handler that puts the job back in the queue turns the SIGTERM
-# loss into a re-run: the next consumer runs the job again *from the start*, so whatever it had
-# done before the signal is done twice. Against SIGKILL the handler cannot help: a killed process
-# runs no code. With `-g TERM`, SIGTERM waits for the running job; with `-t`, a job that outlasts
-# the bound is interrupted, and re-enqueued by the handler.
+# **事实 7.12**：消费者不等作业跑完就停止时，huey 会为每个仍在运行的作业发送 `SIGNAL_INTERRUPTED`。一个把作业放回队列的处理函数，能把 SIGTERM 造成的丢失变成重跑：下一个消费者会*从头*再运行这个作业，所以信号到来之前它做过的事会做两遍。面对 SIGKILL，处理函数无能为力：被杀掉的进程不会再运行任何代码。有了 `-g TERM`，SIGTERM 会等正在运行的作业；有了 `-t`，超过上限的作业会被中断，再由处理函数重新入队。
 
 # %%
 print(read_module_source("solutions.ch07_durable_queue.jobs_requeue"))
 
 # %% [markdown] translates="8ed9585fad591c91"
-# The next cell repeats the experiment of Fact 7.11 (three jobs of 2 s, one worker, the signal
-# once job 0 has started) four times, with the handler installed each time. What to expect, and
-# why, as *done / waiting in the queue / lost*:
+# 下一个单元格把事实 7.11 的实验（三个 2 s 的作业、一个工作线程、作业 0 开始后发信号）重复四次，每次都装上处理函数。预期结果及其原因，格式为 *完成 / 在队列中等待 / 丢失*：
 #
-# | how the consumer is stopped | expected | why |
+# | 消费者如何被停止 | 预期 | 原因 |
 # |---|---|---|
-# | SIGTERM | 0 / 3 / 0 | an immediate stop interrupts job 0, and the handler puts it back beside jobs 1 and 2 |
-# | SIGKILL | 0 / 2 / 1 | the process dies without running the handler: job 0 is lost, as in Fact 7.11 |
-# | SIGTERM with `-g TERM -t 5` | 1 / 2 / 0 | a graceful stop; job 0's 2 s fit in the 5 s bound, so it finishes |
-# | SIGTERM with `-g TERM -t 0.3` | 0 / 3 / 0 | a graceful stop, but job 0 outlasts the 0.3 s bound: it is interrupted, and re-enqueued |
+# | SIGTERM | 0 / 3 / 0 | 立即停止中断了作业 0，处理函数把它放回队列，和作业 1、2 排在一起 |
+# | SIGKILL | 0 / 2 / 1 | 进程没来得及运行处理函数就死了：作业 0 丢失，和事实 7.11 一样 |
+# | SIGTERM，带 `-g TERM -t 5` | 1 / 2 / 0 | 优雅关闭；作业 0 的 2 s 在 5 s 上限之内，所以它跑完了 |
+# | SIGTERM，带 `-g TERM -t 0.3` | 0 / 3 / 0 | 优雅关闭，但作业 0 超过了 0.3 s 的上限：它被中断，然后重新入队 |
 #
-# After the first stop, a new consumer works through the queue, and the cell counts how often
-# job 0 started in all: twice is expected, once before the SIGTERM and once after the restart.
+# 第一次停止之后，一个新的消费者把队列跑完，单元格统计作业 0 一共启动了几次：预期是两次，SIGTERM 之前一次，重启之后一次。
 
 # %%
 REQUEUE_HUEY = "solutions.ch07_durable_queue.jobs_requeue.huey"
@@ -712,11 +616,7 @@ assert (term_graceful.done, term_graceful.waiting, term_graceful.lost) == (1, 2,
 assert (term_bounded.done, term_bounded.waiting, term_bounded.lost) == (0, 3, 0)
 
 # %% [markdown] translates="834f40f527cfa32e"
-# What the output shows: each of the four lines has the expected counts (the cell asserts
-# them). The first logged line is the handler at work after the SIGTERM; the second is the
-# consumer giving up its graceful wait after 0.3 s. And job 0 started twice: the re-enqueued job
-# did not resume where it was stopped, it began again. The table below gathers the seven stops
-# of this section.
+# 输出说明了什么：四行中的每一行都是预期的计数（单元格对它们做了断言）。第一条日志是 SIGTERM 之后处理函数在起作用；第二条是消费者在 0.3 s 后放弃了优雅关闭的等待。作业 0 启动了两次：重新入队的作业没有从停下的地方接着跑，而是从头开始。下表汇总了本节的七次停止。
 
 # %%
 rows = [f"| {run.how} | {'finished' if run.done else 'not finished'} | {run.waiting} | {run.lost} | {run.exit_status} |"
@@ -725,25 +625,17 @@ Markdown("\n".join(["| how the consumer was stopped | running job | waiting in t
                     "|---|---|---|---|---|", *rows]))
 
 # %% [markdown] translates="aaa20df18de5835d"
-# huey hands a job over *at most once*: once a worker has it, a crash loses it. The other
-# design acknowledges a job only after it has finished (late acknowledgement), so a crashed
-# worker's job is delivered again: *at least once*. Either way the cure is the same pair:
+# huey 交出作业是*至多一次（at most once）*：工作线程一旦拿到作业，崩溃就会让它丢失。另一种设计是作业完成之后才确认（ack）它（延迟确认，late acknowledgement），于是崩溃的工作线程手里的作业会被再次投递：*至少一次投递（at-least-once delivery）*。无论哪种，解药都是同一对：
 #
-# 1. **idempotent jobs**: running a job twice has the effect of running it once (a re-enqueued
-#    job starts again from the beginning, as measured above);
-# 2. **a record of what must happen**, outside the queue, from which a lost job can be sent again:
-#    chapter 3's outbox (section 7).
+# 1. **幂等的作业**：运行两次的效果等于运行一次（重新入队的作业会从头开始，上面刚测过）；
+# 2. **一份"必须发生什么"的记录**，放在队列之外，丢失的作业可以据此重新发送：第 3 章的发件箱（第 7 节）。
 
 # %% [markdown] translates="915833d6f0571933"
-# ## 6. The same code on Redis
+# ## 6. 同样的代码跑在 Redis 上
 #
-# **Fact 7.13.** With `QUEUE_URL=redis://127.0.0.1:<port>/0` the same `jobs.py`, `jobs_api.py`
-# and `huey_consumer` run against a real `redis-server`, and section 3's experiment gives the
-# same result.
+# **事实 7.13**：设置 `QUEUE_URL=redis://127.0.0.1:<port>/0` 后，同样的 `jobs.py`、`jobs_api.py` 和 `huey_consumer` 会在真实的 `redis-server` 上运行，第 3 节的实验得到相同的结果。
 #
-# **Fact 7.14.** Redis keeps the queue in memory. Without persistence (this throwaway server's
-# default: no snapshots, no append-only file) a crash of `redis-server` loses every queued job;
-# with the append-only file and `appendfsync always` the queued jobs survive the crash.
+# **事实 7.14**：Redis 把队列放在内存里。不开持久化时（这个临时服务器的默认设置：不做快照，也没有 AOF 只追加文件），`redis-server` 一崩溃就会丢掉所有排队的作业；开启 AOF 并设置 `appendfsync always` 后，排队的作业能挺过崩溃。
 
 # %%
 def crash_redis(appendonly: bool) -> tuple[int, int]:
@@ -756,8 +648,8 @@ def crash_redis(appendonly: bool) -> tuple[int, int]:
         for number in range(5):
             resize_photo(number)
         before = queue.huey.pending_count()
-        server.kill()  # SIGKILL, as a crash or the out-of-memory killer
-        server.start()  # same port, same folder
+        server.kill()  # SIGKILL，相当于崩溃或 OOM killer
+        server.start()  # 同一个端口，同一个文件夹
         return before, queue.huey.pending_count()
 
 
@@ -777,13 +669,9 @@ else:
     assert crashes == {False: (5, 0), True: (5, 5)}
 
 # %% [markdown] translates="d3aeaaf048a2a1c2"
-# ## 7. Chapter 3's outbox, completed
+# ## 7. 补全第 3 章的发件箱
 #
-# Chapter 3 recorded the *intent* ("send a receipt for order 12") as an outbox row, in the same
-# database transaction as the order itself, so that the two are committed together or not at
-# all. A relay now hands each outbox row to the durable queue, and the job that sends the
-# receipt is idempotent. huey's tasks are plain functions, so this section uses SQLAlchemy's
-# synchronous engine (on SQLite), where chapter 3's endpoints used the asyncio one.
+# 第 3 章把*意图*（"给订单 12 发回执"）记为发件箱里的一行，和订单本身放在同一个数据库事务（transaction）里，两者要么一起提交（commit），要么都不提交。现在，一个中继程序（relay）把每个发件箱行交给持久化队列，而发送回执的作业是幂等的。huey 的任务是普通函数，所以本节使用 SQLAlchemy 的同步 engine（在 SQLite 上），而第 3 章的端点用的是 asyncio 版本。
 
 # %%
 metadata = MetaData()
@@ -793,8 +681,8 @@ outbox = Table(
     metadata,
     Column("id", Integer, primary_key=True),
     Column("order_id", Integer, nullable=False),
-    Column("enqueued_at", Float),  # set by the relay once the job is in the queue
-    Column("done_at", Float),  # set by the job itself, in the transaction that does the work
+    Column("enqueued_at", Float),  # 作业进入队列后，由中继程序设置
+    Column("done_at", Float),  # 由作业自己设置，和实际工作在同一个事务里
 )
 receipts = Table("receipts", metadata, Column("order_id", Integer, primary_key=True), Column("sent_at", Float))
 
@@ -804,7 +692,7 @@ def orders_app(engine: Engine) -> FastAPI:
 
     @app.post("/orders", status_code=status.HTTP_201_CREATED)
     def place_order(item: str) -> dict[str, int]:
-        with engine.begin() as connection:  # one transaction: the order and its outbox row, or neither
+        with engine.begin() as connection:  # 一个事务：订单和它的发件箱行，要么都有，要么都没有
             order_id = connection.execute(insert(orders).values(item=item)).inserted_primary_key[0]
             connection.execute(insert(outbox).values(order_id=order_id))
         return {"order_id": order_id}
@@ -816,8 +704,8 @@ def receipt_task(huey: Any, engine: Engine, runs: list[int]) -> Any:
     @huey.task(retries=2, retry_delay=1)
     def send_receipt(order_id: int) -> str:
         runs.append(order_id)
-        with engine.begin() as connection:  # the receipt and the "done" mark: one transaction
-            # The primary key makes a second receipt for the same order impossible: idempotent.
+        with engine.begin() as connection:  # 回执和"已完成"标记：同一个事务
+            # 主键让同一个订单不可能有第二张回执：幂等。
             new = sqlite_insert(receipts).values(order_id=order_id, sent_at=time.time()).on_conflict_do_nothing()
             sent = connection.execute(new).rowcount == 1
             connection.execute(update(outbox).where(outbox.c.order_id == order_id).values(done_at=time.time()))
@@ -831,8 +719,8 @@ def relay_new_rows(engine: Engine, enqueue: Any) -> int:
         query = select(outbox.c.id, outbox.c.order_id).where(outbox.c.enqueued_at.is_(None)).order_by(outbox.c.id)
         rows = connection.execute(query).all()
     for row in rows:
-        enqueue(row.order_id)  # first into the queue...
-        with engine.begin() as connection:  # ...then marked: a crash in between re-sends, never loses
+        enqueue(row.order_id)  # 先入队……
+        with engine.begin() as connection:  # ……再标记：两步之间崩溃只会重发，不会丢失
             connection.execute(update(outbox).where(outbox.c.id == row.id).values(enqueued_at=time.time()))
     return len(rows)
 
@@ -845,23 +733,17 @@ def count(engine: Engine, *conditions: Any, table: Table = outbox) -> int:
 ITEMS = ("teapot", "cups", "tray", "spoons", "kettle")
 
 # %% [markdown] translates="a792e17ea4472c83"
-# **Fact 7.15.** Each order commits with its outbox row. The relay enqueues a row's job and only
-# then marks the row; a relay that dies between the two (here: an exception right after the
-# third enqueue) leaves that row unmarked, so its next run enqueues the job again. The job then
-# runs twice, and the idempotent task still sends exactly one receipt per order.
+# **事实 7.15**：每个订单都和它的发件箱行一起提交。中继程序先把某一行的作业入队，然后才标记这一行；中继程序如果在这两步之间死掉（这里：第三次入队之后立刻抛出异常），那一行就还是未标记的，所以它下一次运行时会把这个作业再入队一次。于是作业运行两次，而幂等的任务仍然只为每个订单发一张回执。
 #
-# What to expect, step by step, for five orders:
+# 对五个订单，逐步的预期如下：
 #
-# 1. Five orders are placed: five outbox rows, none relayed yet.
-# 2. The relay enqueues the jobs of rows 1, 2 and 3, and dies right after the third: 3 jobs are
-#    in the queue, but only rows 1 and 2 are marked (row 3's mark was to come next).
-# 3. Its next run finds rows 3, 4 and 5 unmarked and enqueues all three: 6 jobs in the queue,
-#    two of them for the third order.
-# 4. A consumer runs the 6 jobs. The third order's job runs twice, but its second run finds the
-#    receipt already there (the primary key refuses a second one): 5 receipts, one per order.
+# 1. 下了五个订单：五个发件箱行，都还没有转发。
+# 2. 中继程序把第 1、2、3 行的作业入队，在第三个之后立刻死掉：队列里有 3 个作业，但只有第 1、2 行被标记（第 3 行的标记本该是下一步）。
+# 3. 它下一次运行时发现第 3、4、5 行未标记，把三个都入队：队列里有 6 个作业，其中两个是第三个订单的。
+# 4. 消费者运行这 6 个作业。第三个订单的作业运行了两次，但第二次运行时发现回执已经存在（主键拒绝第二张）：5 张回执，每个订单一张。
 
 # %%
-crash_after = [3]  # the relay dies right after enqueueing the third job
+crash_after = [3]  # 中继程序在把第三个作业入队后立刻死掉
 
 
 def enqueue_then_die(order_id: int) -> None:
@@ -880,7 +762,7 @@ with tempfile.TemporaryDirectory() as folder, temporary_queue("ch07-outbox") as 
         order_ids = [client.post("/orders", params={"item": item}).json()["order_id"] for item in ITEMS]
     not_relayed = count(engine, outbox.c.enqueued_at.is_(None))
     story = [f"{len(order_ids)} orders, {not_relayed} outbox rows not yet relayed"]
-    after_the_crash = None  # (jobs in the queue, rows marked) once the relay has died
+    after_the_crash = None  # 中继程序死掉时的（队列中的作业数, 已标记的行数）
     try:
         relay_new_rows(engine, enqueue_then_die)
     except ConnectionError as error:
@@ -904,18 +786,10 @@ assert len(runs) == 6 and twice == [order_ids[2]]
 assert sent == len(order_ids)
 
 # %% [markdown] translates="1dfe33e4fa94909c"
-# The four lines of output are the four steps above, with the counts expected (the cell asserts
-# each). The one job that ran twice is the third order's, the row the dying relay had not
-# marked; and there are as many receipts as orders. The outbox made sure no receipt was lost,
-# and the idempotent task made sure none was sent twice.
+# 四行输出就是上面的四个步骤，计数都符合预期（单元格逐一做了断言）。唯一运行了两次的作业属于第三个订单，也就是死掉的中继程序没来得及标记的那一行；回执和订单一样多。发件箱保证了没有回执丢失，幂等的任务保证了没有回执重复发送。
 
 # %% [markdown] translates="d153f40c453ff55b"
-# **Fact 7.16.** A job lost from the queue (its worker was killed mid-job as in section 5, or
-# Redis crashed without persistence as in section 6) leaves its outbox row *enqueued but never
-# done*: the outbox knows exactly which jobs are missing. Here the queue is emptied
-# (`huey.flush()`) as a stand-in for those crashes; a consumer started afterwards runs a job
-# enqueued after the crash, and nothing else. Exercise 7.3 writes the relay that sends such rows
-# again.
+# **事实 7.16**：从队列中丢失的作业（像第 5 节那样，工作线程在执行中途被杀；或像第 6 节那样，Redis 在没有持久化时崩溃）会让它的发件箱行停在*已入队、但从未完成*的状态：发件箱确切地知道缺了哪些作业。这里用清空队列（`huey.flush()`）来代替那些崩溃；之后启动的消费者只运行崩溃之后入队的一个作业，别的什么也不运行。练习（exercise）7.3 会写一个重新发送这类行的中继程序。
 
 # %%
 with tempfile.TemporaryDirectory() as folder, temporary_queue("ch07-outbox") as queue:
@@ -927,13 +801,13 @@ with tempfile.TemporaryDirectory() as folder, temporary_queue("ch07-outbox") as 
         for item in ITEMS[:2]:
             client.post("/orders", params={"item": item}).raise_for_status()
     relay_new_rows(engine, send_receipt)
-    queue.huey.flush()  # the crash: the two jobs are gone
+    queue.huey.flush()  # 崩溃：两个作业没了
 
     @queue.huey.task()
     def after_the_crash() -> str:
         return "ran"
 
-    later = after_the_crash()  # proof that the consumer below did take jobs from this queue
+    later = after_the_crash()  # 证明下面的消费者确实从这个队列取了作业
     with run_consumer(queue.huey):
         later_ran = later.get(blocking=True, timeout=60)
     missing = count(engine, outbox.c.enqueued_at.is_not(None), outbox.c.done_at.is_(None))
@@ -944,25 +818,11 @@ assert later_ran == "ran"
 assert runs == [] and missing == 2
 
 # %% [markdown] translates="693e699e03374ef2"
-# ## 8. Measured: latency and throughput
+# ## 8. 实测：延迟与吞吐量
 #
-# The same trivial job, 200 times, each scheduled by its own `POST` from one client, in the
-# shape of production: the API is a `uvicorn` process and huey's consumer a `huey_consumer`
-# process with two worker threads. The three contenders are `BackgroundTasks`
-# (`background_app.py`'s `POST /stamps/{number}`), huey on SQLite and huey on Redis
-# (`jobs_api.py`'s `POST /stamps/{number}`, which enqueues `jobs.stamp`). Each job writes down
-# when it was scheduled and when it started. *Enqueue-to-start latency* is the difference;
-# *throughput* counts from the first request to the last job's start.
-# (`benchmarks/bench_ch07.py` does the same with 1,000 jobs.)
+# 同一个极简作业跑 200 次，每次都由同一个客户端发出的一个 `POST` 来安排，形态和生产环境一样：API 是一个 `uvicorn` 进程，huey 的消费者是一个带两个工作线程的 `huey_consumer` 进程。参与比较的三者是 `BackgroundTasks`（`background_app.py` 的 `POST /stamps/{number}`）、基于 SQLite 的 huey 和基于 Redis 的 huey（`jobs_api.py` 的 `POST /stamps/{number}`，它把 `jobs.stamp` 入队）。每个作业记下它被安排的时间和开始的时间。*入队到开始的延迟*就是两者之差；*吞吐量*从第一个请求算到最后一个作业开始。（`benchmarks/bench_ch07.py` 用 1,000 个作业做同样的测量。）
 #
-# **Fact 7.17.** huey on SQLite is the slow starter: its median enqueue-to-start latency is
-# more than 10 ms, and above both `BackgroundTasks` (which starts the job in the API process
-# right after the response) and huey on Redis. SQLite cannot wake a waiting reader, so huey's
-# worker *polls* the file: after an empty poll it sleeps 0.1 s, 15 % longer after each further
-# empty poll, up to 10 s (the consumer's `--delay`, `--backoff` and `--max-delay` options). The
-# Redis worker waits inside a blocking `BRPOP` and wakes when a job arrives. (A busy machine adds
-# scheduling delays to all three and can only lengthen the polling wait, so the cell asserts the
-# comparison and the 10 ms that the polling alone costs, and prints the numbers.)
+# **事实 7.17**：基于 SQLite 的 huey 启动最慢：它的入队到开始延迟的中位数超过 10 ms，高于 `BackgroundTasks`（它在 API 进程里、响应（response）发出后立即启动作业）和基于 Redis 的 huey。SQLite 没法唤醒正在等待的读取者，所以 huey 的工作线程要*轮询*这个文件：一次空轮询后睡 0.1 s，此后每次空轮询多睡 15 %，最多 10 s（消费者的 `--delay`、`--backoff` 和 `--max-delay` 选项）。Redis 的工作线程则在阻塞（blocking）的 `BRPOP` 里等待，作业一到就醒。（机器忙时，三者都会多出调度延迟，而轮询的等待只会更长，所以单元格断言的是三者的比较，以及光是轮询就要花的 10 ms，具体数字则打印出来。）
 
 # %%
 defaults = inspect.signature(Consumer.__init__).parameters
@@ -986,7 +846,7 @@ def measure(queue_url: str = "") -> tuple[list[float], float]:
     with tempfile.TemporaryDirectory() as folder, contextlib.ExitStack() as processes:
         log = Path(folder) / "stamps.log"
         env = {"TASK_LOG": str(log), "JOB_LOG": str(log), "QUEUE_URL": queue_url}
-        quiet = ("--log-level", "warning")  # no access log line per request
+        quiet = ("--log-level", "warning")  # 不为每个请求写一行访问日志
         if queue_url:
             api = processes.enter_context(uvicorn_process(JOBS_API, *quiet, env=env))
             processes.enter_context(huey_consumer_process(JOBS_HUEY, "--workers", "2", env=env))
@@ -1019,7 +879,7 @@ with tqdm(total=contenders, desc=f"{SAMPLES} jobs: BackgroundTasks", unit="conte
         progress.update()
 
 median = {name: latencies[len(latencies) // 2] for name, (latencies, _) in measured.items()}
-# No padded columns: the numbers change from run to run, the text around them must not.
+# 不做列对齐：数字每次运行都会变，周围的文字不能变。
 lines = [f"{name}: median {1000 * median[name]:.2f} ms, 95th percentile "
          f"{1000 * latencies[int(0.95 * len(latencies))]:.2f} ms, {per_second:.0f} jobs/s"
          for name, (latencies, per_second) in measured.items()]
@@ -1028,8 +888,8 @@ lines += [f"{name}: median latency {median[name] / median['BackgroundTasks']:.0f
 print(*lines, sep="\n")
 assert all(len(latencies) == SAMPLES for latencies, _ in measured.values())
 if "huey on SQLite" in median:
-    # A floor set by the design, not by the machine: a worker that found the queue empty sleeps at
-    # least 0.1 s, and a busy machine only makes the wait longer.
+    # 这个下限由设计决定，而不是由机器决定：发现队列为空的工作线程至少睡 0.1 s，
+    # 机器忙只会让等待更长。
     assert median["huey on SQLite"] > 0.01, "each job waits for the next poll of the file"
     assert all(median["huey on SQLite"] > median[other] for other in median if other != "huey on SQLite")
 
@@ -1044,70 +904,60 @@ rate_axes.barh(names, [measured[name][1] for name in names], color="#dd8452")
 rate_axes.set_xlabel("jobs per second, one client, end to end")
 rate_axes.set_yticks([])
 for axes in (latency_axes, rate_axes):
-    axes.invert_yaxis()  # the first measured at the top
+    axes.invert_yaxis()  # 先测的放在最上面
 figure.suptitle(f"{SAMPLES} trivial jobs, each scheduled by one POST")
 figure
 
 # %% [markdown] translates="b8420ed0f363c40b"
-# Throughput here is the client's: one request after another, so all three are limited by HTTP
-# round trips, not by the queue. What a kill costs, from sections 1, 5 and 6:
+# 这里的吞吐量是客户端视角的：请求一个接一个地发，所以三者都受限于 HTTP 往返，而不是队列。被杀一次的代价，取自第 1、5、6 节：
 #
-# | | the API process is killed | the worker is killed mid-job | the storage crashes |
+# | | API 进程被杀 | 工作线程在作业中途被杀 | 存储崩溃 |
 # |---|---|---|---|
-# | `BackgroundTasks` | every task not yet finished (8 of 8, Fact 7.4) | (the worker *is* the API) | (nothing stored) |
-# | huey on SQLite | nothing (Fact 7.8) | the running job (1; Facts 7.11, 7.12) | no server to crash: the jobs are rows in the file (Fact 7.8) |
-# | huey on Redis | nothing (Fact 7.13) | the running job | every queued job without persistence; none with the append-only file (Fact 7.14) |
+# | `BackgroundTasks` | 所有尚未完成的任务（8 个全丢，事实 7.4） | （执行任务的*就是* API 进程） | （什么都没存） |
+# | 基于 SQLite 的 huey | 什么都不丢（事实 7.8） | 正在运行的作业（1 个；事实 7.11、7.12） | 没有会崩溃的服务器：作业是文件里的行（事实 7.8） |
+# | 基于 Redis 的 huey | 什么都不丢（事实 7.13） | 正在运行的作业 | 不开持久化：所有排队的作业；开启 AOF：一个不丢（事实 7.14） |
 
 # %% [markdown] translates="b3d08bc875faf767"
-# ## 9. Choosing: a decision guide
+# ## 9. 如何选择：决策指南
 #
-# The third column describes the distributed task engines as their own documentation does;
-# this course did not run them.
+# 第三列是按分布式任务引擎各自的文档来描述的；本课程没有运行过它们。
 #
-# | | `BackgroundTasks` | durable queue: huey on SQLite or Redis | distributed engine: Celery, Dramatiq, arq on Redis or RabbitMQ |
+# | | `BackgroundTasks` | 持久化队列：基于 SQLite 或 Redis 的 huey | 分布式引擎：基于 Redis 或 RabbitMQ 的 Celery、Dramatiq、arq |
 # |---|---|---|---|
-# | **where the job lives** | the API process's memory | a SQLite file / a Redis server | a broker (RabbitMQ, Redis) |
-# | **survives a deploy** | only if the tasks finish before the supervisor's SIGKILL | yes | yes |
-# | **survives a crash** | no: every unfinished task is lost | queued jobs yes; the running job is lost (at most once) | with late acknowledgement, the running job is delivered again (at least once): Celery's docs (`task_acks_late`, glossary "late acknowledgment"; its Tasks guide adds that a child killed by a signal is still acknowledged unless `task_reject_on_worker_lost` is set); Dramatiq's docs ("Message Persistence": at-least-once, acknowledged after processing); arq's docs ("pessimistic execution": a job stays in the queue until it succeeds or fails) |
-# | **retries** | write your own (chapter 4) | `retries=`, `retry_delay=`, `retry_backoff=` | built in, per their docs |
-# | **enqueue-to-start latency** | the lowest: right after the response | Redis: close to it (blocking `BRPOP`); SQLite: the next poll, tens of ms or more | depends on the broker |
-# | **runs on** | the API's event loop and thread pool | worker threads/processes you start (`huey_consumer`) | worker processes on any number of machines |
-# | **operational cost** | none | one more process; Redis: one more server | a broker and workers to deploy, monitor and upgrade |
-# | **choose it when** | losing the task is acceptable (a cache warm-up, a log line) | the job must happen, one machine or a few, modest volume | many machines, high volume, routing, workflows, at-least-once delivery |
+# | **作业存放在哪里** | API 进程的内存 | 一个 SQLite 文件 / 一台 Redis 服务器 | 一个 broker（RabbitMQ、Redis） |
+# | **能否挺过部署** | 仅当任务在进程管理器发出 SIGKILL 之前跑完 | 能 | 能 |
+# | **能否挺过崩溃** | 不能：所有未完成的任务都会丢失 | 排队的作业能；正在运行的作业会丢失（至多一次） | 启用延迟确认时，正在运行的作业会被再次投递（至少一次投递）：见 Celery 的文档（`task_acks_late`，术语表中的 "late acknowledgment"；它的 Tasks 指南还指出，被信号杀死的子进程仍会被确认，除非设置了 `task_reject_on_worker_lost`）；Dramatiq 的文档（"Message Persistence"：至少一次，处理完才确认）；arq 的文档（"pessimistic execution"：作业一直留在队列里，直到成功或失败） |
+# | **重试** | 自己写（第 4 章） | `retries=`、`retry_delay=`、`retry_backoff=` | 内置，见各自的文档 |
+# | **入队到开始的延迟** | 最低：响应之后立即开始 | Redis：接近最低（阻塞的 `BRPOP`）；SQLite：等下一次轮询，几十毫秒或更多 | 取决于 broker |
+# | **在哪里运行** | API 的事件循环和线程池（thread pool） | 你自己启动的工作线程或工作进程（worker），即 `huey_consumer` | 任意多台机器上的工作进程 |
+# | **运维成本** | 无 | 多一个进程；用 Redis 时多一台服务器 | 要部署、监控和升级的 broker 和工作进程 |
+# | **什么时候选它** | 任务丢了也能接受（缓存预热、一行日志） | 作业必须完成，一台或几台机器，量不大 | 多台机器、大流量、路由、工作流、至少一次投递 |
 #
-# Whatever you choose, make jobs idempotent and keep the intent in your own database (the outbox)
-# when losing a job is not acceptable: the queue is a transport, the database is the record.
+# 无论选哪个，只要丢一个作业是不可接受的，就要让作业幂等，并把意图保存在你自己的数据库里（发件箱）：队列只是运输工具，数据库才是记录。
 
 # %% [markdown] translates="8134d5cbbace1057"
-# ## 10. Nothing left behind
+# ## 10. 什么都不留下
 #
-# **Fact 7.18.** After all these experiments this notebook has no child process left (every
-# `uvicorn`, `huey_consumer` and `redis-server` was killed and reaped by its `with` block), and no
-# consumer or server thread is running.
+# **事实 7.18**：做完所有这些实验之后，本 notebook 没有留下任何子进程（每个 `uvicorn`、`huey_consumer` 和 `redis-server` 都已被各自的 `with` 块杀掉并回收），也没有任何消费者线程或服务器线程还在运行。
 
 # %%
 try:
-    leftover = os.waitpid(-1, os.WNOHANG)  # a running child would give (0, 0)
+    leftover = os.waitpid(-1, os.WNOHANG)  # 如果还有子进程在运行，会得到 (0, 0)
 except ChildProcessError:
-    leftover = None  # "no child processes"
+    leftover = None  # 即 "no child processes"：没有子进程
 threads = sorted(thread.name for thread in threading.enumerate()
                  if thread.name.startswith(("Worker-", "Scheduler", "uvicorn-")))
 print(f"child processes: {'none' if leftover is None else leftover}; consumer or server threads: {threads or 'none'}")
 assert leftover is None and threads == []
 
 # %% [markdown] translates="22dccaf491c83549"
-# ## Exercises
+# ## 练习
 #
-# Each exercise has a code cell for your answer and a cell that checks it against a real server
-# and a real queue. The reference solutions are in `solutions/ch07_durable_queue/`; try first.
+# 每个练习都有一个写答案的代码单元格，以及一个用真实服务器和真实队列检查它的单元格。参考答案在 `solutions/ch07_durable_queue/` 里；请先自己试试。
 #
-# ### Exercise 7.1: a receipt job and its status
+# ### 练习 7.1：回执作业及其状态
 #
-# Write `make_app(huey)`, returning a FastAPI app. It defines a huey task `send_receipt(order_id)`
-# on the given `huey`, which returns `f"receipt sent for {order_id}"`. `POST /receipts/{order_id}`
-# enqueues it and answers `202 Accepted` with `{"job_id": <the job's id>}`. `GET /jobs/{job_id}`
-# answers `{"status": "pending"}` until a consumer has run the job, then
-# `{"status": "done", "result": <its result>}`, every time it is asked.
+# 编写 `make_app(huey)`，返回一个 FastAPI 应用。它在给定的 `huey` 上定义一个 huey 任务 `send_receipt(order_id)`，返回 `f"receipt sent for {order_id}"`。`POST /receipts/{order_id}` 把它入队，并以 `202 Accepted` 应答 `{"job_id": <the job's id>}`。`GET /jobs/{job_id}` 在消费者执行这个作业之前应答 `{"status": "pending"}`，之后应答 `{"status": "done", "result": <its result>}`，每次询问都是如此。
 
 # %% nbgrader={"grade": false, "grade_id": "ex01_answer", "locked": false, "schema_version": 3, "solution": true, "task": false}
 ### BEGIN SOLUTION
@@ -1143,15 +993,9 @@ from bgcourse.checks import ch07_durable_queue as checks
 checks.ex01(make_app)
 
 # %% [markdown] translates="ec48143add99403d"
-# ### Exercise 7.2: one receipt, however often the job runs
+# ### 练习 7.2：作业无论运行几次，都只发一张回执
 #
-# A re-enqueued job (section 5) or a relay that died between enqueue and mark (section 7) runs a
-# job twice, possibly on two workers at the same time. Write
-# `deliver_once(db_path, order_id, send) -> bool` that calls `send(order_id)` only if no earlier
-# call has sent this order's receipt, keeping its record in the SQLite file `db_path` (create what
-# you need). It returns `True` if it sent, `False` if the receipt had been sent already. If `send`
-# raises, let the exception out (huey retries the job) and leave no record, so that the retry
-# sends. Two calls for the same order at the same time must send once.
+# 重新入队的作业（第 5 节），或在入队和标记之间死掉的中继程序（第 7 节），都会让一个作业运行两次，而且可能同时在两个工作线程上运行。编写 `deliver_once(db_path, order_id, send) -> bool`：只有此前没有任何一次调用发送过这个订单的回执时，才调用 `send(order_id)`；记录保存在 SQLite 文件 `db_path` 里（需要什么自己创建）。发送了就返回 `True`，回执之前已经发过则返回 `False`。如果 `send` 抛出异常，让异常传出去（huey 会重试这个作业），并且不留下任何记录，这样重试时才会发送。同一个订单的两次调用同时发生时，必须只发送一次。
 
 # %% nbgrader={"grade": false, "grade_id": "ex02_answer", "locked": false, "schema_version": 3, "solution": true, "task": false}
 ### BEGIN SOLUTION
@@ -1163,15 +1007,15 @@ def deliver_once(db_path: str, order_id: str, send: Callable[[str], object]) -> 
     connection = sqlite3.connect(db_path, timeout=30, isolation_level=None)
     try:
         connection.execute("create table if not exists deliveries (order_id text primary key)")
-        # BEGIN IMMEDIATE takes SQLite's write lock now: a second worker with the same job
-        # waits here until this one has committed (or rolled back), then finds the row.
+        # BEGIN IMMEDIATE 立刻拿到 SQLite 的写锁：执行同一个作业的另一个工作线程
+        # 会在这里等，直到这一个提交或回滚（rollback），然后看到这一行。
         connection.execute("begin immediate")
         try:
             claimed = connection.execute("insert or ignore into deliveries values (?)", (order_id,)).rowcount == 1
             if claimed:
                 send(order_id)
         except BaseException:
-            connection.execute("rollback")  # send failed: no record, so the retry sends
+            connection.execute("rollback")  # send 失败：不留记录，这样重试时会发送
             raise
         connection.execute("commit")
         return claimed
@@ -1183,15 +1027,9 @@ def deliver_once(db_path: str, order_id: str, send: Callable[[str], object]) -> 
 checks.ex02(deliver_once)
 
 # %% [markdown] translates="0ca55b3e9eac5daa"
-# ### Exercise 7.3: a relay that also re-sends lost jobs
+# ### 练习 7.3：还能重发丢失作业的中继程序
 #
-# Extend section 7's relay: `relay_outbox(engine, enqueue, *, stale_after) -> int` enqueues (calls
-# `enqueue(order_id)`), in `id` order, every outbox row that was never enqueued, and every row
-# that was enqueued more than `stale_after` seconds ago but is not done (its job was lost, Fact
-# 7.16); it sets `enqueued_at` to the current time for each, and returns how many it enqueued.
-# The `outbox` table has the columns `id`, `order_id`, `enqueued_at` and `done_at` (times as
-# `time.time()` floats, `NULL` when not yet). If `enqueue` raises, let the exception out, and never
-# mark a row whose enqueue did not succeed.
+# 扩展第 7 节的中继程序：`relay_outbox(engine, enqueue, *, stale_after) -> int` 按 `id` 顺序把下面这些发件箱行入队（调用 `enqueue(order_id)`）：每一个从未入队的行，以及每一个在 `stale_after` 秒之前就已入队、但还没有完成的行（它的作业丢了，事实 7.16）；为每一行把 `enqueued_at` 设为当前时间，并返回入队的行数。`outbox` 表有 `id`、`order_id`、`enqueued_at` 和 `done_at` 这几列（时间是 `time.time()` 的浮点数，尚未发生时为 `NULL`）。如果 `enqueue` 抛出异常，让异常传出去，而且绝不标记入队没有成功的行。
 
 # %% nbgrader={"grade": false, "grade_id": "ex03_answer", "locked": false, "schema_version": 3, "solution": true, "task": false}
 ### BEGIN SOLUTION
@@ -1220,8 +1058,8 @@ def relay_outbox(engine: Engine, enqueue: Callable[[int], object], *, stale_afte
     with engine.connect() as connection:
         rows = connection.execute(select(outbox.c.id, outbox.c.order_id).where(waiting).order_by(outbox.c.id)).all()
     for row in rows:
-        enqueue(row.order_id)  # first into the queue...
-        with engine.begin() as connection:  # ...then marked: a crash in between re-sends, never loses
+        enqueue(row.order_id)  # 先入队……
+        with engine.begin() as connection:  # ……再标记：两步之间崩溃只会重发，不会丢失
             connection.execute(update(outbox).where(outbox.c.id == row.id).values(enqueued_at=time.time()))
     return len(rows)
 ### END SOLUTION
@@ -1230,12 +1068,9 @@ def relay_outbox(engine: Engine, enqueue: Callable[[int], object], *, stale_afte
 checks.ex03(relay_outbox)
 
 # %% [markdown] translates="bc69c0b95f8e48b7"
-# ## Quiz
+# ## 测验（quiz）
 #
-# Each question shows itself in a cell; answer in the cell below it; the cell after that says
-# whether you are right. A right answer comes with the explanation; a wrong one with a hint
-# that does not give the answer away (`quiz.explain("q01")` shows the explanation of q01 at
-# any time, if you would rather read it).
+# 每道题显示在一个单元格里；在它下面的单元格里作答；再下面一个单元格会告诉你答对了没有。答对时会给出解释；答错时会给出一个不泄露答案的提示（如果你更想直接看解释，`quiz.explain("q01")` 随时都能显示 q01 的解释）。
 
 # %% nbgrader={"grade": false, "grade_id": "q01_question", "locked": true, "schema_version": 3, "solution": false, "task": false}
 quiz = load_quiz("ch07_durable_queue")
@@ -1310,26 +1145,12 @@ def make_task(huey):
 quiz.check("q06", make_task)
 
 # %% [markdown] translates="804fc63cf3242b4b"
-# ## Summary
+# ## 小结
 #
-# - On SIGTERM or one Ctrl-C, uvicorn waits for every running and queued background task, with
-#   no limit unless `--timeout-graceful-shutdown` is set; then it cancels what is left and still
-#   runs the lifespan shutdown (section 1).
-# - A second Ctrl-C cancels the tasks and skips the lifespan shutdown (its `finally` still runs);
-#   a second SIGTERM does nothing more. SIGKILL, an out-of-memory kill or a crash loses every
-#   unfinished task, silently (section 1).
-# - A durable queue writes the job down before the response: huey keeps it in a SQLite file, or
-#   in Redis when `QUEUE_URL` says so, with the same task code. The API enqueues, a consumer runs,
-#   anyone reads the result (`preserve=True` to read it more than once) (sections 2, 3, 6).
-# - Jobs outlive the API process; retries are `retries=` and `retry_delay=`; set
-#   `store_intermediate_errors=False` if readers must not see a failure that a retry may fix
-#   (sections 3, 4).
-# - huey's consumer is graceful on SIGINT and abrupt on SIGTERM (use `-g TERM -t N`); a running
-#   job is lost on SIGTERM and SIGKILL; a `SIGNAL_INTERRUPTED` handler re-enqueues it on SIGTERM,
-#   nothing saves it on SIGKILL. Redis without persistence loses the whole queue in a crash
-#   (sections 5, 6).
-# - Hence idempotent jobs, and the outbox as the record: one transaction for the order and its
-#   intent, a relay that enqueues first and marks second, a job that marks itself done, a relay
-#   that re-sends what was never done (section 7, exercises 7.2 and 7.3).
-# - huey on SQLite starts jobs later than `BackgroundTasks` and huey on Redis, because its worker
-#   polls the file; choose by what losing a job costs, not by milliseconds (sections 8, 9).
+# - 收到 SIGTERM 或一次 Ctrl-C 时，uvicorn 会等待每一个正在运行和排队中的后台任务，除非设置了 `--timeout-graceful-shutdown`，否则没有时间上限；设了上限的话，到点就取消剩下的任务，生命周期的关闭阶段照样执行（第 1 节）。
+# - 第二次 Ctrl-C 会取消任务并跳过生命周期的关闭阶段（它的 `finally` 仍会执行）；第二次 SIGTERM 不会多做什么。SIGKILL、OOM kill 或崩溃会悄无声息地丢掉所有未完成的任务（第 1 节）。
+# - 持久化队列在响应之前就把作业记下来：huey 把它存在一个 SQLite 文件里，`QUEUE_URL` 指定时则存在 Redis 里，任务代码不变。API 入队，消费者执行，谁都能读取结果（要读不止一次就用 `preserve=True`）（第 2、3、6 节）。
+# - 作业比 API 进程活得久；重试用 `retries=` 和 `retry_delay=` 配置；如果读取者不该看到一次可能被重试修复的失败，就设置 `store_intermediate_errors=False`（第 3、4 节）。
+# - huey 的消费者收到 SIGINT 时优雅关闭，收到 SIGTERM 时立即退出（改用 `-g TERM -t N`）；正在运行的作业在 SIGTERM 和 SIGKILL 下都会丢失；`SIGNAL_INTERRUPTED` 处理函数能在 SIGTERM 时把它重新入队，SIGKILL 时什么也救不了它。不开持久化的 Redis 一崩溃就会丢掉整个队列（第 5、6 节）。
+# - 所以：作业要幂等，发件箱作为记录：订单和它的意图在同一个事务里，中继程序先入队、后标记，作业自己标记完成，中继程序重发从未完成的作业（第 7 节，练习 7.2 和 7.3）。
+# - 基于 SQLite 的 huey 启动作业比 `BackgroundTasks` 和基于 Redis 的 huey 晚，因为它的工作线程要轮询文件；按丢一个作业的代价来选，而不是按毫秒来选（第 8、9 节）。
