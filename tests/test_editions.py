@@ -48,9 +48,14 @@ def test_the_quiz_asks_the_same_questions_with_the_same_answers(language: str, s
         if mine.kind == "code":
             # The same observation of the same reference answer, and the translated judgement accepts it.
             reference = theirs.reference_answer()
-            assert mine.observation(reference) == theirs.observation(reference), mine.id
+            assert _unaddressed(mine.observation(reference)) == _unaddressed(theirs.observation(reference)), mine.id
             mine.judged(mine.observation(reference))
         assert re.search(r"[\u4e00-\u9fff]", mine.prompt), f"{mine.id}: the prompt is not in Chinese"
+
+
+def _unaddressed(record: object) -> str:
+    """A record as text, memory addresses masked: a function's repr differs from one run to the next."""
+    return re.sub(r"0x[0-9a-fA-F]+", "0x…", repr(record))
 
 
 def _prose(notebook: nbformat.NotebookNode) -> str:
