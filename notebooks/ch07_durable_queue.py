@@ -34,7 +34,7 @@
 # - that jobs survive the death of the API process, and how retries are configured;
 # - what happens to a job that is *running* when its worker dies, and why jobs must be idempotent;
 # - how chapter 3's outbox completes the picture: no job is lost, and no receipt is sent twice;
-# - what each option costs in latency and throughput, and how to choose.
+# - what each option costs in enqueue-to-start latency, and how to choose.
 
 # %% [markdown]
 # ## 0. Set-up: the versions, and the course's helpers
@@ -941,16 +941,16 @@ assert later_ran == "ran"
 assert runs == [] and missing == 2
 
 # %% [markdown]
-# ## 8. Measured: latency and throughput
+# ## 8. Measured: enqueue-to-start latency
 #
-# The same trivial job, 200 times, each scheduled by its own `POST` from one client, in the
-# shape of production: the API is a `uvicorn` process and huey's consumer a `huey_consumer`
-# process with two worker threads. The three contenders are `BackgroundTasks`
-# (`background_app.py`'s `POST /stamps/{number}`), huey on SQLite and huey on Redis
-# (`jobs_api.py`'s `POST /stamps/{number}`, which enqueues `jobs.stamp`). Each job writes down
-# when it was scheduled and when it started. *Enqueue-to-start latency* is the difference;
-# *throughput* counts from the first request to the last job's start.
-# (`benchmarks/bench_ch07.py` does the same with 1,000 jobs.)
+# The same trivial job, 200 times for each contender, in the shape of production: the API is a
+# `uvicorn` process and huey's consumer a `huey_consumer` process with two worker threads. The
+# three contenders are `BackgroundTasks` (`background_app.py`'s `POST /stamps/{number}`), huey on
+# SQLite and huey on Redis (`jobs_api.py`'s `POST /stamps/{number}`, which enqueues `jobs.stamp`).
+# All three run at once, and one client sends each of them a `POST` in turn, 200 rounds, so that a
+# busy moment of the machine falls on all three alike. Each job writes down when it was scheduled
+# and when it started; *enqueue-to-start latency* is the difference.
+# (`benchmarks/bench_ch07.py` measures throughput too: 1,000 jobs, one contender at a time.)
 #
 # **Fact 7.17.** huey on SQLite is the slow starter: its median enqueue-to-start latency is
 # more than 10 ms, and above both `BackgroundTasks` (which starts the job in the API process
@@ -958,8 +958,9 @@ assert runs == [] and missing == 2
 # worker *polls* the file: after an empty poll it sleeps 0.1 s, 15 % longer after each further
 # empty poll, up to 10 s (the consumer's `--delay`, `--backoff` and `--max-delay` options). The
 # Redis worker waits inside a blocking `BRPOP` and wakes when a job arrives. (A busy machine adds
-# scheduling delays to all three and can only lengthen the polling wait, so the cell asserts the
-# comparison and the 10 ms that the polling alone costs, and prints the numbers.)
+# scheduling delays to all three, here at the same moments, and can only lengthen the polling
+# wait, so the cell asserts the comparison and the 10 ms that the polling alone costs, and prints
+# the numbers.)
 
 # %%
 defaults = inspect.signature(Consumer.__init__).parameters
@@ -978,52 +979,46 @@ def stamps_in(log: Path) -> list[tuple[float, float]]:
             for _, _, scheduled, started in (line.split() for line in lines if line.startswith("stamp"))]
 
 
-def measure(queue_url: str = "") -> tuple[list[float], float]:
-    """Latencies (sorted) and jobs per second: BackgroundTasks without a queue URL, else huey."""
-    with tempfile.TemporaryDirectory() as folder, contextlib.ExitStack() as processes:
-        log = Path(folder) / "stamps.log"
-        env = {"TASK_LOG": str(log), "JOB_LOG": str(log), "QUEUE_URL": queue_url}
-        quiet = ("--log-level", "warning")  # no access log line per request
-        if queue_url:
-            api = processes.enter_context(uvicorn_process(JOBS_API, *quiet, env=env))
-            processes.enter_context(huey_consumer_process(JOBS_HUEY, "--workers", "2", env=env))
-        else:
-            api = processes.enter_context(uvicorn_process(BACKGROUND_APP, *quiet, env=env))
-        with httpx.Client(base_url=api.url) as client:
-            began = time.time()
-            for number in range(SAMPLES):
-                client.post(f"/stamps/{number}").raise_for_status()
-        wait_until(lambda: len(stamps_in(log)) == SAMPLES, timeout=120, what="every job started")
-        stamps = stamps_in(log)
-    latencies = sorted(started - scheduled for scheduled, started in stamps)
-    return latencies, SAMPLES / (max(started for _, started in stamps) - began)
+def start(processes: contextlib.ExitStack, log: Path, queue_url: str) -> str:
+    """One contender's processes, the URL of its API: BackgroundTasks without a queue URL, else huey."""
+    env = {"TASK_LOG": str(log), "JOB_LOG": str(log), "QUEUE_URL": queue_url}
+    quiet = ("--log-level", "warning")  # no access log line per request
+    if not queue_url:
+        return processes.enter_context(uvicorn_process(BACKGROUND_APP, *quiet, env=env)).url
+    api = processes.enter_context(uvicorn_process(JOBS_API, *quiet, env=env))
+    processes.enter_context(huey_consumer_process(JOBS_HUEY, "--workers", "2", env=env))
+    return api.url
 
 
-measured: dict[str, tuple[list[float], float]] = {}
-contenders = 2 if redis_program is None else 3
-with tqdm(total=contenders, desc=f"{SAMPLES} jobs: BackgroundTasks", unit="contender") as progress:
-    measured["BackgroundTasks"] = measure()
-    progress.update()
-    with temporary_queue("ch07-jobs") as queue:
-        name = "huey on SQLite" if queue.url.startswith("sqlite") else "huey on QUEUE_URL"
-        progress.set_description(f"{SAMPLES} jobs: {name}")
-        measured[name] = measure(queue.url)
-        progress.update()
+def all_started(log: Path) -> bool:
+    return len(stamps_in(log)) == SAMPLES
+
+
+with tempfile.TemporaryDirectory() as folder, contextlib.ExitStack() as processes:
+    queue_urls = {"BackgroundTasks": ""}
+    queue = processes.enter_context(temporary_queue("ch07-jobs"))
+    queue_urls["huey on SQLite" if queue.url.startswith("sqlite") else "huey on QUEUE_URL"] = queue.url
     if redis_program is not None:
-        progress.set_description(f"{SAMPLES} jobs: huey on Redis")
-        with throwaway_redis() as redis_server, temporary_queue("ch07-jobs", url=redis_server.url) as queue:
-            measured["huey on Redis"] = measure(queue.url)
-        progress.update()
+        redis_server = processes.enter_context(throwaway_redis())
+        queue_urls["huey on Redis"] = processes.enter_context(temporary_queue("ch07-jobs", url=redis_server.url)).url
+    logs = {name: Path(folder) / f"{index}.log" for index, name in enumerate(queue_urls)}
+    apis = {name: start(processes, logs[name], url) for name, url in queue_urls.items()}
+    with httpx.Client() as client:
+        for number in tqdm(range(SAMPLES), desc=f"{SAMPLES} rounds, one job to each contender", unit="round"):
+            for api in apis.values():  # in turn: a busy moment of the machine falls on all of them
+                client.post(f"{api}/stamps/{number}").raise_for_status()
+    for name, log in logs.items():
+        wait_until(lambda: all_started(log), timeout=120, what=f"every {name} job started")
+    latencies = {name: sorted(started - scheduled for scheduled, started in stamps_in(log)) for name, log in logs.items()}
 
-median = {name: latencies[len(latencies) // 2] for name, (latencies, _) in measured.items()}
+median = {name: times[len(times) // 2] for name, times in latencies.items()}
 # No padded columns: the numbers change from run to run, the text around them must not.
-lines = [f"{name}: median {1000 * median[name]:.2f} ms, 95th percentile "
-         f"{1000 * latencies[int(0.95 * len(latencies))]:.2f} ms, {per_second:.0f} jobs/s"
-         for name, (latencies, per_second) in measured.items()]
+lines = [f"{name}: median {1000 * median[name]:.2f} ms, 95th percentile {1000 * times[int(0.95 * len(times))]:.2f} ms"
+         for name, times in latencies.items()]
 lines += [f"{name}: median latency {median[name] / median['BackgroundTasks']:.0f} times that of BackgroundTasks"
-          for name in measured if name != "BackgroundTasks"]
+          for name in latencies if name != "BackgroundTasks"]
 print(*lines, sep="\n")
-assert all(len(latencies) == SAMPLES for latencies, _ in measured.values())
+assert all(len(times) == SAMPLES for times in latencies.values())
 if "huey on SQLite" in median:
     # A floor set by the design, not by the machine: a worker that found the queue empty sleeps at
     # least 0.1 s, and a busy machine only makes the wait longer.
@@ -1032,22 +1027,18 @@ if "huey on SQLite" in median:
 
 # %%
 figure = NotebookFigure(figsize=(9, 3.2), layout="constrained")
-latency_axes, rate_axes = figure.subplots(1, 2)
-names = list(measured)
-latency_axes.barh(names, [1000 * median[name] for name in names], color="#4c72b0")
-latency_axes.set_xscale("log")
-latency_axes.set_xlabel("median enqueue-to-start latency (ms, log scale)")
-rate_axes.barh(names, [measured[name][1] for name in names], color="#dd8452")
-rate_axes.set_xlabel("jobs per second, one client, end to end")
-rate_axes.set_yticks([])
-for axes in (latency_axes, rate_axes):
-    axes.invert_yaxis()  # the first measured at the top
-figure.suptitle(f"{SAMPLES} trivial jobs, each scheduled by one POST")
+axes = figure.subplots()
+names = list(latencies)
+axes.boxplot([[1000 * time for time in latencies[name]] for name in names], orientation="horizontal",
+             tick_labels=names, whis=(5, 95), showfliers=False)
+axes.set_xscale("log")
+axes.set_xlabel("enqueue-to-start latency (ms, log scale); box: middle half, whiskers: 5th to 95th percentile")
+axes.invert_yaxis()  # the first contender at the top
+figure.suptitle(f"{SAMPLES} trivial jobs for each contender, scheduled in turn")
 figure
 
 # %% [markdown]
-# Throughput here is the client's: one request after another, so all three are limited by HTTP
-# round trips, not by the queue. What a kill costs, from sections 1, 5 and 6:
+# What a kill costs, from sections 1, 5 and 6:
 #
 # | | the API process is killed | the worker is killed mid-job | the storage crashes |
 # |---|---|---|---|
