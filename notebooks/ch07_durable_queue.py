@@ -1032,6 +1032,7 @@ names = list(latencies)
 axes.boxplot([[1000 * time for time in latencies[name]] for name in names], orientation="horizontal",
              tick_labels=names, whis=(5, 95), showfliers=False)
 axes.set_xscale("log")
+axes.xaxis.set_major_formatter("{x:g}")
 axes.set_xlabel("enqueue-to-start latency (ms, log scale); box: middle half, whiskers: 5th to 95th percentile")
 axes.invert_yaxis()  # the first contender at the top
 figure.suptitle(f"{SAMPLES} trivial jobs for each contender, scheduled in turn")
