@@ -18,7 +18,7 @@ UV     := $(BIN)/uv
 # its kernel). TEST_WORKERS=1 runs them one at a time: the proofs do not rely on an idle machine.
 TEST_WORKERS ?= auto
 
-.PHONY: lab lab-master test check bench stress notebooks lock clean release nbgrader-env versions
+.PHONY: lab lab-master test check bench stress notebooks lock clean release nbgrader-env versions messages
 
 $(READY): pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; ok = (3, 11) <= v <= (3, 13); \
@@ -84,6 +84,12 @@ nbgrader-env: $(NBGRADER_READY)
 ## notebooks: after editing a chapter's .py (or .ipynb), bring its twin up to date
 notebooks: $(READY)
 	$(BIN)/jupytext --sync notebooks/*.ipynb notebooks/zh-CN/*.ipynb
+
+## messages: after changing a message marked _("...") in src/, merge it into each edition's catalog (then translate it)
+messages: $(READY)
+	$(BIN)/pybabel extract --add-location=file --sort-by-file --no-wrap --omit-header -k _ \
+	  -o $(VENV)/bgcourse.pot src/bgcourse
+	$(BIN)/pybabel update --no-wrap --ignore-obsolete --omit-header -D bgcourse -i $(VENV)/bgcourse.pot -d src/bgcourse/locale
 
 ## lock: re-resolve requirements.lock after changing a pin in pyproject.toml
 lock: $(READY)

@@ -24,16 +24,12 @@ from collections.abc import Callable
 from typing import Any
 
 from bgcourse.helpers._feedback import Verdict, not_yet
+from bgcourse.helpers._i18n import gettext as _
 from bgcourse.helpers._observation import RAISED, UNATTEMPTED, Observation, observed, observed_async
 
 __all__ = ["Check", "exercise_check"]
 
 Judgement = Callable[[Observation], str]
-
-_UNATTEMPTED_TEXT = (
-    "Exercise {number}: not attempted yet. Write your answer in the cell above (replace each `...`), "
-    "run it, then run this cell again."
-)
 
 
 class Check:
@@ -62,23 +58,32 @@ class Check:
         """The verdict on ``seen``, never raising: whatever ``seen`` holds, it is only read."""
         number = self.number
         if self.judge is None:  # a course bug, caught by the tests; never a pass
-            return Verdict(f"Exercise {number}: this check has no judgement.", solved=False)
+            return Verdict(_("Exercise {number}: this check has no judgement.").format(number=number), solved=False)
         if seen.get(UNATTEMPTED):
-            return Verdict(_UNATTEMPTED_TEXT.format(number=number), solved=False)
+            text = _(
+                "Exercise {number}: not attempted yet. Write your answer in the cell above (replace each `...`), "
+                "run it, then run this cell again."
+            )
+            return Verdict(text.format(number=number), solved=False)
         if RAISED in seen:
             # The learner's code raised while it was observed: say what and where, not the check's frames.
             where = seen.get("_where")
-            where_text = f" ({where})" if isinstance(where, str) and where else ""
-            return Verdict(f"Exercise {number}: your code raised {seen[RAISED]}{where_text}", solved=False)
+            if isinstance(where, str) and where:
+                text = _("Exercise {number}: your code raised {error} ({where})")
+            else:
+                text = _("Exercise {number}: your code raised {error}")
+            return Verdict(text.format(number=number, error=seen[RAISED], where=where), solved=False)
         try:
             message = self.judge(seen)
         except AssertionError as failure:
-            return Verdict(f"Exercise {number}: {failure}", solved=False)
+            return Verdict(_("Exercise {number}: {failure}").format(number=number, failure=failure), solved=False)
         except Exception as error:  # noqa: BLE001  # a record of the wrong shape: it came from the learner's kernel
-            reason = f"the check could not make sense of what it saw ({type(error).__name__}: {error})"
-            return Verdict(f"Exercise {number}: {reason}.", solved=False)
+            text = _("Exercise {number}: the check could not make sense of what it saw ({error}).")
+            return Verdict(text.format(number=number, error=f"{type(error).__name__}: {error}"), solved=False)
         if not isinstance(message, str):
-            return Verdict(f"Exercise {number}: this check's judgement gave no verdict.", solved=False)
+            return Verdict(
+                _("Exercise {number}: this check's judgement gave no verdict.").format(number=number), solved=False
+            )
         return Verdict(message, solved=True)
 
     def verdict(self, seen: Observation) -> Verdict:

@@ -18,10 +18,11 @@ import sys
 import traceback
 from pathlib import Path
 
+from bgcourse.helpers._i18n import gettext as _
+from bgcourse.helpers._language import COPY_MARKER
+
 __all__ = ["COPY_MARKER", "NotSolved", "Verdict", "copy_mode", "learner_frame", "not_yet"]
 
-# The file that marks a folder as a learner's copy; written by `bgcourse lab` and `bgcourse release`.
-COPY_MARKER = ".course-copy.json"
 _PACKAGE = Path(__file__).resolve().parents[1]  # the whole bgcourse package
 
 
@@ -40,7 +41,7 @@ class NotSolved(AssertionError):
 
     def _render_traceback_(self) -> list[str]:
         # IPython shows these lines instead of a traceback (the frames are the course's, not yours).
-        return [f"\x1b[31mNot solved yet.\x1b[0m {self}"]
+        return ["\x1b[31m" + _("Not solved yet.") + f"\x1b[0m {self}"]
 
 
 class Verdict(str):
@@ -54,11 +55,11 @@ class Verdict(str):
         return verdict
 
     def __repr__(self) -> str:
-        return f"{'Solved' if self.solved else 'Not yet'}: {self}"
+        return (_("Solved") if self.solved else _("Not yet")) + f": {self}"
 
     def _repr_markdown_(self) -> str:
         # Words, not an emoji: a learner without an emoji font would see an empty box.
-        return f"**{'Solved.' if self.solved else 'Not yet.'}** {self}"
+        return "**" + (_("Solved.") if self.solved else _("Not yet.")) + f"** {self}"
 
 
 def learner_frame(error: BaseException) -> str:
@@ -73,6 +74,7 @@ def learner_frame(error: BaseException) -> str:
         if path.is_absolute() and any(path.resolve().is_relative_to(root) for root in roots):
             continue
         code = f": `{frame.line.strip()}`" if frame.line else ""
+        # As a traceback says it, in every language: it is recorded where the code ran, and read anywhere.
         return f"line {frame.lineno}, in {frame.name}{code}"
     return ""
 

@@ -11,9 +11,10 @@ import json
 import os
 from pathlib import Path
 
-from bgcourse.helpers._feedback import COPY_MARKER
+__all__ = ["COPY_MARKER", "ENGLISH", "LANGUAGES", "current_language"]
 
-__all__ = ["ENGLISH", "LANGUAGES", "current_language"]
+# The file that marks a folder as a learner's copy; written by `bgcourse lab` and `bgcourse release`.
+COPY_MARKER = ".course-copy.json"
 
 ENGLISH = "en"
 LANGUAGES = (ENGLISH, "zh-CN")

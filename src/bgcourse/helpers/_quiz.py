@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from bgcourse.helpers._feedback import copy_mode
+from bgcourse.helpers._i18n import gettext as _
 from bgcourse.helpers._language import ENGLISH, current_language
 from bgcourse.helpers._observation import RAISED, UNATTEMPTED, Observation, observed
 
@@ -38,7 +39,7 @@ class WrongAnswer(AssertionError):
 
     def _render_traceback_(self) -> list[str]:
         # IPython shows these lines instead of a traceback through the course's code.
-        return [f"\x1b[31mNot yet.\x1b[0m {self}"]
+        return ["\x1b[31m" + _("Not yet.") + f"\x1b[0m {self}"]
 
 
 @dataclass(frozen=True)
@@ -59,13 +60,14 @@ class Question:
 
     def markdown(self) -> str:
         """The question as Markdown, as the learner sees it."""
-        points = f"{self.points:g} point" + ("" if self.points == 1 else "s")
-        lines = [f"**Question {self.id}** ({points})", "", self.prompt.strip(), ""]
+        points = (_("{points} point") if self.points == 1 else _("{points} points")).format(points=f"{self.points:g}")
+        lines = [_("**Question {id}** ({points})").format(id=self.id, points=points), "", self.prompt.strip(), ""]
         if self.kind == "choice":
             lines += [f"- **{letter}**: {text}" for letter, text in self.choices.items()]
-            lines += ["", f'Answer in the next cell: `answer_{self.id} = "A"` (one of {", ".join(self.choices)}).']
+            how = _('Answer in the next cell: `answer_{id} = "A"` (one of {letters}).')
+            lines += ["", how.format(id=self.id, letters=", ".join(self.choices))]
         else:
-            lines += [f"Answer in the next cell: define `{self.name}`."]
+            lines += [_("Answer in the next cell: define `{name}`.").format(name=self.name)]
         return "\n".join(lines)
 
     def _repr_markdown_(self) -> str:
@@ -74,22 +76,25 @@ class Question:
     def grade(self, answer: object) -> str:
         """Return the explanation if ``answer`` is right; raise :class:`WrongAnswer` otherwise."""
         if answer is Ellipsis or answer is None:
-            raise WrongAnswer(f"Question {self.id} has no answer yet: replace the ... in the answer cell.")
+            raise WrongAnswer(
+                _("Question {id} has no answer yet: replace the ... in the answer cell.").format(id=self.id)
+            )
         if self.kind == "choice":
             given = str(answer).strip().upper()
             if given not in self.choices:
-                raise WrongAnswer(
-                    f"Question {self.id}: {answer!r} is not one of the choices {', '.join(self.choices)}."
-                )
+                text = _("Question {id}: {answer} is not one of the choices {letters}.")
+                raise WrongAnswer(text.format(id=self.id, answer=repr(answer), letters=", ".join(self.choices)))
             if self.assessed:
-                return f"{given} recorded; feedback after grading."
+                return _("{answer} recorded; feedback after grading.").format(answer=given)
             if given != self.answer:
-                raise WrongAnswer(f"Question {self.id}: {given} is not right. Hint: {self.hint.strip()}")
+                text = _("Question {id}: {answer} is not right. Hint: {hint}")
+                raise WrongAnswer(text.format(id=self.id, answer=given, hint=self.hint.strip()))
             return self.explanation.strip()
         if self.assessed:
             if not callable(answer):
-                raise WrongAnswer(f"Question {self.id}: define `{self.name}` as a function in the answer cell.")
-            return f"`{self.name}` recorded; feedback after grading."
+                text = _("Question {id}: define `{name}` as a function in the answer cell.")
+                raise WrongAnswer(text.format(id=self.id, name=self.name))
+            return _("`{name}` recorded; feedback after grading.").format(name=self.name)
         return self.judged(self.observation(answer))
 
     def observation(self, answer: object) -> Observation:
@@ -102,17 +107,21 @@ class Question:
         Only reads ``seen``: the grader calls it in its own process, on what the learner's kernel sent.
         """
         if seen.get(UNATTEMPTED):
-            raise WrongAnswer(f"Question {self.id} has no answer yet: replace the ... in the answer cell.")
+            raise WrongAnswer(
+                _("Question {id} has no answer yet: replace the ... in the answer cell.").format(id=self.id)
+            )
         if RAISED in seen:  # the learner's code raised: say so, with its own message
-            raise WrongAnswer(f"Question {self.id}: your `{self.name}` raised {seen[RAISED]}")
+            raise WrongAnswer(
+                _("Question {id}: your `{name}` raised {error}").format(id=self.id, name=self.name, error=seen[RAISED])
+            )
         try:
             self._compiled()["judge"](seen)
         except AssertionError as failure:
-            raise WrongAnswer(f"Question {self.id}: not right yet. {failure} Hint: {self.hint.strip()}") from None
+            text = _("Question {id}: not right yet. {failure} Hint: {hint}")
+            raise WrongAnswer(text.format(id=self.id, failure=failure, hint=self.hint.strip())) from None
         except Exception as error:  # a record of the wrong shape: it came from the learner's kernel  # noqa: BLE001
-            raise WrongAnswer(
-                f"Question {self.id}: the check could not make sense of what it saw ({type(error).__name__}: {error})."
-            ) from None
+            text = _("Question {id}: the check could not make sense of what it saw ({error}).")
+            raise WrongAnswer(text.format(id=self.id, error=f"{type(error).__name__}: {error}")) from None
         return self.explanation.strip()
 
     def _compiled(self) -> dict[str, Any]:
@@ -142,7 +151,7 @@ class _Verdict:
 
     @property
     def _label(self) -> str:
-        return "Recorded." if self.question.assessed else "Right!" if self.right else "Not yet."
+        return _("Recorded.") if self.question.assessed else _("Right!") if self.right else _("Not yet.")
 
     def __repr__(self) -> str:
         return f"{self._label} {self.message}"
@@ -184,9 +193,11 @@ class Quiz:
         except WrongAnswer as wrong:
             if copy_mode() != "practice":
                 raise
-            later = f' (Stuck? `quiz.explain("{question.id}")` explains the answer, and so gives it away.)'
+            later = _(' (Stuck? `quiz.explain("{id}")` explains the answer, and so gives it away.)').format(
+                id=question.id
+            )
             return _Verdict(question, str(wrong) + ("" if answer is Ellipsis or answer is None else later), right=False)
-        return _Verdict(question, f"Question {question.id}: {explanation}")
+        return _Verdict(question, _("Question {id}: {explanation}").format(id=question.id, explanation=explanation))
 
     def explain(self, question_id: str) -> _Verdict:
         """Show the explanation of a question's answer (it gives the answer away: try first)."""
@@ -195,7 +206,8 @@ class Quiz:
             raise ValueError(
                 f"question {question.id} comes from an assessed quiz file: explanations come with the grade"
             )
-        return _Verdict(question, f"Question {question.id}, explained: {question.explanation.strip()}", right=True)
+        text = _("Question {id}, explained: {explanation}")
+        return _Verdict(question, text.format(id=question.id, explanation=question.explanation.strip()), right=True)
 
     @property
     def total_points(self) -> float:
