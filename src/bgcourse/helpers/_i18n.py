@@ -42,8 +42,8 @@ def _translations(language: str) -> _gettext.NullTranslations:
         return _gettext.NullTranslations()
     # Imported here: Babel's catalog modules take a tenth of a second to import, which an English
     # notebook need not pay.
-    from babel.messages.mofile import write_mo  # noqa: PLC0415
-    from babel.messages.pofile import read_po  # noqa: PLC0415
+    from babel.messages.mofile import write_mo
+    from babel.messages.pofile import read_po
 
     with catalog_path(language).open("rb") as source:
         catalog = read_po(source, locale=language.replace("-", "_"))
