@@ -21,6 +21,8 @@ from pathlib import Path
 from tqdm import tqdm  # type: ignore[import-untyped]  # tqdm ships no type hints, and no stub is pinned
 
 import bgcourse
+from bgcourse.helpers._i18n import gettext as _
+from bgcourse.helpers._i18n import in_language
 from bgcourse.instructor._isolation import Isolation
 from bgcourse.instructor._plan import PlannedCell, plan_cells, refuse_unjudgeable
 from bgcourse.instructor._sandbox import CellRun, Limits, Run, run_cells
@@ -119,7 +121,8 @@ def grade_one(job: _Job) -> LearnerResult:
     try:
         assignment = load_assignment(job.course, job.slug)
         submission = read_submission(job.learner, job.folder, assignment, until=started + job.limits.deadline)
-        result = _grade_submission(assignment, submission, job, started)
+        with in_language(submission.language):
+            result = _grade_submission(assignment, submission, job, started)
     except Exception as error:  # noqa: BLE001  # the batch must complete; say what went wrong
         result = _failed(job, f"the grader failed on this submission ({type(error).__name__}: {error})")
     return _bounded(result)
@@ -145,7 +148,9 @@ def _bounded(result: LearnerResult) -> LearnerResult:
 def _grade_submission(assignment: Assignment, submission: Submission, job: _Job, started: float) -> LearnerResult:
     if submission.problem:
         items = tuple(ItemResult(item.grade_id, item.points, 0.0, submission.problem) for item in assignment.items)
-        return LearnerResult(submission.learner, items, tuple(submission.notes), submission.problem)
+        return LearnerResult(
+            submission.learner, items, tuple(submission.notes), submission.problem, submission.language
+        )
     cells: list[PlannedCell] = []
     run, why_not_run = Run(), job.no_kernel
     try:
@@ -160,13 +165,16 @@ def _grade_submission(assignment: Assignment, submission: Submission, job: _Job,
             if item.kind == "choice":
                 results.append(score_choice(assignment, submission, item))
             elif why_not_run:
-                results.append(ItemResult(item.grade_id, item.points, 0.0, f"Not graded: {why_not_run}"))
+                results.append(
+                    ItemResult(item.grade_id, item.points, 0.0, _("Not graded: {why}").format(why=why_not_run))
+                )
             else:
                 results.append(score_code(assignment, submission, item, cells, run, job.limits))
         except Exception as error:  # noqa: BLE001  # one item's bug costs that item only
-            reason = f"Not graded: the grader failed on this item ({type(error).__name__}: {error})."
+            text = _("Not graded: the grader failed on this item ({error}).")
+            reason = text.format(error=f"{type(error).__name__}: {error}")
             results.append(ItemResult(item.grade_id, item.points, 0.0, reason))
-    return LearnerResult(submission.learner, tuple(results), tuple(submission.notes))
+    return LearnerResult(submission.learner, tuple(results), tuple(submission.notes), language=submission.language)
 
 
 def _run(assignment: Assignment, cells: list[PlannedCell], job: _Job, started: float) -> Run:

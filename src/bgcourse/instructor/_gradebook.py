@@ -14,6 +14,8 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
+from bgcourse.helpers._i18n import gettext as _
+from bgcourse.helpers._i18n import in_language
 from bgcourse.instructor._files import replaced_directory, write_atomic
 from bgcourse.instructor._isolation import BUBBLEWRAP, TRUSTED
 from bgcourse.instructor._scoring import LearnerResult
@@ -88,16 +90,22 @@ def _gradescope(result: LearnerResult, isolation: str) -> str:
 
 
 def _feedback(assignment: Assignment, result: LearnerResult) -> str:
-    lines = [f"# {assignment.slug}: feedback for {result.learner}", ""]
-    lines += [f"**Score: {_number(result.score)} / {_number(result.points)}**", ""]
+    with in_language(result.language):  # the learner's feedback, in the language of their edition
+        return _feedback_text(assignment, result)
+
+
+def _feedback_text(assignment: Assignment, result: LearnerResult) -> str:
+    lines = [_("# {chapter}: feedback for {learner}").format(chapter=assignment.slug, learner=result.learner), ""]
+    score = f"{_number(result.score)} / {_number(result.points)}"
+    lines += [_("**Score: {score}**").format(score=score), ""]
     if result.problem:
-        lines += [f"**Your notebook could not be graded:** {result.problem}", ""]
+        lines += [_("**Your notebook could not be graded:** {problem}").format(problem=result.problem), ""]
     if result.notes:
-        lines += ["Notes on your notebook:", "", *(f"- {note}" for note in result.notes), ""]
-    lines += ["| Question | Score | |", "|---|---|---|"]
+        lines += [_("Notes on your notebook:"), "", *(f"- {note}" for note in result.notes), ""]
+    lines += [_("| Question | Score | |"), "|---|---|---|"]
     for item in result.items:
         # Words, not emoji: a reader without an emoji font would see empty boxes.
-        mark = "passed" if item.passed else "failed" if item.score == 0 else "partial"
+        mark = _("passed") if item.passed else _("failed") if item.score == 0 else _("partial")
         lines.append(f"| {item.grade_id} | {_number(item.score)} / {_number(item.points)} | {mark} |")
     lines.append("")
     for item in result.items:

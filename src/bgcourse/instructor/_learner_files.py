@@ -21,6 +21,7 @@ from typing import Any
 
 import nbformat
 
+from bgcourse.helpers._language import ENGLISH, LANGUAGES
 from bgcourse.instructor._text import capped, valid_text
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "Walk",
     "check_time",
     "read_cells",
+    "read_notebook",
     "walk_notebooks",
 ]
 
@@ -99,6 +101,14 @@ def walk_notebooks(folder: Path, until: float | None) -> Walk:
 
 def read_cells(path: Path) -> list[LearnerCell]:
     """The cells of the notebook at ``path``; ValueError says, after the file's name, why there are none."""
+    return read_notebook(path)[0]
+
+
+def read_notebook(path: Path) -> tuple[list[LearnerCell], str]:
+    """The cells of the notebook at ``path``, and the language of its edition (``bgcourse.language``).
+
+    The language is one of the course's, else English: the metadata is the learner's to edit.
+    """
     text = _read_text(path)
     try:
         document = json.loads(text)
@@ -107,7 +117,11 @@ def read_cells(path: Path) -> list[LearnerCell]:
     except (ValueError, RecursionError):  # a number of thousands of digits, lists nested thousands deep
         raise ValueError("is not valid JSON (a number too long, or lists nested too deep): it is damaged") from None
     raw_cells = _raw_cells(document)
-    return [_cell(raw) for raw in raw_cells if isinstance(raw, dict)]
+    cells = [_cell(raw) for raw in raw_cells if isinstance(raw, dict)]
+    metadata = document.get("metadata") if isinstance(document, dict) else None
+    course = metadata.get("bgcourse") if isinstance(metadata, dict) else None
+    language = course.get("language") if isinstance(course, dict) else None
+    return cells, language if isinstance(language, str) and language in LANGUAGES else ENGLISH
 
 
 def _read_text(path: Path) -> str:

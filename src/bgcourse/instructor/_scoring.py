@@ -18,6 +18,8 @@ import json
 import re
 from dataclasses import dataclass
 
+from bgcourse.helpers._i18n import gettext as _
+from bgcourse.helpers._language import ENGLISH
 from bgcourse.helpers._quiz import WrongAnswer
 from bgcourse.instructor._kernel_client import CellRun
 from bgcourse.instructor._plan import PlannedCell, read_choice
@@ -51,6 +53,7 @@ class LearnerResult:
     items: tuple[ItemResult, ...]
     notes: tuple[str, ...] = ()
     problem: str = ""
+    language: str = ENGLISH  # the feedback's: that of the learner's edition
 
     @property
     def score(self) -> float:
@@ -69,15 +72,19 @@ def score_choice(assignment: Assignment, submission: Submission, item: Item) -> 
     if problem:
         hint = submission.missing_answer_hint() if source is None else ""
         return ItemResult(item.grade_id, item.points, 0.0, capped(problem + hint))
-    assert assignment.quiz is not None  # a choice item comes from the quiz
-    question = assignment.quiz[item.grade_id]
+    quiz = assignment.quiz_in(submission.language)
+    assert quiz is not None  # a choice item comes from the quiz
+    question = quiz[item.grade_id]
     try:
         explanation = question.grade(value)
     except WrongAnswer as wrong:  # after grading, the explanation may be told: the answer is in
         # The message quotes what the learner wrote: cut it, not the explanation after it.
-        reason = f"{capped(str(wrong), MAX_REASON_CHARS // 2)} Explanation: {question.explanation.strip()}"
+        text = _("{reason} Explanation: {explanation}")
+        reason = text.format(reason=capped(str(wrong), MAX_REASON_CHARS // 2), explanation=question.explanation.strip())
         return ItemResult(item.grade_id, item.points, 0.0, reason)
-    return ItemResult(item.grade_id, item.points, item.points, f"Right. {explanation}")
+    return ItemResult(
+        item.grade_id, item.points, item.points, _("Right. {explanation}").format(explanation=explanation)
+    )
 
 
 def score_code(
@@ -91,7 +98,7 @@ def score_code(
     if check_at >= len(run.cells):  # the run stopped before the check finished
         stopped_at = len(run.cells)
         where = cells[stopped_at].describe() if stopped_at < len(cells) else "the last cell"
-        return zero(f"Not graded: {run.stopped}, while running {where}.")
+        return zero(_("Not graded: {why}, while running {where}.").format(why=run.stopped, where=where))
     answer = run.cells[answer_at] if answer_at is not None else None
     check = run.cells[check_at]
     notes = _notes(item, answer, check)
@@ -101,25 +108,26 @@ def score_code(
         return zero(submission.unreadable[item.answer_id] + notes)
     if item.answer_id and item.answer_id not in submission.answers:
         hint = submission.missing_answer_hint()
-        return zero(f"Your notebook has no answer cell {item.answer_id} (deleted?).{hint} " + notes)
+        text = _("Your notebook has no answer cell {cell} (deleted?).{hint} ")
+        return zero(text.format(cell=item.answer_id, hint=hint) + notes)
     reason = _answer_problem(answer, limits) + _check_problem(check, limits)
     if reason:
         return zero(reason + notes)
-    solved, message = judge(assignment, cells[check_at], check)
+    solved, message = judge(assignment, cells[check_at], check, submission.language)
     if not solved:
         return zero(f"{message}{notes}")
-    return ItemResult(item.grade_id, item.points, item.points, _clean(("Passed. " + notes).strip()))
+    return ItemResult(item.grade_id, item.points, item.points, _clean((_("Passed.") + " " + notes).strip()))
 
 
-def judge(assignment: Assignment, probe: PlannedCell, check: CellRun) -> tuple[bool, str]:
+def judge(assignment: Assignment, probe: PlannedCell, check: CellRun, language: str = ENGLISH) -> tuple[bool, str]:
     """Whether the probe's record shows a right answer, and the reason if not: decided here, not in the kernel."""
     if not check.observations:
-        return False, (
+        return False, _(
             "The check's record of your code never reached the grader: something in your code changed how "
             "cells run or what they send (IPython's hooks, display, the kernel), so this item scores 0."
         )
     if len(check.observations) > 1:
-        return False, (
+        return False, _(
             "The check's cell sent more than one record of your code (your code sent one of its own?), "
             "so this item scores 0."
         )
@@ -128,56 +136,65 @@ def judge(assignment: Assignment, probe: PlannedCell, check: CellRun) -> tuple[b
     except RecursionError:
         seen = None
     if not isinstance(seen, dict):
-        return False, "The check's record of your code was not a record (your code sent one of its own?)."
+        return False, _("The check's record of your code was not a record (your code sent one of its own?).")
     kind, name = probe.judge
     if kind == "question":
-        assert assignment.quiz is not None  # a code question comes from the quiz
+        quiz = assignment.quiz_in(language)
+        assert quiz is not None  # a code question comes from the quiz
         try:
-            assignment.quiz[name].judged(seen)
+            quiz[name].judged(seen)
         except WrongAnswer as wrong:
-            return False, f"The check failed: {wrong}"
+            return False, _("The check failed: {reason}").format(reason=wrong)
         return True, ""
-    module, _, attribute = name.partition(":")
+    module, _separator, attribute = name.partition(":")
     verdict = getattr(importlib.import_module(module), attribute).decide(seen)
-    return bool(verdict.solved), "" if verdict.solved else f"The check failed: {verdict}"
+    return bool(verdict.solved), "" if verdict.solved else _("The check failed: {reason}").format(reason=verdict)
 
 
 def _answer_problem(answer: CellRun | None, limits: Limits) -> str:
     if answer is None or answer.status == "ok":
         return ""
     if answer.status == "timeout":
-        return f"Your answer cell was still running after {limits.cell_timeout:g} s and was stopped (endless loop?). "
+        text = _("Your answer cell was still running after {seconds} s and was stopped (endless loop?). ")
+        return text.format(seconds=f"{limits.cell_timeout:g}")
     if answer.error.startswith("NotImplementedError"):
-        return "Your answer cell still raises NotImplementedError: replace the stub with your answer. "
-    return f"Your answer cell raised {answer.error}. "
+        return _("Your answer cell still raises NotImplementedError: replace the stub with your answer. ")
+    return _("Your answer cell raised {error}. ").format(error=answer.error)
 
 
 def _check_problem(check: CellRun, limits: Limits) -> str:
     if check.status == "timeout":
-        return f"The check was still running after {limits.cell_timeout:g} s and was stopped."
+        return _("The check was still running after {seconds} s and was stopped.").format(
+            seconds=f"{limits.cell_timeout:g}"
+        )
     if check.status == "error":
-        name, _, message = check.error.partition(": ")
+        name, _separator, message = check.error.partition(": ")
         if name == "NotSolved":  # the check's own verdict ("Exercise 1.1: expected 202 ..."): no class name
-            return f"The check failed: {message}"
-        return f"The check failed: {name}: {message}" if message.strip() else f"The check failed: {name}."
+            return _("The check failed: {reason}").format(reason=message)
+        if message.strip():
+            return _("The check failed: {reason}").format(reason=f"{name}: {message}")
+        return _("The check failed: {reason}").format(reason=f"{name}.")
     return ""
 
 
 def _notes(item: Item, answer: CellRun | None, check: CellRun) -> str:
     notes: list[str] = []
-    for run, whose in ((answer, "Your code"), (check, "The check, running your code,")):
+    said = {
+        "read": _("{whose} tried to read {what}, which is not allowed while grading: 0 points."),
+        "network": _("{whose} tried to reach {what}; while grading, only 127.0.0.1 can be reached."),
+        "program": _("{whose} tried to start the program {what}, which is not allowed while grading."),
+    }
+    for run, whose, who in (
+        (answer, _("Your code"), _("Your code")),
+        (check, _("The check, running your code,"), _("The check")),
+    ):
         if run is None:
             continue
         for line in run.refused:
-            kind, _, what = line.partition("\t")
-            if kind == "read":
-                notes.append(f"{whose} tried to read {what}, which is not allowed while grading: 0 points.")
-            elif kind == "network":
-                notes.append(f"{whose} tried to reach {what}; while grading, only 127.0.0.1 can be reached.")
-            else:
-                notes.append(f"{whose} tried to start the program {what}, which is not allowed while grading.")
+            kind, _separator, what = line.partition("\t")
+            notes.append(said.get(kind, said["program"]).format(whose=whose, what=what))
         if run.truncated:
-            notes.append(f"{whose.split(',')[0]} printed so much that the output was cut.")
+            notes.append(_("{whose} printed so much that the output was cut.").format(whose=who))
     return " " + " ".join(dict.fromkeys(notes)) if notes else ""
 
 

@@ -12,7 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from bgcourse.helpers._quiz import Quiz
+from bgcourse.helpers._i18n import gettext as _
+from bgcourse.helpers._i18n import in_language
+from bgcourse.helpers._language import ENGLISH
+from bgcourse.helpers._quiz import Quiz, load_quiz
 from bgcourse.instructor._learner_files import (
     LINK_REASON,
     MAX_NOTEBOOK_BYTES,
@@ -20,11 +23,12 @@ from bgcourse.instructor._learner_files import (
     OutOfTime,
     check_time,
     read_cells,
+    read_notebook,
     walk_notebooks,
 )
 from bgcourse.instructor._nbgrader import grade_id, is_grade, is_locked, is_solution
 from bgcourse.instructor._quiz_release import assessed_quiz_text
-from bgcourse.instructor._release import chapters, read_master, student_notebook
+from bgcourse.instructor._release import chapters, languages, read_master, student_notebook
 from bgcourse.instructor._text import capped, shown_name
 
 __all__ = [
@@ -64,6 +68,12 @@ class Assignment:
     quiz: Quiz | None
     quiz_files: dict[str, str]  # what the grading kernel may read: the assessed quiz file
     items: tuple[Item, ...]
+    # Each edition's quiz (same ids, answers and points: tests/test_editions.py), for its explanations.
+    editions: dict[str, Quiz] = field(default_factory=dict)
+
+    def quiz_in(self, language: str) -> Quiz | None:
+        """The quiz as a learner of ``language`` reads it (English where that edition has none)."""
+        return self.editions.get(language, self.quiz)
 
     @property
     def answer_ids(self) -> set[str]:
@@ -91,7 +101,16 @@ def load_assignment(course: Path, slug: str) -> Assignment:
             kind: Kind = kinds.get(cell_id, "exercise")
             items.append(Item(cell_id, float(cell.metadata.nbgrader["points"]), kind, answer or previous_answer))
     quiz_files = {f"{slug}.toml": assessed_quiz_text(chapter.quiz)} if chapter.quiz else {}
-    return Assignment(slug, master, locked, quiz, quiz_files, tuple(items))
+    return Assignment(slug, master, locked, quiz, quiz_files, tuple(items), _edition_quizzes(course, slug))
+
+
+def _edition_quizzes(course: Path, slug: str) -> dict[str, Quiz]:
+    found = {}
+    for language in languages(course):
+        quiz_file = course / "quizzes" / language / f"{slug}.toml"
+        if language != ENGLISH and quiz_file.is_file():
+            found[language] = load_quiz(quiz_file)
+    return found
 
 
 @dataclass
@@ -100,6 +119,7 @@ class Submission:
 
     learner: str
     path: Path | None = None
+    language: str = ENGLISH  # of the edition the notebook came from: the feedback is written in it
     answers: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     problem: str = ""
@@ -110,10 +130,10 @@ class Submission:
         """Why an answer cell may seem deleted: a cell whose metadata is damaged cannot be matched to it."""
         if not self.damaged:
             return ""
-        return (
-            f" A cell of your notebook could not be matched to any question ({self.damaged[0]}): "
+        return _(
+            " A cell of your notebook could not be matched to any question ({cell}): "
             "was its nbgrader metadata edited? Copy your answer into a fresh copy of the notebook."
-        )
+        ).format(cell=self.damaged[0])
 
 
 def read_submission(learner: str, folder: Path, assignment: Assignment, *, until: float | None = None) -> Submission:
@@ -123,8 +143,10 @@ def read_submission(learner: str, folder: Path, assignment: Assignment, *, until
         _read(folder, assignment, submission, until)
     except OutOfTime:
         submission.answers.clear()
-        submission.problem = "Reading your submission took longer than this notebook's grading deadline."
-    submission.notes = _bounded(submission.notes)
+        with in_language(submission.language):
+            submission.problem = _("Reading your submission took longer than this notebook's grading deadline.")
+    with in_language(submission.language):
+        submission.notes = _bounded(submission.notes)
     return submission
 
 
@@ -138,12 +160,14 @@ def _read(folder: Path, assignment: Assignment, submission: Submission, until: f
     submission.path = path
     check_time(until)
     try:
-        cells = read_cells(path)
+        cells, submission.language = read_notebook(path)
     except ValueError as error:
         submission.problem = f"{_relative(path, folder)} {error}"
         return
     check_time(until)
-    _collect_answers(cells, assignment, submission)
+    # What is said before the notebook is read is in English: its language is not known yet.
+    with in_language(submission.language):
+        _collect_answers(cells, assignment, submission)
 
 
 def _find_notebook(folder: Path, assignment: Assignment, submission: Submission, until: float | None) -> Path | None:
@@ -201,43 +225,53 @@ def _collect_answers(cells: list[LearnerCell], assignment: Assignment, submissio
             continue
         order.append(cell_id)
         if cell_id in seen:
-            submission.notes.append(f"Cell {shown_name(cell_id)} appears more than once; the first copy was graded.")
+            text = _("Cell {cell} appears more than once; the first copy was graded.")
+            submission.notes.append(text.format(cell=shown_name(cell_id)))
             continue
         seen.add(cell_id)
         if cell_id in answer_ids:
             _take_answer(cell, cell_id, submission)
         elif cell_id in assignment.released and cell.source != assignment.released[cell_id]:
-            submission.notes.append(f"You had changed the locked cell {cell_id}; the original was used.")
+            submission.notes.append(
+                _("You had changed the locked cell {cell}; the original was used.").format(cell=cell_id)
+            )
     if submission.damaged:
-        submission.notes.append(f"A cell's nbgrader metadata is damaged ({submission.damaged[0]}): it was not graded.")
+        text = _("A cell's nbgrader metadata is damaged ({cell}): it was not graded.")
+        submission.notes.append(text.format(cell=submission.damaged[0]))
     missing = [cell_id for cell_id in assignment.released if cell_id not in seen]
     if missing:
-        submission.notes.append(f"Locked cells missing from your notebook were put back: {', '.join(missing)}.")
+        text = _("Locked cells missing from your notebook were put back: {cells}.")
+        submission.notes.append(text.format(cells=", ".join(missing)))
     master_order = [grade_id(cell) for cell in assignment.master.cells if grade_id(cell) in seen]
     if [cell_id for cell_id in dict.fromkeys(order)] != master_order:
-        submission.notes.append("Some cells had been moved; they were graded in the original order.")
+        submission.notes.append(_("Some cells had been moved; they were graded in the original order."))
 
 
 def _take_answer(cell: LearnerCell, cell_id: str, submission: Submission) -> None:
     if cell.source is None:
-        submission.unreadable[cell_id] = f"Your answer cell {cell_id} could not be graded: its source is not text."
+        submission.unreadable[cell_id] = _(
+            "Your answer cell {cell} could not be graded: its source is not text."
+        ).format(cell=cell_id)
         return
     if len(cell.source) > MAX_ANSWER_CHARS:
-        submission.unreadable[cell_id] = (
-            f"Your answer cell {cell_id} is {len(cell.source):,} characters long, over the limit of "
-            f"{MAX_ANSWER_CHARS:,} for one cell: it was not graded."
+        text = _(
+            "Your answer cell {cell} is {length} characters long, over the limit of {limit} for one cell: "
+            "it was not graded."
+        )
+        submission.unreadable[cell_id] = text.format(
+            cell=cell_id, length=f"{len(cell.source):,}", limit=f"{MAX_ANSWER_CHARS:,}"
         )
         return
     submission.answers[cell_id] = cell.source
     if cell.repaired:
-        submission.notes.append(
-            f"Your answer cell {cell_id} held characters that are not valid text (lone surrogates): "
+        text = _(
+            "Your answer cell {cell} held characters that are not valid text (lone surrogates): "
             "each was replaced by U+FFFD (\ufffd) before grading."
         )
+        submission.notes.append(text.format(cell=cell_id))
     if cell.cell_type != "code":
-        submission.notes.append(
-            f"Your answer cell {cell_id} had been turned into {shown_name(cell.cell_type)}: graded as code."
-        )
+        text = _("Your answer cell {cell} had been turned into {kind}: graded as code.")
+        submission.notes.append(text.format(cell=cell_id, kind=shown_name(cell.cell_type)))
 
 
 def _bounded(notes: list[str]) -> list[str]:
@@ -245,4 +279,5 @@ def _bounded(notes: list[str]) -> list[str]:
     unique = [capped(note) for note in dict.fromkeys(notes)]
     if len(unique) <= MAX_NOTES:
         return unique
-    return [*unique[:MAX_NOTES], f"... and {len(unique) - MAX_NOTES} more notes like these."]
+    more = _("... and {count} more notes like these.").format(count=len(unique) - MAX_NOTES)
+    return [*unique[:MAX_NOTES], more]
