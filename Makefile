@@ -85,10 +85,10 @@ nbgrader-env: $(NBGRADER_READY)
 notebooks: $(READY)
 	$(BIN)/jupytext --sync notebooks/*.ipynb notebooks/zh-CN/*.ipynb
 
-## messages: after changing a message marked _("...") in src/, merge it into each edition's catalog (then translate it)
+## messages: after changing a message marked _("...") in src/ or a figure's text in a chapter, merge it into each edition's catalog (then translate it)
 messages: $(READY)
-	$(BIN)/pybabel extract --add-location=file --sort-by-file --no-wrap --omit-header -k _ \
-	  -o $(VENV)/bgcourse.pot src/bgcourse
+	$(BIN)/pybabel extract -F babel.cfg --add-location=file --sort-by-file --no-wrap --omit-header \
+	  -o $(VENV)/bgcourse.pot .
 	$(BIN)/pybabel update --no-wrap --ignore-obsolete --omit-header -D bgcourse -i $(VENV)/bgcourse.pot -d src/bgcourse/locale
 
 ## lock: re-resolve requirements.lock after changing a pin in pyproject.toml

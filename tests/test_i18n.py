@@ -8,6 +8,7 @@ import string
 
 import pytest
 from babel.messages.extract import extract_from_dir
+from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.pofile import read_po
 
 from bgcourse.helpers._i18n import LOCALE_FOLDER, catalog_path, gettext, in_language
@@ -15,14 +16,17 @@ from bgcourse.helpers._language import ENGLISH, LANGUAGES
 from bgcourse.helpers._quiz import Question
 
 PACKAGE = LOCALE_FOLDER.parent
+ROOT = PACKAGE.parents[1]
 EDITIONS = [language for language in LANGUAGES if language != ENGLISH]
 
 
 def _marked() -> dict[str, str]:
-    """Each message marked ``_("...")`` in the package, with the file it is in (as ``make messages`` finds them)."""
+    """Each message of the course, with the file it is in, as ``make messages`` finds them (``babel.cfg``)."""
+    with (ROOT / "babel.cfg").open(encoding="utf-8") as config:
+        method_map, options_map = parse_mapping_cfg(config)  # type: ignore[no-untyped-call]
     found: dict[str, str] = {}
     for filename, _lineno, message, _comments, _context in extract_from_dir(
-        PACKAGE, method_map=[("**.py", "python")], keywords={"_": None}
+        ROOT, method_map=method_map, options_map=options_map
     ):
         assert isinstance(message, str), f"{filename}: {message!r} is not one message"
         found.setdefault(message, filename)
@@ -64,7 +68,7 @@ def test_the_catalog_translates_every_marked_message_and_nothing_else(language: 
     untranslated = [repr(text) for text in marked if text in entries and not entries[text].string]
     fuzzy = [repr(text) for text in marked if text in entries and entries[text].fuzzy]
     stale = [repr(text) for text in entries if text not in marked]
-    advice = f"run `make messages`, then translate in {catalog_path(language).relative_to(PACKAGE.parent.parent)}"
+    advice = f"run `make messages`, then translate in {catalog_path(language).relative_to(ROOT)}"
     assert not missing, f"not in the catalog ({advice}):\n" + "\n".join(missing)
     assert not untranslated, f"not translated ({advice}):\n" + "\n".join(untranslated)
     assert not fuzzy, "marked fuzzy (an English change since; check and unmark):\n" + "\n".join(fuzzy)

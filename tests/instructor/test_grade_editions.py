@@ -25,7 +25,11 @@ def test_a_chinese_copy_and_an_english_copy_score_the_same(
     }
     first = questions["en"][0]
     wrong = next(letter for letter in first["choices"] if letter != first["answer"])
-    learners = (("en", "alice", {}), ("zh-CN", "li_lei", {}), ("zh-CN", "han_meimei", {first["id"]: f'"{wrong}"'}))
+    learners: tuple[tuple[str, str, dict[str, str]], ...] = (
+        ("en", "alice", {}),
+        ("zh-CN", "li_lei", {}),
+        ("zh-CN", "han_meimei", {first["id"]: f'"{wrong}"'}),
+    )
     for language, learner, answers in learners:
         (chapter,) = chapters(ROOT, [CHAPTER], language)
         master, quiz = read_master(chapter)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import gettext as _gettext
 import io
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -23,7 +24,7 @@ from pathlib import Path
 
 from bgcourse.helpers._language import ENGLISH, LANGUAGES, current_language
 
-__all__ = ["DOMAIN", "LOCALE_FOLDER", "catalog_path", "gettext", "in_language", "language_now"]
+__all__ = ["DOMAIN", "LOCALE_FOLDER", "N_", "catalog_path", "gettext", "in_language", "language_now", "translation"]
 
 DOMAIN = "bgcourse"
 LOCALE_FOLDER = Path(__file__).resolve().parents[1] / "locale"
@@ -38,8 +39,18 @@ def catalog_path(language: str) -> Path:
 
 @functools.cache
 def _translations(language: str) -> _gettext.NullTranslations:
+    return _compiled(language)[0]
+
+
+@functools.cache
+def _templates(language: str) -> tuple[tuple[re.Pattern[str], str], ...]:
+    return _compiled(language)[1]
+
+
+@functools.cache
+def _compiled(language: str) -> tuple[_gettext.NullTranslations, tuple[tuple[re.Pattern[str], str], ...]]:
     if language == ENGLISH:
-        return _gettext.NullTranslations()
+        return _gettext.NullTranslations(), ()
     # Imported here: Babel's catalog modules take a tenth of a second to import, which an English
     # notebook need not pay.
     from babel.messages.mofile import write_mo
@@ -50,7 +61,22 @@ def _translations(language: str) -> _gettext.NullTranslations:
     compiled = io.BytesIO()
     write_mo(compiled, catalog)  # fuzzy entries are left out: an unchecked translation is not shown
     compiled.seek(0)
-    return _gettext.GNUTranslations(compiled)
+    # A figure text drawn from an f-string is a template, "{0} trivial jobs": the more literal text
+    # a template has, the sooner it is tried, so that "{0}: build report" wins over "{0}: {1}".
+    templates = sorted(
+        (message for message in catalog if isinstance(message.id, str) and "{0}" in message.id and message.string),
+        key=lambda message: -len(_FIELD.sub("", str(message.id))),
+    )
+    patterns = tuple((_pattern(str(message.id)), str(message.string)) for message in templates if not message.fuzzy)
+    return _gettext.GNUTranslations(compiled), patterns
+
+
+_FIELD = re.compile(r"\{\d+\}")
+
+
+def _pattern(template: str) -> re.Pattern[str]:
+    literal = [re.escape(part.replace("{{", "{").replace("}}", "}")) for part in _FIELD.split(template)]
+    return re.compile("(.+?)".join(literal) + r"\Z", re.DOTALL)
 
 
 def language_now() -> str:
@@ -61,6 +87,23 @@ def language_now() -> str:
 def gettext(message: str) -> str:
     """``message`` in the learner's language; the English itself where there is no translation."""
     return _translations(language_now()).gettext(message)
+
+
+def N_(message: str) -> str:  # gettext's own name for the mark
+    """Mark ``message`` for the catalog without translating it now: it is translated where it is shown."""
+    return message
+
+
+def translation(text: str, language: str) -> str | None:
+    """``text`` (a message, or a template's filled-in text) in ``language``; ``None`` if the catalog has none."""
+    translated = _translations(language).gettext(text)
+    if translated != text or language == ENGLISH:
+        return translated if language != ENGLISH else text
+    for pattern, template in _templates(language):
+        found = pattern.match(text)
+        if found:
+            return template.format(*found.groups())
+    return None
 
 
 @contextmanager

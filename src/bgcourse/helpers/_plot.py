@@ -8,6 +8,8 @@ from dataclasses import replace
 
 from matplotlib.figure import Figure
 
+from bgcourse.helpers._figure_language import drawn_in_language
+from bgcourse.helpers._i18n import N_
 from bgcourse.helpers._timeline import (
     REQUEST_RECEIVED,
     REQUEST_SENT,
@@ -26,26 +28,30 @@ _REQUEST_COLOUR = "#4c72b0"
 # How a task's bar looks, by how it ended: (colour, hatch, legend text). Hatching as well as
 # colour, so that the kinds differ for a reader who does not tell red from orange.
 _TASK_LOOKS = {
-    TASK_END: ("#dd8452", "", "background task runs"),
-    TASK_RAISED: ("#c44e52", "xx", "task that raised"),
-    TASK_CANCELLED: ("#8c8c8c", "//", "task that was cancelled"),
-    "running": ("#f0c9a8", "..", "task still running when drawn"),
+    TASK_END: ("#dd8452", "", N_("background task runs")),
+    TASK_RAISED: ("#c44e52", "xx", N_("task that raised")),
+    TASK_CANCELLED: ("#8c8c8c", "//", N_("task that was cancelled")),
+    "running": ("#f0c9a8", "..", N_("task still running when drawn")),
 }
 # The server's two moments are often a fraction of a millisecond apart, so they would hide each
 # other at one point: "received" sits on the bar's top edge, "sent" on its bottom edge, each with a
 # shape and colour of its own.  (marker, colour, offset from the lane's centre, legend text)
 _MARKERS = {
-    REQUEST_RECEIVED: ("v", "#2f2f2f", 0.25, "server received request"),
-    RESPONSE_SENT: ("^", "#8c1c8c", -0.25, "server sent response"),
+    REQUEST_RECEIVED: ("v", "#2f2f2f", 0.25, N_("server received request")),
+    RESPONSE_SENT: ("^", "#8c1c8c", -0.25, N_("server sent response")),
 }
 
 
 class NotebookFigure(Figure):
-    """A Figure that shows itself as a PNG in Jupyter even when pyplot was never imported."""
+    """A Figure that shows itself as a PNG in Jupyter even when pyplot was never imported.
+
+    In an edition's notebook its texts are drawn in the learner's language (``_figure_language.py``).
+    """
 
     def _repr_png_(self) -> bytes:
         buffer = io.BytesIO()
-        self.savefig(buffer, format="png", dpi=100)
+        with drawn_in_language(self):
+            self.savefig(buffer, format="png", dpi=100)
         return buffer.getvalue()
 
 
@@ -62,7 +68,7 @@ def plot_timeline(events: Sequence[Event], title: str | None = None) -> Figure:
     figure = NotebookFigure(figsize=(9, 0.45 * len(lanes) + 1.8), layout="constrained")
     axes = figure.subplots()
     if not lanes:
-        axes.set_title(title or "nothing recorded yet")
+        axes.set_title(title or N_("nothing recorded yet"))
         return figure
 
     # Start the axis at the first event: the time before it (starting a server) is not the story.
@@ -79,7 +85,7 @@ def plot_timeline(events: Sequence[Event], title: str | None = None) -> Figure:
             stop = by_kind.get(RESPONSE_RECEIVED, by_kind.get(RESPONSE_SENT))
             if start is not None:
                 finish = stop.seconds if stop is not None else end
-                label = None if "request" in used_labels else "client waits for response"
+                label = None if "request" in used_labels else N_("client waits for response")
                 used_labels.add("request")
                 axes.barh(
                     y,
@@ -104,7 +110,7 @@ def plot_timeline(events: Sequence[Event], title: str | None = None) -> Figure:
                         label=label,
                     )
             if RESPONSE_RECEIVED in by_kind:
-                label = None if RESPONSE_RECEIVED in used_labels else "client has the response"
+                label = None if RESPONSE_RECEIVED in used_labels else N_("client has the response")
                 used_labels.add(RESPONSE_RECEIVED)
                 axes.axvline(
                     by_kind[RESPONSE_RECEIVED].seconds,
@@ -145,7 +151,7 @@ def plot_timeline(events: Sequence[Event], title: str | None = None) -> Figure:
                 color="dimgray",
             )
     axes.set_yticks(range(len(lanes)), list(reversed(lanes)))
-    axes.set_xlabel("seconds since the first event")
+    axes.set_xlabel(N_("seconds since the first event"))
     span = end if end > 0 else 1
     # Margins: marks at 0 are not cut in half, and a thread's name after the last bar fits.
     axes.set_xlim(left=-0.02 * span, right=span * 1.4)
