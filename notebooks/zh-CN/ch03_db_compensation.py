@@ -547,7 +547,7 @@ assert after_restart == ({"ada@example.com": "active", "bob@fail.example": "refu
 # 这个最简单的发件箱能给你什么、不能给你什么：
 #
 # - **不会丢失**：意图与用户一起提交了，所以崩溃只会让它推迟。
-# - **至少一次投递（at-least-once delivery），而非恰好一次（exactly once）**：只有在结果提交之后，消息才算完成；所以如果进程死掉时某次计费调用正在进行，下一个进程会再调用一次。对方服务必须能接受重复的请求，例如把消息 id 当作幂等键；工作进程自己的步骤也必须幂等（第 5 节：状态只会从 `pending` 改变）。
+# - **至少一次投递（at-least-once delivery），而非恰好一次（exactly once）**：只有在结果提交之后，消息才算完成；所以如果进程死掉时某次计费调用正在进行，下一个进程会再调用一次。对方服务必须能接受重复的请求，例如把消息 id 当作幂等键（idempotency key）；工作进程自己的步骤也必须幂等（第 5 节：状态只会从 `pending` 改变）。
 # - **只有一个工作进程**：两个运行这个循环的进程都会取走最早的那条消息（事实 6.2）。在 PostgreSQL 上，`SELECT ... FOR UPDATE SKIP LOCKED` 让多个工作进程可以共享这张表（事实 6.3）。
 #
 # 第 7 章用持久化队列（durable queue）补全这幅图景：由一个独立的工作进程取代这个循环。
@@ -1261,7 +1261,7 @@ await checks.ex02(cancel_booking)
 # %% [markdown] translates="9259645a2b434aa4"
 # ### 练习 3.3：发件箱工作进程
 #
-# 数据表 `User`（`id`、`email`、`status`）和 `OutboxMessage`（`id`、`user_id`、`done_at`）。检查程序的 `POST /register` 在一个事务中写入一个状态为 `"pending"` 的用户和一条对应的消息；它的工作循环每 20 毫秒调用一次你的 `process_outbox(sessions, open_account)`。对每条未完成的消息，按从旧到新的顺序：`await open_account(<the user's email>)`，然后在一个事务中把用户的状态设为 `"active"`（如果它抛出了 `BillingError`，则设为 `"refused"`），并把消息的 `done_at` 设为当前时间。如果 `open_account` 抛出其他异常（计费服务宕机了），这条消息必须保持原样，留待下一轮处理：让异常继续向上传播。返回本次处理了多少条消息。
+# 数据表 `User`（`id`、`email`、`status`）和 `OutboxMessage`（`id`、`user_id`、`done_at`）。检查程序的 `POST /register` 在一个事务中写入一个状态为 `"pending"` 的用户和一条对应的消息；它的工作循环（worker loop）每 20 毫秒调用一次你的 `process_outbox(sessions, open_account)`。对每条未完成的消息，按从旧到新的顺序：`await open_account(<the user's email>)`，然后在一个事务中把用户的状态设为 `"active"`（如果它抛出了 `BillingError`，则设为 `"refused"`），并把消息的 `done_at` 设为当前时间。如果 `open_account` 抛出其他异常（计费服务宕机了），这条消息必须保持原样，留待下一轮处理：让异常继续向上传播。返回本次处理了多少条消息。
 
 # %% nbgrader={"grade": false, "grade_id": "ex03_answer", "locked": false, "schema_version": 3, "solution": true, "task": false}
 ### BEGIN SOLUTION

@@ -17,13 +17,13 @@
 # ---
 
 # %% [markdown] translates="24eab0766d2f3394"
-# # 第 4 章：任务编排：包装函数、重试（retry）、任务链与失败
+# # 第 4 章：任务编排：包装函数（wrapper）、重试（retry）、任务链与失败
 #
 # 第 1 章展示了单个后台任务（background task）是如何运行的。真实的任务会被包装（为了记录日志）、被重试（因为它们调用的服务时不时会失败）、被串成链，或者扇出（fan-out）。每一种做法都有一个众所周知的、悄无声息地出错的方式。和每一章一样，每条陈述之后都跟着一个证明单元格（proof cell），它在真实的服务器上验证该陈述，并用 `assert` 断言。
 #
 # **你将学到**
 #
-# - 常见的监控装饰器（一个 await 被包装函数的 `async def wrapper`）会对 `def` 任务造成什么影响：它阻塞（blocking）整个服务器，在工作已经完成之后报告失败，并把任务改名为 `wrapper`；
+# - 常见的监控装饰器（decorator），即一个 await 被包装函数的 `async def wrapper`，会对 `def` 任务造成什么影响：它阻塞（blocking）整个服务器，在工作已经完成之后报告失败，并把任务改名为 `wrapper`；
 # - 如何写出正确的装饰器：使用 `functools.wraps`；`async` 函数直接 await，`def` 函数送进线程池（thread pool）；失败时连同回溯（traceback）一起记录日志；用 `ParamSpec` 标注类型；
 # - 失败的任务会做什么、不会做什么：对客户端和它收到的响应（response），对该请求（request）的其他任务，对日志，对其他请求，以及在测试中；
 # - 如何用 `tenacity` 以指数退避（exponential backoff）的方式重试，有上限、有日志；以及为什么被重试的任务必须是幂等（idempotent）的；
@@ -229,7 +229,7 @@ assert notified == []
 #
 # 第三个问题是名字。`wrapper` 是一个新函数，没有 `functools.wraps` 时，它保留自己的名字、限定名和（空的）docstring。装饰器自己的日志行是对的，因为它们从闭包里读取 `func.__name__`；但任何从拿到的任务上读取名字的代码，看到的都是 `wrapper`。
 #
-# **事实 1.3**：被 `monitor_task` 装饰后，每个任务都叫 `wrapper`：一个在日志中记下每个入队任务名字的辅助函数，为两个不同的任务记录了两次 `queued wrapper`。在 wrapper 上加上 `@functools.wraps(func)` 后，名字、docstring 和签名都变成任务自己的，除此之外什么都没变：wrapper 仍然是协程函数，包在 `def` 函数外面时仍然以 `TypeError` 告终。（在这些 `async def` 任务上，两个装饰器在其他方面都能正常工作：任务都完成了。）
+# **事实 1.3**：被 `monitor_task` 装饰后，每个任务都叫 `wrapper`：一个在日志中记下每个入队（enqueue）任务名字的辅助函数，为两个不同的任务记录了两次 `queued wrapper`。在 wrapper 上加上 `@functools.wraps(func)` 后，名字、docstring 和签名都变成任务自己的，除此之外什么都没变：wrapper 仍然是协程函数，包在 `def` 函数外面时仍然以 `TypeError` 告终。（在这些 `async def` 任务上，两个装饰器在其他方面都能正常工作：任务都完成了。）
 
 # %%
 def monitor_task_with_wraps(func):
@@ -642,7 +642,7 @@ assert [type(r.exc_info[1]) for r in server_records] == [ConnectionError]
 timeline.plot("order A's task fails after its response; order B is not affected")
 
 # %% [markdown] translates="a0428c28cb4a8f52"
-# 订单 A 的 `send_receipt` 在图中没有泳道：它从未开始。也没有人告诉客户端：它的 `200` 在任务开始之前就已经发出。如果客户端必须知道结果，任务就得把结果记录在客户端能够查询的地方（一条状态记录、一个作业 id）；第 7 章的持久化队列（durable queue）把每个作业的结果保存在任何进程都能按作业 id 读取的地方。
+# 订单 A 的 `send_receipt` 在图中没有泳道：它从未开始。也没有人告诉客户端：它的 `200` 在任务开始之前就已经发出。如果客户端必须知道结果，任务就得把结果记录在客户端能够查询的地方（一条状态记录、一个作业（job） id）；第 7 章的持久化队列（durable queue）把每个作业的结果保存在任何进程都能按作业 id 读取的地方。
 #
 # **事实 3.2**：在测试中，`TestClient` 会在测试本身中重新抛出任务的异常（日志行照样会写出；`capture_logs` 让它们不出现在本 notebook 的输出中）。
 

@@ -24,8 +24,8 @@
 # **你将学到**
 #
 # - 后台任务（background task）阻塞事件循环（event loop）时，其他请求（request）要等多久；`def` 任务和 `run_in_threadpool` 如何避免这种情况（对 CPU 密集型工作有代价：GIL）；
-# - `def` 端点（endpoint）、`def` 依赖项（dependency）和 `def` 任务共用同一个限制器：每个事件循环 40 个工作线程（worker thread）；第 41 个会怎样；如何调高上限，代价是什么；
-# - 把长作业拆成批次，如何让服务器始终能及时处理请求、让进度可见；信号量如何跨请求约束某类工作，以及“bound to a different event loop”陷阱；
+# - `def` 端点（endpoint）、`def` 依赖项（dependency）和 `def` 任务共用同一个限制器（limiter）：每个事件循环 40 个工作线程（worker thread）；第 41 个会怎样；如何调高上限，代价是什么；
+# - 把长作业（job）拆成批次（batch），如何让服务器始终能及时处理请求、让进度可见；信号量（semaphore）如何跨请求约束某类工作，以及“bound to a different event loop”陷阱；
 # - `asyncio.timeout` 和 `anyio.fail_after` 能取消什么，为什么两者都停不了线程；
 # - 进程池如何把 CPU 密集型工作分到多个核上运行，同时服务器照常处理请求。
 

@@ -101,7 +101,7 @@ from bgcourse import (
 # %% [markdown] translates="43f870e3940ca5b9"
 # ## 1. 检验一个流行的解释：返回响应的任务
 #
-# 有一种流传很广的说法：`RuntimeError: No response returned.` 是因为在后台任务里返回了响应对象。我们就照这样做，并且放在 `@app.middleware("http")` 后面，因为（第 2 节会说明原因）凡是遇到这条消息的应用，都有一个 `BaseHTTPMiddleware`，而这个装饰器是得到它最常见的途径。
+# 有一种流传很广的说法：`RuntimeError: No response returned.` 是因为在后台任务里返回了响应对象。我们就照这样做，并且放在 `@app.middleware("http")` 后面，因为（第 2 节会说明原因）凡是遇到这条消息的应用，都有一个 `BaseHTTPMiddleware`，而这个装饰器（decorator）是得到它最常见的途径。
 #
 # **事实 6.1**：后台任务返回一个 `JSONResponse`，什么也不会改变：客户端收到的是端点（endpoint）的响应，任务的响应无处可去，服务器也不记录任何错误。
 
@@ -442,7 +442,7 @@ assert records == []
 #
 # 这条消息由来已久，有一段时间，它的某些原因还是 Starlette 自身的缺陷。本课程测量了其中两段历史：`make versions` 安装较旧的版本，每个都装在独立的环境里，并在其中用真实的 uvicorn 服务器运行小应用（FastAPI 0.103.2 是本课程所回应的那篇文章写作时针对的版本，它带的是 Starlette 0.27.0）。它记录下的结果用 `version_table` 显示如下；课程的一个测试会重新测量一遍。
 #
-# **嵌套中间件与挂断的客户端**。Issue #2516（在 Starlette 0.37.1 上报告）描述了一个竞态：多个 `BaseHTTPMiddleware` 嵌套，而客户端在端点应答之前断开。Starlette 0.38.3 修复了它（PR #2620，“Don't poll for disconnects in BaseHTTPMiddleware via StreamingResponse”）。第 4 节已在固定版本上做过这个实验：五层中间件，十个客户端在慢端点上挂断（事实 6.11）。
+# **嵌套中间件与挂断的客户端**。Issue #2516（在 Starlette 0.37.1 上报告）描述了一个竞态（race）：多个 `BaseHTTPMiddleware` 嵌套，而客户端在端点应答之前断开。Starlette 0.38.3 修复了它（PR #2620，“Don't poll for disconnects in BaseHTTPMiddleware via StreamingResponse”）。第 4 节已在固定版本上做过这个实验：五层中间件，十个客户端在慢端点上挂断（事实 6.11）。
 #
 # **事实 6.12**：事实 6.11 的实验在 Starlette 0.28.0、0.29.0、0.31.1 和 0.38.2 上，对全部十个客户端都记录了 `No response returned.`；在 0.27.0（FastAPI 0.103 到 0.106 这几行）上以及从 0.38.3 起，一次也没有。不返回响应的应用（第 3 节的关卡）在每个版本上都得到 `500` 和这条消息；抛出它时正在处理的那个异常，在 Starlette 0.29.0 及以前（AnyIO 3）是 AnyIO 的 `EndOfStream`，从 0.31.1（AnyIO 4）起是 `ExceptionGroup`。
 
@@ -599,7 +599,7 @@ assert response.status_code == 200 and done == ["first", "third"] and len(task_r
 # %% [markdown] translates="a3f0aecc03c1ee21"
 # ### 6.3 `RuntimeWarning: coroutine '...' was never awaited`
 #
-# 调用 `async def` 函数并不会运行它：调用只是创建一个协程对象，只有 `await` 才会运行它。普通的 `def` 不能 `await`，所以调用异步函数的同步包装函数，会创建协程，然后把它丢掉。什么也没有发出，也没有抛出异常，等这个对象被垃圾回收时，Python 发出一个 `RuntimeWarning`。（单元格用 `warnings.catch_warnings` 记录这个警告，以免它漏进本笔记本的输出。）
+# 调用 `async def` 函数并不会运行它：调用只是创建一个协程对象，只有 `await` 才会运行它。普通的 `def` 不能 `await`，所以调用异步函数的同步包装函数（wrapper），会创建协程，然后把它丢掉。什么也没有发出，也没有抛出异常，等这个对象被垃圾回收时，Python 发出一个 `RuntimeWarning`。（单元格用 `warnings.catch_warnings` 记录这个警告，以免它漏进本笔记本的输出。）
 #
 # **事实 6.19**：一个 `def` 任务调用 `send_email(address)` 却没有 `await`，结果什么也没发出去；请求得到 `200`；Python 警告 `coroutine 'send_email' was never awaited`，并指向调用所在的那一行。
 

@@ -26,7 +26,7 @@
 # **你将学到**
 #
 # - uvicorn 在收到 SIGTERM、Ctrl-C、第二次 Ctrl-C、带 `--timeout-graceful-shutdown` 时，以及收到 SIGKILL 时，如何处理正在运行和排队等待的后台任务；
-# - 持久化队列如何保存作业：huey 跑在 SQLite 上（不需要服务器）或 Redis 上（`QUEUE_URL`），API 进程负责入队，消费者（consumer）负责执行，结果可以读回；
+# - 持久化队列如何保存作业：huey 跑在 SQLite 上（不需要服务器）或 Redis 上（`QUEUE_URL`），API 进程负责入队（enqueue），消费者（consumer）负责执行，结果可以读回；
 # - 作业能挺过 API 进程的死亡，以及如何配置重试（retry）；
 # - 执行作业的工作线程（worker thread）死掉时，*正在运行*的作业会怎样，以及为什么作业必须幂等（idempotent）；
 # - 第 3 章的发件箱（outbox）如何补上最后一块：作业一个不丢，回执也不会重复发送；
@@ -291,9 +291,9 @@ Markdown("\n".join(["| how the server was stopped | done | cancelled | never ran
 # %% [markdown] translates="9de4bcda76fe9a9d"
 # ## 2. 持久化队列：基于 SQLite 的 huey
 #
-# 持久化队列在端点（endpoint）应答之前就把作业记下来。huey 是一个小型任务队列，支持多种存储：`SqliteHuey` 把作业放在一个 SQLite 文件里（无需安装或运行任何东西），`RedisHuey` 放在 Redis 服务器里；任务代码是同一份。`make_huey(name)`（以及 `temporary_queue(name)`）按配置选择：`QUEUE_URL=redis://host:6379/0` 得到 `RedisHuey`，`QUEUE_URL=sqlite:////path/queue.db` 或不设 `QUEUE_URL` 得到 `SqliteHuey`。
+# 持久化队列在端点（endpoint）应答之前就把作业记下来。huey 是一个小型任务队列（task queue），支持多种存储：`SqliteHuey` 把作业放在一个 SQLite 文件里（无需安装或运行任何东西），`RedisHuey` 放在 Redis 服务器里；任务代码是同一份。`make_huey(name)`（以及 `temporary_queue(name)`）按配置选择：`QUEUE_URL=redis://host:6379/0` 得到 `RedisHuey`，`QUEUE_URL=sqlite:////path/queue.db` 或不设 `QUEUE_URL` 得到 `SqliteHuey`。
 #
-# 任务就是一个加了 `@huey.task()` 装饰器的普通函数。下面的应用把生成报表的作业放进队列：
+# 任务就是一个加了 `@huey.task()` 装饰器（decorator）的普通函数。下面的应用把生成报表的作业放进队列：
 
 # %%
 def reports_app(huey: Any) -> FastAPI:
