@@ -1355,7 +1355,7 @@ figure
 # | Advice | Verdict | Proof |
 # |---|---|---|
 # | "Never block in `async def`" | True: every request waits for the whole blocking call | Fact 1.1 |
-# | "Use `def` for blocking work" | True for I/O; CPU-bound `def` work still slows the loop (GIL) | Facts 1.1, 5.2 |
+# | "Use `def` for blocking work" | True: a `def` task leaves the loop free, even running a CPU loop (Fact 1.1); but CPU-bound threads share the GIL with the loop, so `/ping` waits longer beside eight of them than beside a process pool (Fact 5.2) | Facts 1.1, 5.2 |
 # | "FastAPI runs `def` code in a thread pool" | True, with 40 tokens per loop, shared by endpoints, dependencies and tasks | Facts 2.1, 2.2 |
 # | "Raise the thread limit if tasks queue" | Works (in the lifespan); costs threads and memory | Fact 2.3 |
 # | "A module-level semaphore limits concurrency" | Only within one loop; a second start fails | Facts 3.3, 3.4 |
