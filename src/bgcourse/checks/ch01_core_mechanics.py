@@ -14,6 +14,7 @@ from fastapi import BackgroundTasks, FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bgcourse.helpers._check import exercise_check
+from bgcourse.helpers._i18n import gettext as _
 from bgcourse.helpers._logs import capture_logs
 from bgcourse.helpers._observation import Observation, json_or_none
 from bgcourse.helpers._server import serve
@@ -61,13 +62,17 @@ def ex01(app: ASGIApp, receipts: list[str]) -> Observation:
 
 @ex01.judgement
 def _ex01(seen: Observation) -> str:
-    assert seen["status"] == 202, f"expected 202 Accepted, got {seen['status']}: {seen['text']}"
+    assert seen["status"] == 202, _("expected 202 Accepted, got {status}: {text}").format(
+        status=seen["status"], text=seen["text"]
+    )
     body = seen["body"]
-    assert isinstance(body, dict), f"expected the body to say status 'accepted', got {body}"
-    assert body.get("status") == "accepted", f"expected the body to say status 'accepted', got {body}"
+    assert isinstance(body, dict), _("expected the body to say status 'accepted', got {body}").format(body=body)
+    assert body.get("status") == "accepted", _("expected the body to say status 'accepted', got {body}").format(
+        body=body
+    )
     order_id = body.get("order_id")
-    assert isinstance(order_id, str), f"expected an 'order_id' string in the body, got {body}"
-    assert seen["receipts_at_response"] == 0, (
+    assert isinstance(order_id, str), _("expected an 'order_id' string in the body, got {body}").format(body=body)
+    assert seen["receipts_at_response"] == 0, _(
         "the receipt was already in `receipts` when the response was sent: send it from a background task "
         "that first waits 0.2 s (a slow mail server), not from the endpoint"
     )
@@ -75,13 +80,15 @@ def _ex01(seen: Observation) -> str:
     # 0.2 s after that moment came from a task that did not wait.  (A check that looked later, on a
     # busy machine, cannot tell, and lets it pass.)
     looked_after = float(seen["looked_after"])
-    assert not (seen["seen_after_response"] and looked_after < _RECEIPT_DELAY_SECONDS), (
-        f"the receipt was already in `receipts` {looked_after:.2f} s after the response was sent: the task must "
+    assert not (seen["seen_after_response"] and looked_after < _RECEIPT_DELAY_SECONDS), _(
+        "the receipt was already in `receipts` {seconds:.2f} s after the response was sent: the task must "
         "first wait 0.2 s (a slow mail server), then append it"
-    )
+    ).format(seconds=looked_after)
     receipts = seen["receipts"]
-    assert receipts == [order_id], f"after the task ran, receipts was {receipts}; expected [{order_id!r}]"
-    return f"Exercise 1.1 solved: 202 first, receipt for order {order_id} afterwards."
+    assert receipts == [order_id], _("after the task ran, receipts was {receipts}; expected [{order_id!r}]").format(
+        receipts=receipts, order_id=order_id
+    )
+    return _("Exercise 1.1 solved: 202 first, receipt for order {order_id} afterwards.").format(order_id=order_id)
 
 
 @exercise_check("1.2")
@@ -100,13 +107,15 @@ def ex02(app: ASGIApp, audit_log: list[str]) -> Observation:
 
 @ex02.judgement
 def _ex02(seen: Observation) -> str:
-    assert seen["status"] == 200, f"expected 200, got {seen['status']}: {seen['text']}"
-    assert seen["body"] == {"item_id": 7}, f"expected the body {{'item_id': 7}}, got {seen['body']}"
-    assert seen["audit_log"] == ["GET /items/7", "cache 7"], (
-        f"audit_log was {seen['audit_log']}; expected ['GET /items/7', 'cache 7']: the dependency's task runs first "
-        "because the dependency adds it before the endpoint body runs"
+    assert seen["status"] == 200, _("expected 200, got {status}: {text}").format(
+        status=seen["status"], text=seen["text"]
     )
-    return "Exercise 1.2 solved: one BackgroundTasks per request, dependency's task first."
+    assert seen["body"] == {"item_id": 7}, _("expected the body {{'item_id': 7}}, got {body}").format(body=seen["body"])
+    assert seen["audit_log"] == ["GET /items/7", "cache 7"], _(
+        "audit_log was {audit_log}; expected ['GET /items/7', 'cache 7']: the dependency's task runs first "
+        "because the dependency adds it before the endpoint body runs"
+    ).format(audit_log=seen["audit_log"])
+    return _("Exercise 1.2 solved: one BackgroundTasks per request, dependency's task first.")
 
 
 @exercise_check("1.3")
@@ -154,16 +163,18 @@ def ex03(keep_going: Callable[[Callable[..., Any]], Callable[..., Any]]) -> Obse
 
 @ex03.judgement
 def _ex03(seen: Observation) -> str:
-    assert not seen["sync_became_async"], "keep_going turned a def function into an async one"
-    assert seen["async_stayed_async"], "keep_going must return an async function for an async one"
-    assert seen["async_name"] == "record_async", "use functools.wraps so logs keep the task's own name"
+    assert not seen["sync_became_async"], _("keep_going turned a def function into an async one")
+    assert seen["async_stayed_async"], _("keep_going must return an async function for an async one")
+    assert seen["async_name"] == "record_async", _("use functools.wraps so logs keep the task's own name")
     assert seen["status"] == 200, seen["text"]
     ran = seen["ran"]
-    assert ran == ["async", "sync"], f"after the failing task, these ran: {ran}; expected ['async', 'sync']"
+    assert ran == ["async", "sync"], _("after the failing task, these ran: {ran}; expected ['async', 'sync']").format(
+        ran=ran
+    )
     threads = seen["threads"]
-    assert threads["sync"] != threads["async"], "the def task should still run in a worker thread"
+    assert threads["sync"] != threads["async"], _("the def task should still run in a worker thread")
     failures = seen["failures"]
-    assert failures, "nothing was logged at ERROR on the 'tasks' logger; use logger.exception(...)"
-    assert failures[0]["has_traceback"], "log the traceback too: logger.exception(...) does that"
-    assert "explode" in failures[0]["message"], "name the failing task in the message (func.__name__)"
-    return "Exercise 1.3 solved: the failure is logged with its traceback and the later tasks run."
+    assert failures, _("nothing was logged at ERROR on the 'tasks' logger; use logger.exception(...)")
+    assert failures[0]["has_traceback"], _("log the traceback too: logger.exception(...) does that")
+    assert "explode" in failures[0]["message"], _("name the failing task in the message (func.__name__)")
+    return _("Exercise 1.3 solved: the failure is logged with its traceback and the later tasks run.")

@@ -17,6 +17,7 @@ from pydantic import BaseModel, EmailStr, SecretStr
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bgcourse.helpers._check import exercise_check
+from bgcourse.helpers._i18n import gettext as _
 from bgcourse.helpers._logs import capture_logs
 from bgcourse.helpers._observation import Observation, json_or_none
 from bgcourse.helpers._server import serve
@@ -111,28 +112,34 @@ def ex01(app: ASGIApp, settings: MailSettings, audit_log: list[str]) -> Observat
 @ex01.judgement
 def _ex01(seen: Observation) -> str:
     up = seen["mail_up"]
-    assert up["status"] == 201, f"expected 201 Created, got {up['status']}: {up['text']}"
-    assert up["body"] == {"username": "ada"}, f"expected the body {{'username': 'ada'}}, got {up['body']}"
-    assert up["lengths_at_response"] == [0], (
+    assert up["status"] == 201, _("expected 201 Created, got {status}: {text}").format(
+        status=up["status"], text=up["text"]
+    )
+    assert up["body"] == {"username": "ada"}, _("expected the body {{'username': 'ada'}}, got {body}").format(
+        body=up["body"]
+    )
+    assert up["lengths_at_response"] == [0], _(
         "the audit entry was already in audit_log when the response was sent: append it from a background task"
     )
     recipients = up["recipients"]
-    assert recipients == ["ada@example.com"], (
-        f"the mail server received messages for {recipients}, expected one for ada@example.com; "
-        f"your tasks raised {up['task_errors']}. Send to settings.smtp_host and settings.smtp_port."
-    )
-    assert up["audit_log"] == ["registered ada"], (
-        f"after the tasks ran, audit_log was {up['audit_log']}; expected ['registered ada']"
-    )
+    assert recipients == ["ada@example.com"], _(
+        "the mail server received messages for {recipients}, expected one for ada@example.com; "
+        "your tasks raised {errors}. Send to settings.smtp_host and settings.smtp_port."
+    ).format(recipients=recipients, errors=up["task_errors"])
+    assert up["audit_log"] == ["registered ada"], _(
+        "after the tasks ran, audit_log was {audit_log}; expected ['registered ada']"
+    ).format(audit_log=up["audit_log"])
 
     down = seen["mail_down"]
-    assert down["status"] == 201, f"expected 201 Created, got {down['status']}: {down['text']}"
-    assert down["audit_log"] == ["registered ada", "registered bob"], (
-        f"with the mail server down, audit_log was {down['audit_log']}, without 'registered bob': the e-mail task "
+    assert down["status"] == 201, _("expected 201 Created, got {status}: {text}").format(
+        status=down["status"], text=down["text"]
+    )
+    assert down["audit_log"] == ["registered ada", "registered bob"], _(
+        "with the mail server down, audit_log was {audit_log}, without 'registered bob': the e-mail task "
         "raised, and a request's tasks after a failing one are skipped (chapter 1, section 7). Add the audit "
         "task before the e-mail task, or make the e-mail task catch and log its failure."
-    )
-    return "Exercise 2.1 solved: the audit entry is written after the response, mail server up or down."
+    ).format(audit_log=down["audit_log"])
+    return _("Exercise 2.1 solved: the audit entry is written after the response, mail server up or down.")
 
 
 def _task_app(send_welcome_email: Callable[[str], Any]) -> FastAPI:
@@ -221,51 +228,55 @@ def _naming(errors: list[dict[str, Any]], address: str) -> list[dict[str, Any]]:
 
 @ex02.judgement
 def _ex02(seen: Observation) -> str:
-    assert not seen["is_async"], (
+    assert not seen["is_async"], _(
         "send_welcome_email is an async def function: smtplib would block the event loop in it. Make it a plain "
         "def; Starlette runs a def task on a worker thread."
     )
     first = seen["refused_twice"]
     assert first["status"] == 201, first["text"]
-    assert first["server_records"] == 0, (
-        f"the task raised {first['task_errors']}; it must catch and log its last failure"
+    assert first["server_records"] == 0, _("the task raised {errors}; it must catch and log its last failure").format(
+        errors=first["task_errors"]
     )
     recipients, connections = first["recipients"], first["connections"]
     delivered_on_the_third_attempt = recipients == ["ada@example.com"] and connections == 3
-    assert delivered_on_the_third_attempt, (
-        f"the mail server refused the first 2 connections (smtplib raises SMTPConnectError); your task connected "
-        f"{connections} time(s) and delivered {len(recipients)} message(s). Expected 3 connections and 1 message: "
+    assert delivered_on_the_third_attempt, _(
+        "the mail server refused the first 2 connections (smtplib raises SMTPConnectError); your task connected "
+        "{connections} time(s) and delivered {messages} message(s). Expected 3 connections and 1 message: "
         "retry on SMTPConnectError, 3 attempts in all (stop_after_attempt(3))."
-    )
+    ).format(connections=connections, messages=len(recipients))
 
     second = seen["always_refused"]
-    assert second["server_records"] == 0, (
-        f"the task raised {second['task_errors']}; it must catch and log its last failure"
+    assert second["server_records"] == 0, _("the task raised {errors}; it must catch and log its last failure").format(
+        errors=second["task_errors"]
     )
-    assert second["connections"] == 3, (
-        f"against a mail server that always refuses, your task connected {second['connections']} time(s); "
+    assert second["connections"] == 3, _(
+        "against a mail server that always refuses, your task connected {connections} time(s); "
         "expected 3 attempts in all, then give up"
-    )
+    ).format(connections=second["connections"])
     errors = _naming(second["errors_logged"], "bob@example.com")
-    assert errors, "nothing was logged at ERROR on the 'mail' logger naming bob@example.com; use logger.exception"
-    assert errors[0]["has_traceback"] is True, "log the traceback too: logger.exception(...) does that"
+    assert errors, _("nothing was logged at ERROR on the 'mail' logger naming bob@example.com; use logger.exception")
+    assert errors[0]["has_traceback"] is True, _("log the traceback too: logger.exception(...) does that")
 
     third = seen["never_answers"]
-    assert third["in_time"] is True, (
-        f"against a mail server that never answers, your task was still waiting after {_GIVE_UP_SECONDS:.0f} s "
+    assert third["in_time"] is True, _(
+        "against a mail server that never answers, your task was still waiting after {seconds:.0f} s "
         "(three attempts with a 0.5 s timeout take under 2 s): give smtplib.SMTP a timeout (timeout=0.5)"
-    )
+    ).format(seconds=_GIVE_UP_SECONDS)
     failures = third["failures"]
-    assert failures == [], f"the task raised {failures[0]}; it must catch and log its last failure"
-    assert third["connections"] == 3, (
-        f"against a mail server that never answers, your task connected {third['connections']} time(s) in "
-        f"{float(third['elapsed']):.1f} s; expected 3. smtplib reports a timeout while it waits for the greeting "
-        "as SMTPServerDisconnected: retry on that too."
+    assert failures == [], _("the task raised {error}; it must catch and log its last failure").format(
+        error=failures[0]
     )
-    assert _naming(third["errors_logged"], "cy@example.com"), (
+    assert third["connections"] == 3, _(
+        "against a mail server that never answers, your task connected {connections} time(s) in "
+        "{seconds:.1f} s; expected 3. smtplib reports a timeout while it waits for the greeting "
+        "as SMTPServerDisconnected: retry on that too."
+    ).format(connections=third["connections"], seconds=float(third["elapsed"]))
+    assert _naming(third["errors_logged"], "cy@example.com"), _(
         "the timed-out e-mail to cy@example.com was not logged at ERROR"
     )
-    return "Exercise 2.2 solved: a def task that times out, makes 3 attempts, and logs the failure with its traceback."
+    return _(
+        "Exercise 2.2 solved: a def task that times out, makes 3 attempts, and logs the failure with its traceback."
+    )
 
 
 def _call(func: Callable[[str], Any], address: str, failures: list[BaseException]) -> None:
@@ -346,12 +357,14 @@ def ex03(test_registration: Callable[[httpx.Client, MailServer], object]) -> Obs
 @ex03.judgement
 def _ex03(seen: Observation) -> str:
     failure = seen["against_correct_app"]
-    assert failure is None, (
-        f"your test failed against a correct app: {failure}. (The welcome e-mail "
+    assert failure is None, _(
+        "your test failed against a correct app: {failure}. (The welcome e-mail "
         "arrives after the response: wait for it with mail.wait_for.)"
-    )
+    ).format(failure=failure)
     passed = seen["passed_against"]
     # Only an explicit False (the test failed) counts as caught: any other value is a miss, never a catch.
     missed = [description for flaw, description in FLAWS.items() if passed[flaw] is not False]
-    assert not missed, "your test passed against " + "; and against ".join(missed)
-    return f"Exercise 2.3 solved: your test passes against a correct app and catches all {len(FLAWS)} broken ones."
+    assert not missed, _("your test passed against {apps}").format(apps=_("; and against ").join(missed))
+    return _("Exercise 2.3 solved: your test passes against a correct app and catches all {count} broken ones.").format(
+        count=len(FLAWS)
+    )

@@ -25,6 +25,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from bgcourse.helpers._check import exercise_check
 from bgcourse.helpers._db import Database, temporary_database
+from bgcourse.helpers._i18n import gettext as _
 from bgcourse.helpers._logs import capture_logs
 from bgcourse.helpers._observation import Observation, json_or_none
 from bgcourse.helpers._server import serve
@@ -164,33 +165,37 @@ async def ex01(make_app: Callable[[Sessions], FastAPI]) -> Observation:
 @ex01.judgement
 def _ex01(seen: Observation) -> str:
     accepted_status = seen["accepted_status"]
-    assert accepted_status == 201, (
-        f"ada@example.com: expected 201 Created, got {accepted_status}: {seen['accepted_text']}"
+    assert accepted_status == 201, _("ada@example.com: expected 201 Created, got {status}: {text}").format(
+        status=accepted_status, text=seen["accepted_text"]
     )
     ada_id = seen["ada_id"]
-    assert isinstance(ada_id, int), f"expected a body {{'user_id': <the new id>}}, got {seen['accepted_text']}"
-    ada_rows, ada_by_id = seen["ada_rows"], seen["ada_by_id"]
-    assert (ada_rows, ada_by_id) == (1, 1), (
-        f"after ada's 201 the users table has {ada_rows} row(s) for ada@example.com (and {ada_by_id} with id "
-        f"{ada_id}); expected her row, committed, with the id the response gave"
+    assert isinstance(ada_id, int), _("expected a body {{'user_id': <the new id>}}, got {text}").format(
+        text=seen["accepted_text"]
     )
+    ada_rows, ada_by_id = seen["ada_rows"], seen["ada_by_id"]
+    assert (ada_rows, ada_by_id) == (1, 1), _(
+        "after ada's 201 the users table has {rows} row(s) for ada@example.com (and {rows_by_id} with id "
+        "{user_id}); expected her row, committed, with the id the response gave"
+    ).format(rows=ada_rows, rows_by_id=ada_by_id, user_id=ada_id)
     refused_status = seen["refused_status"]
-    assert refused_status == 502, f"bob@fail.example: expected 502, got {refused_status}: {seen['refused_text']}"
+    assert refused_status == 502, _("bob@fail.example: expected 502, got {status}: {text}").format(
+        status=refused_status, text=seen["refused_text"]
+    )
     seen_during_billing = seen["seen_during_billing"]
-    assert "bob@fail.example" in seen_during_billing, (
+    assert "bob@fail.example" in seen_during_billing, _(
         "create_billing_account was never called for bob@fail.example: await it inside the registration"
     )
-    assert seen_during_billing["bob@fail.example"] == 0, (
+    assert seen_during_billing["bob@fail.example"] == 0, _(
         "bob's row was already committed while the billing call ran: if the process had died then, it would "
         "have stayed. Call create_billing_account inside the `async with sessions.begin()` block, so that its "
         "BillingError rolls the INSERT back"
     )
     bob_rows_at_response, bob_rows = seen["bob_rows_at_response"], seen["bob_rows"]
-    assert (bob_rows_at_response, bob_rows) == (0, 0), (
-        f"bob's row was still in the table when the client had its 502 ({bob_rows_at_response} row, "
-        f"{bob_rows} after the server stopped): nothing may be left to undo after the response"
-    )
-    return "Exercise 3.1 solved: a refusal rolls the user back before the response; nothing is left to undo."
+    assert (bob_rows_at_response, bob_rows) == (0, 0), _(
+        "bob's row was still in the table when the client had its 502 ({rows_at_response} row, "
+        "{rows_after} after the server stopped): nothing may be left to undo after the response"
+    ).format(rows_at_response=bob_rows_at_response, rows_after=bob_rows)
+    return _("Exercise 3.1 solved: a refusal rolls the user back before the response; nothing is left to undo.")
 
 
 @exercise_check("3.2")
@@ -205,8 +210,8 @@ async def ex02(cancel_booking: Callable[[Sessions, int], Awaitable[None]]) -> Ob
             bob = Booking(event_id=course_day.id, email="bob@example.com")
             session.add_all([ada, bob])
         connections: Counter[str] = Counter()
-        event.listen(db.engine.sync_engine, "checkout", lambda *_: connections.update(["taken"]))
-        event.listen(db.engine.sync_engine, "checkin", lambda *_: connections.update(["returned"]))
+        event.listen(db.engine.sync_engine, "checkout", lambda *_arguments: connections.update(["taken"]))
+        event.listen(db.engine.sync_engine, "checkin", lambda *_arguments: connections.update(["returned"]))
         sessions = _KeptSessions(db)
         still_taken: list[int] = []
 
@@ -222,7 +227,7 @@ async def ex02(cancel_booking: Callable[[Sessions, int], Awaitable[None]]) -> Ob
 
         @app.post("/bookings/{booking_id}/cancel", status_code=status.HTTP_202_ACCEPTED)
         async def cancel(booking_id: int, background_tasks: BackgroundTasks) -> dict[str, int]:
-            for _ in range(3):  # the compensation, and two retries of it (a retry library, a redelivery)
+            for _run in range(3):  # the compensation, and two retries of it (a retry library, a redelivery)
                 background_tasks.add_task(cancel_booking, sessions, booking_id)
             return {"cancelling": booking_id}
 
@@ -244,26 +249,30 @@ async def ex02(cancel_booking: Callable[[Sessions, int], Awaitable[None]]) -> Ob
 
 @ex02.judgement
 def _ex02(seen: Observation) -> str:
-    assert seen["status"] == 202, f"expected 202, got {seen['status']}: {seen['text']}"
-    errors = seen["errors"]
-    assert not errors, (
-        f"a run of cancel_booking raised {errors[0]}. The first run cancelled the booking; the next runs must "
-        "find nothing to do and do nothing (a DELETE that matches no row is harmless; session.delete(None) is not)"
+    assert seen["status"] == 202, _("expected 202, got {status}: {text}").format(
+        status=seen["status"], text=seen["text"]
     )
+    errors = seen["errors"]
+    assert not errors, _(
+        "a run of cancel_booking raised {error}. The first run cancelled the booking; the next runs must "
+        "find nothing to do and do nothing (a DELETE that matches no row is harmless; session.delete(None) is not)"
+    ).format(error=errors[0])
     left = seen["left"]
-    assert left == ["bob@example.com"], f"the bookings left are {left}; expected only bob's: cancel ada's, by its id"
+    assert left == ["bob@example.com"], _(
+        "the bookings left are {bookings}; expected only bob's: cancel ada's, by its id"
+    ).format(bookings=left)
     seats_left = seen["seats_left"]
-    assert seats_left == 1, (
-        f"after cancelling one booking (once, and twice more as retries) the event has {seats_left} seats left; "
+    assert seats_left == 1, _(
+        "after cancelling one booking (once, and twice more as retries) the event has {seats} seats left; "
         "expected 1. Give the seat back only if this run really deleted the booking (the DELETE's rowcount), "
         "in the same transaction"
-    )
+    ).format(seats=seats_left)
     still_taken = seen["still_taken"]
-    assert still_taken == [0], (
-        f"after the tasks, {still_taken[0] if still_taken else '?'} connection(s) were still taken by sessions "
+    assert still_taken == [0], _(
+        "after the tasks, {connections} connection(s) were still taken by sessions "
         "nobody closed: open the session with `async with`, so that it is closed whatever happens"
-    )
-    return "Exercise 3.2 solved: one seat given back, however often the compensation runs."
+    ).format(connections=still_taken[0] if still_taken else "?")
+    return _("Exercise 3.2 solved: one seat given back, however often the compensation runs.")
 
 
 @exercise_check("3.3")
@@ -350,24 +359,27 @@ def _ex03(seen: Observation) -> str:
     statuses, not_done = seen["statuses"], seen["not_done"]
     if statuses.get("flaky@example.com") == "pending" and not not_done:
         raise AssertionError(
-            "flaky@example.com is still 'pending' although every message is marked done: its first billing call "
-            "failed (ConnectionError), and the message must then stay in the outbox for the next round. Mark a "
-            "message done only after open_account has answered, in the same transaction as the status"
+            _(
+                "flaky@example.com is still 'pending' although every message is marked done: its first billing call "
+                "failed (ConnectionError), and the message must then stay in the outbox for the next round. Mark a "
+                "message done only after open_account has answered, in the same transaction as the status"
+            )
         )
-    assert not_done == 0, (
-        f"{not_done} message(s) were still not done after 10 s; statuses {statuses}; the worker's failures: "
-        f"{seen['failures'][:3]}"
+    assert not_done == 0, _(
+        "{not_done} message(s) were still not done after 10 s; statuses {statuses}; the worker's failures: {failures}"
+    ).format(not_done=not_done, statuses=statuses, failures=seen["failures"][:3])
+    assert statuses == expected, _("the users' statuses are {statuses}; expected {expected}").format(
+        statuses=statuses, expected=expected
     )
-    assert statuses == expected, f"the users' statuses are {statuses}; expected {expected}"
     repeated = {
         email: count for email, count in seen["calls_before"].items() if count > (2 if email.startswith("flaky") else 1)
     }
-    assert not repeated, (
-        f"open_account was called {repeated} times: a message that is done must not be carried out again "
+    assert not repeated, _(
+        "open_account was called {calls} times: a message that is done must not be carried out again "
         "(mark it done, and select only messages that are not)"
-    )
+    ).format(calls=repeated)
     again, extra_calls = seen["again"], seen["extra_calls"]
-    assert (again, extra_calls) == (0, 0), (
-        f"with nothing left to do, process_outbox returned {again} and made {extra_calls} call(s); expected 0 and none"
-    )
-    return "Exercise 3.3 solved: every message carried out once, the refused user marked, the failed call retried."
+    assert (again, extra_calls) == (0, 0), _(
+        "with nothing left to do, process_outbox returned {returned} and made {calls} call(s); expected 0 and none"
+    ).format(returned=again, calls=extra_calls)
+    return _("Exercise 3.3 solved: every message carried out once, the refused user marked, the failed call retried.")
