@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bgcourse.helpers._check import exercise_check
+from bgcourse.helpers._i18n import gettext as _
 from bgcourse.helpers._logs import capture_logs
 from bgcourse.helpers._observation import Observation
 from bgcourse.helpers._server import serve
@@ -144,65 +145,79 @@ def _ex01(seen: Observation) -> str:
         assert answer["status"] == 200, answer["text"]
     requests, charges, outcomes = seen["requests"], seen["charges"], seen["outcomes"]
     refused = _attempts(requests, "B-2")
-    assert len(refused) > 1, (
+    assert len(refused) > 1, _(
         "order B-2: the provider answered 503 and your task did not try again; retry a 5xx (and 429, and "
         "httpx's timeouts and network errors), and call response.raise_for_status() so that an error status raises"
     )
-    assert len(refused) == 3, (
-        f"order B-2: the provider refused twice, then would have charged; your task gave up after {len(refused)} "
+    assert len(refused) == 3, _(
+        "order B-2: the provider refused twice, then would have charged; your task gave up after {attempts} "
         "attempts. Allow up to 5 attempts"
+    ).format(attempts=len(refused))
+    assert _charged(charges, "B-2") == [500], _("order B-2: expected one charge of 500, got {charges}").format(
+        charges=_charged(charges, "B-2")
     )
-    assert _charged(charges, "B-2") == [500], f"order B-2: expected one charge of 500, got {_charged(charges, 'B-2')}"
-    assert "C-3" in outcomes, (
-        f"order C-3: the provider stayed down and your task was still retrying {_GRACEFUL_SECONDS} s later; "
+    assert "C-3" in outcomes, _(
+        "order C-3: the provider stayed down and your task was still retrying {seconds} s later; "
         "bound it (stop=stop_after_attempt(5)) and keep each wait at most 0.5 s"
-    )
+    ).format(seconds=_GRACEFUL_SECONDS)
     down = _attempts(requests, "C-3")
-    assert len(down) == 5, f"order C-3: your task made {len(down)} attempts; make 5 (stop_after_attempt(5))"
-    assert outcomes["C-3"] is not None, (
+    assert len(down) == 5, _("order C-3: your task made {attempts} attempts; make 5 (stop_after_attempt(5))").format(
+        attempts=len(down)
+    )
+    assert outcomes["C-3"] is not None, _(
         "order C-3: after the last attempt your task returned as if all was well; let the error propagate "
         "(reraise=True) so that the failure is logged"
     )
     declined = _attempts(requests, "D-4")
-    assert len(declined) == 1, (
-        f"order D-4: the provider declined the card (402) and your task asked {len(declined)} times; a 4xx other "
+    assert len(declined) == 1, _(
+        "order D-4: the provider declined the card (402) and your task asked {attempts} times; a 4xx other "
         "than 429 means the request was understood and refused, and it will be refused again: do not retry it"
+    ).format(attempts=len(declined))
+    assert outcomes.get("D-4") is not None, _(
+        "order D-4: the card was declined and your task returned as if all was well"
     )
-    assert outcomes.get("D-4") is not None, "order D-4: the card was declined and your task returned as if all was well"
     lost = _attempts(requests, "A-1")
-    keys = [key for _, _, key in lost]
+    keys = [key for _when, _order, key in lost]
     if len(_charged(charges, "A-1")) > 1:
         hint = (
-            "send an Idempotency-Key header"
+            _("send an Idempotency-Key header")
             if keys[0] is None
-            else f"your key changed between attempts ({keys}): make one key per order, outside the retried code"
+            else _(
+                "your key changed between attempts ({keys}): make one key per order, outside the retried code"
+            ).format(keys=keys)
         )
-        raise AssertionError(f"order A-1 was charged {len(_charged(charges, 'A-1'))} times: {hint}")
-    assert _charged(charges, "A-1") == [1999], f"order A-1: expected one charge of 1999, got {_charged(charges, 'A-1')}"
+        raise AssertionError(
+            _("order A-1 was charged {count} times: {hint}").format(count=len(_charged(charges, "A-1")), hint=hint)
+        )
+    assert _charged(charges, "A-1") == [1999], _("order A-1: expected one charge of 1999, got {charges}").format(
+        charges=_charged(charges, "A-1")
+    )
     for attempts in (lost, refused, down):
         order = attempts[0][1]
-        for number, ((earlier, *_), (later, *_), wait) in enumerate(
+        for number, ((earlier, *_earlier_rest), (later, *_later_rest), wait) in enumerate(
             zip(attempts, attempts[1:], _WAITS, strict=False), start=2
         ):
             gap = later - earlier
-            assert gap >= wait - 0.01, (
-                f"attempt {number} of order {order} came {gap:.2f} s after the one before; it should wait at least "
-                f"{wait} s (wait_exponential(multiplier=0.05, max=0.5))"
-            )
+            assert gap >= wait - 0.01, _(
+                "attempt {number} of order {order} came {gap:.2f} s after the one before; it should wait at least "
+                "{wait} s (wait_exponential(multiplier=0.05, max=0.5))"
+            ).format(number=number, order=order, gap=gap, wait=wait)
     # An upper bound on each gap would fail whenever the machine stalls once; the whole sequence,
     # against many times its waits, only fails for waits that are far too long.
     span, asked = down[-1][0] - down[0][0], sum(_WAITS)
-    assert span <= _SLACK_FACTOR * asked, (
-        f"order C-3: your task's 5 attempts took {span:.1f} s, more than {_SLACK_FACTOR} times the {asked:.2f} s "
+    assert span <= _SLACK_FACTOR * asked, _(
+        "order C-3: your task's 5 attempts took {span:.1f} s, more than {factor} times the {asked:.2f} s "
         "of waiting that wait_exponential(multiplier=0.05, max=0.5) asks for: keep the waits that short"
-    )
+    ).format(span=span, factor=_SLACK_FACTOR, asked=asked)
     retries = len(lost) + len(refused) + len(down) + len(declined) - seen["order_count"]
     warnings = seen["warnings"]
-    assert warnings == retries, (
-        f"your task retried {retries} times and logged {warnings} WARNING lines on the 'tasks' logger; "
+    assert warnings == retries, _(
+        "your task retried {retries} times and logged {warnings} WARNING lines on the 'tasks' logger; "
         "log each retry: before_sleep=before_sleep_log(logger, logging.WARNING)"
+    ).format(retries=retries, warnings=warnings)
+    return _("Exercise 4.1 solved: {retries} retries, each logged; every order charged at most once.").format(
+        retries=retries
     )
-    return f"Exercise 4.1 solved: {retries} retries, each logged; every order charged at most once."
 
 
 def _closed_port() -> int:
@@ -300,38 +315,44 @@ def ex02(notify_all: Callable[[list[str], dict[str, str]], Awaitable[dict[str, s
 
 @ex02.judgement
 def _ex02(seen: Observation) -> str:
-    assert seen["is_async"], "notify_all must be an `async def` function"
+    assert seen["is_async"], _("notify_all must be an `async def` function")
     assert seen["status"] == 200, seen["text"]
     error = seen["error"]
-    assert error is None, (
-        f"notify_all raised {error['type']}: {error['message']}. One failing service must stop neither the "
+    assert error is None, _(
+        "notify_all raised {error_type}: {error_message}. One failing service must stop neither the "
         "others nor the task: asyncio.gather(..., return_exceptions=True), then turn each exception into 'failed'"
-    )
+    ).format(error_type=error["type"], error_message=error["message"])
     urls = seen["urls"]
     inventory, email, unreachable, analytics = (
         urls[name] for name in ("inventory", "email", "unreachable", "analytics")
     )
     expected = {inventory: "ok", email: "failed", unreachable: "failed", analytics: "ok"}
     results = seen["results"]
-    assert results.get(email) != "ok", "the e-mail service answered 503, a failure: call response.raise_for_status()"
-    assert results == expected, f"notify_all returned {results}; expected {expected}"
-    received = seen["received"]
-    assert received == {"inventory": [{"order": "42"}], "analytics": [{"order": "42"}]}, (
-        f"each working service should have received the event once, as JSON; they received {received}"
+    assert results.get(email) != "ok", _("the e-mail service answered 503, a failure: call response.raise_for_status()")
+    assert results == expected, _("notify_all returned {results}; expected {expected}").format(
+        results=results, expected=expected
     )
+    received = seen["received"]
+    assert received == {"inventory": [{"order": "42"}], "analytics": [{"order": "42"}]}, _(
+        "each working service should have received the event once, as JSON; they received {received}"
+    ).format(received=received)
     seconds = seen["seconds"]
-    assert sorted(seen["met"]) == ["analytics", "inventory"], (
-        f"notify_all took {seconds:.2f} s: the first slow service waited {_WAIT_FOR_THE_OTHER_SECONDS:.0f} s for "
+    assert sorted(seen["met"]) == ["analytics", "inventory"], _(
+        "notify_all took {seconds:.2f} s: the first slow service waited {wait:.0f} s for "
         "the other one's request in vain, which came only after it had answered. Send the notifications at the "
         "same time (asyncio.gather), not one after another"
-    )
+    ).format(seconds=seconds, wait=_WAIT_FOR_THE_OTHER_SECONDS)
     for failed in (email, unreachable):
         logged = [line for line in seen["error_logs"] if failed in line["message"]]
-        assert logged, f"nothing was logged at ERROR on the 'tasks' logger naming {failed}; log each failure"
-        assert logged[0]["has_exception"], (
-            f"the log line for {failed} has no exception attached: logger.error(..., exc_info=e)"
+        assert logged, _("nothing was logged at ERROR on the 'tasks' logger naming {url}; log each failure").format(
+            url=failed
         )
-    return f"Exercise 4.2 solved: all four notified in {seconds:.1f} s, two failures reported and logged."
+        assert logged[0]["has_exception"], _(
+            "the log line for {url} has no exception attached: logger.error(..., exc_info=e)"
+        ).format(url=failed)
+    return _("Exercise 4.2 solved: all four notified in {seconds:.1f} s, two failures reported and logged.").format(
+        seconds=seconds
+    )
 
 
 @exercise_check("4.3")
@@ -362,21 +383,23 @@ def ex03(app: ASGIApp, events: list[str]) -> Observation:
 @ex03.judgement
 def _ex03(seen: Observation) -> str:
     text = seen["text"]
-    assert seen["status"] == 200, f"expected 200, got {seen['status']}: {text}"
-    assert text == _EXPORT, f"the body changed: expected {_EXPORT!r}, got {text!r}"
+    assert seen["status"] == 200, _("expected 200, got {status}: {text}").format(status=seen["status"], text=text)
+    assert text == _EXPORT, _("the body changed: expected {expected!r}, got {text!r}").format(
+        expected=_EXPORT, text=text
+    )
     # No content-type header at all (None) is a wrong media type too.
     content_type = seen["content_type"] or ""
-    assert content_type.startswith("text/csv"), "keep the media type text/csv"
+    assert content_type.startswith("text/csv"), _("keep the media type text/csv")
     when_sent = seen["when_sent"]
-    assert when_sent == [[]], (
-        f"when the CSV was sent, events already held {when_sent[0]}: add the work as background tasks, "
+    assert when_sent == [[]], _(
+        "when the CSV was sent, events already held {events}: add the work as background tasks, "
         "so that it runs after the response"
-    )
+    ).format(events=when_sent[0])
     events = seen["events"]
     expected = ["audit GET /exports/march", "release march"]
-    assert "audit GET /exports/march" in events, (
-        f"events is {events}: the dependency's audit task never ran. A response with its own background= "
+    assert "audit GET /exports/march" in events, _(
+        "events is {events}: the dependency's audit task never ran. A response with its own background= "
         "replaces the injected BackgroundTasks; put every task on background_tasks, or pass it as background="
-    )
-    assert events == expected, f"events is {events}; expected {expected}"
-    return "Exercise 4.3 solved: one list of tasks, the audit first, the release last."
+    ).format(events=events)
+    assert events == expected, _("events is {events}; expected {expected}").format(events=events, expected=expected)
+    return _("Exercise 4.3 solved: one list of tasks, the audit first, the release last.")

@@ -12,6 +12,7 @@ from anyio.from_thread import start_blocking_portal
 from starlette.types import ASGIApp
 
 from bgcourse.helpers._check import exercise_check
+from bgcourse.helpers._i18n import gettext as _
 from bgcourse.helpers._logs import capture_logs
 from bgcourse.helpers._observation import Observation, json_or_none
 from bgcourse.helpers._server import serve
@@ -56,27 +57,33 @@ def ex01(app: ASGIApp, rendered: list[str]) -> Observation:
 
 @ex01.judgement
 def _ex01(seen: Observation) -> str:
-    assert seen["status"] == 202, f"expected 202 Accepted, got {seen['status']}: {seen['text']}"
-    assert seen["body"] == {"report": "q3", "status": "rendering"}, (
-        f"expected the body {{'report': 'q3', 'status': 'rendering'}}, got {seen['body']}"
+    assert seen["status"] == 202, _("expected 202 Accepted, got {status}: {text}").format(
+        status=seen["status"], text=seen["text"]
     )
-    assert seen["rendered_at_response"] == [], (
+    assert seen["body"] == {"report": "q3", "status": "rendering"}, _(
+        "expected the body {{'report': 'q3', 'status': 'rendering'}}, got {body}"
+    ).format(body=seen["body"])
+    assert seen["rendered_at_response"] == [], _(
         "the report was already rendered when the response to POST /reports arrived: "
         "render the report in a background task, after the response"
     )
-    assert seen["ping_status"] == 200, f"GET /ping must answer 200, got {seen['ping_status']}: {seen['ping_text']}"
+    assert seen["ping_status"] == 200, _("GET /ping must answer 200, got {status}: {text}").format(
+        status=seen["ping_status"], text=seen["ping_text"]
+    )
     ping_seconds = float(seen["ping_seconds"])
-    assert seen["rendered_at_ping"] == [], (
-        f"a GET /ping sent while the report rendered was answered only after the render had finished (it "
-        f"waited {ping_seconds:.2f} s): the blocking call runs on the event loop. Make the task a def function "
+    assert seen["rendered_at_ping"] == [], _(
+        "a GET /ping sent while the report rendered was answered only after the render had finished (it "
+        "waited {seconds:.2f} s): the blocking call runs on the event loop. Make the task a def function "
         "(Starlette runs it on a worker thread) or await run_in_threadpool(...)"
-    )
+    ).format(seconds=ping_seconds)
     rendered = seen["rendered"]
-    assert rendered == ["q3"], f"after the task ran, rendered was {rendered}; expected ['q3']"
-    return (
-        f"Exercise 5.1 solved: 202 before the report was rendered, and /ping answered while it rendered "
-        f"(in {ping_seconds:.3f} s)."
+    assert rendered == ["q3"], _("after the task ran, rendered was {rendered}; expected ['q3']").format(
+        rendered=rendered
     )
+    return _(
+        "Exercise 5.1 solved: 202 before the report was rendered, and /ping answered while it rendered "
+        "(in {seconds:.3f} s)."
+    ).format(seconds=ping_seconds)
 
 
 # Exercise 5.2 starts the app twice: a semaphore made at import time fails only the second time.
@@ -104,7 +111,7 @@ def ex02(app: ASGIApp, events: list[tuple[str, int]]) -> Observation:
 def _peak(events: list[tuple[object, ...]]) -> int:
     """How many exports ran at once at most, from the order of their start and end events."""
     running = peak = 0
-    for kind, _ in events:
+    for kind, _number in events:
         running += 1 if kind == "start" else -1
         peak = max(peak, running)
     return peak
@@ -114,28 +121,35 @@ def _peak(events: list[tuple[object, ...]]) -> int:
 def _ex02(seen: Observation) -> str:
     peaks: list[int] = []
     for start in _STARTS:
+        ordinal = _("first") if start == "first" else _("second")  # the start, in the learner's language
         record = seen["starts"][start]
         statuses = record["statuses"]
-        assert statuses == [202] * 6, f"expected six 202 Accepted, got {statuses}"
+        assert statuses == [202] * 6, _("expected six 202 Accepted, got {statuses}").format(statuses=statuses)
         failures = record["failures"]
         loop_errors = [error for error in failures if "bound to a different event loop" in error["message"]]
-        assert not loop_errors, (
-            f"when the app was started a {start} time, a task raised {loop_errors[0]['type']}: "
-            f"{loop_errors[0]['message']}. A semaphore made at import time belongs to the first loop that waits on "
+        assert not loop_errors, _(
+            "when the app was started a {ordinal} time, a task raised {error_type}: "
+            "{error_message}. A semaphore made at import time belongs to the first loop that waits on "
             "it; create it in the lifespan and keep it on app.state"
+        ).format(ordinal=ordinal, error_type=loop_errors[0]["type"], error_message=loop_errors[0]["message"])
+        assert not failures, _("a task raised {error_type}: {error_message}").format(
+            error_type=failures[0]["type"], error_message=failures[0]["message"]
         )
-        assert not failures, f"a task raised {failures[0]['type']}: {failures[0]['message']}"
         # Back to tuples: JSON made them lists, and the learner's list (and the message) holds tuples.
         events = [tuple(event) for event in record["events"]]
         missing = [
             event for number in range(1, 7) for event in (("start", number), ("end", number)) if event not in events
         ]
-        assert not missing, f"after the {start} start, events lacks {missing}; it was {events}"
+        assert not missing, _("after the {ordinal} start, events lacks {missing}; it was {events}").format(
+            ordinal=ordinal, missing=missing, events=events
+        )
         peaks.append(_peak(events))
-    assert max(peaks) <= 2, f"{max(peaks)} exports ran at once; the semaphore must allow two at most"
+    assert max(peaks) <= 2, _("{peak} exports ran at once; the semaphore must allow two at most").format(
+        peak=max(peaks)
+    )
     # In either start: on a busy machine, six requests sent at once may still reach the server one by one.
-    assert 2 in peaks, "the exports ran one at a time; allow two at once (asyncio.Semaphore(2))"
-    return "Exercise 5.2 solved: never more than two exports at once, and the app starts twice."
+    assert 2 in peaks, _("the exports ran one at a time; allow two at once (asyncio.Semaphore(2))")
+    return _("Exercise 5.2 solved: never more than two exports at once, and the app starts twice.")
 
 
 @exercise_check("5.3")
@@ -177,25 +191,35 @@ def ex03(app: ASGIApp, outcomes: list[str], calls: list[str]) -> Observation:
 
 @ex03.judgement
 def _ex03(seen: Observation) -> str:
-    assert seen["status"] == 202, f"expected 202 Accepted, got {seen['status']}: {seen['text']}"
-    assert seen["body"] == {"status": "refreshing"}, f"expected {{'status': 'refreshing'}}, got {seen['body']}"
+    assert seen["status"] == 202, _("expected 202 Accepted, got {status}: {text}").format(
+        status=seen["status"], text=seen["text"]
+    )
+    assert seen["body"] == {"status": "refreshing"}, _("expected {{'status': 'refreshing'}}, got {body}").format(
+        body=seen["body"]
+    )
     outcomes = seen["outcomes"]
-    assert outcomes, "nothing was appended to outcomes within 10 s: append 'ok' or 'timed out' in the task"
+    assert outcomes, _("nothing was appended to outcomes within 10 s: append 'ok' or 'timed out' in the task")
     recorded_after = float(seen["recorded_after"])
-    assert outcomes == ["timed out"], (
-        f"outcomes was {outcomes} after {recorded_after:.2f} s; fetch_rates takes 1 s, so with a deadline of 0.3 s "
+    assert outcomes == ["timed out"], _(
+        "outcomes was {outcomes} after {seconds:.2f} s; fetch_rates takes 1 s, so with a deadline of 0.3 s "
         "the task should record 'timed out'. anyio.fail_after cannot stop waiting for run_in_threadpool "
         "(AnyIO shields that wait); use asyncio.timeout, or anyio.to_thread.run_sync(..., abandon_on_cancel=True)"
-    )
-    assert seen["calls_when_recorded"] == [], (
-        f"'timed out' was recorded {recorded_after:.2f} s after the request, when fetch_rates had already "
+    ).format(outcomes=outcomes, seconds=recorded_after)
+    assert seen["calls_when_recorded"] == [], _(
+        "'timed out' was recorded {seconds:.2f} s after the request, when fetch_rates had already "
         "finished: the task waited for the thread; it should give up as soon as the 0.3 s deadline passes"
-    )
+    ).format(seconds=recorded_after)
     # A lower bound, safe on a busy machine: a deadline never passes early (0.25 leaves room for clock resolution).
-    assert recorded_after > 0.25, f"'timed out' came after {recorded_after:.2f} s, before the 0.3 s deadline"
+    assert recorded_after > 0.25, _("'timed out' came after {seconds:.2f} s, before the 0.3 s deadline").format(
+        seconds=recorded_after
+    )
     calls = seen["calls"]
-    assert calls == ["fetched"], f"fetch_rates should still have run to its end (calls is {calls})"
-    return f"Exercise 5.3 solved: the task gave up after {recorded_after:.2f} s; the thread ran on to its end."
+    assert calls == ["fetched"], _("fetch_rates should still have run to its end (calls is {calls})").format(
+        calls=calls
+    )
+    return _("Exercise 5.3 solved: the task gave up after {seconds:.2f} s; the thread ran on to its end.").format(
+        seconds=recorded_after
+    )
 
 
 async def _post_all(url: str, paths: list[str]) -> list[int]:

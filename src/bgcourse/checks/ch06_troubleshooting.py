@@ -23,6 +23,7 @@ from sqlalchemy.pool import NullPool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bgcourse.helpers._check import exercise_check
+from bgcourse.helpers._i18n import gettext as _
 from bgcourse.helpers._logs import capture_logs
 from bgcourse.helpers._observation import Observation, json_or_none
 from bgcourse.helpers._server import ServerStartError, serve
@@ -148,35 +149,43 @@ def ex01(middleware_class: Callable[[ASGIApp], ASGIApp]) -> Observation:
 @ex01.judgement
 def _ex01(seen: Observation) -> str:
     start_error = seen["start_error"]
-    assert start_error is None, (
-        f"the app did not start with your middleware ({start_error}): pass every scope that is "
+    assert start_error is None, _(
+        "the app did not start with your middleware ({error}): pass every scope that is "
         "not 'http' (such as 'lifespan') straight to the app"
-    )
-    assert seen["heard"], "the long poll behind your middleware never heard that its client left: pass `receive` on"
-    assert seen["lifespan_ran"], (
+    ).format(error=start_error)
+    assert seen["heard"], _("the long poll behind your middleware never heard that its client left: pass `receive` on")
+    assert seen["lifespan_ran"], _(
         "the app's lifespan never ran: pass every scope that is not 'http' (such as 'lifespan') straight to the app"
     )
     errors = seen["errors"]
-    assert not any("No response returned" in error for error in errors), (
+    assert not any("No response returned" in error for error in errors), _(
         "a client that left before the response made the server log 'RuntimeError: No response returned.': "
         "that message comes from BaseHTTPMiddleware (what @app.middleware('http') uses); write a pure ASGI "
         "middleware class instead"
     )
-    assert not errors, f"the server logged {errors}"
+    assert not errors, _("the server logged {errors}").format(errors=errors)
     hello = seen["hello"]
-    assert hello["status"] == 200, f"expected 200 from GET /hello, got {hello['status']}: {hello['text']}"
-    assert hello["body"] == {"hello": "world"}, f"the body changed on the way: {hello['text']}"
+    assert hello["status"] == 200, _("expected 200 from GET /hello, got {status}: {text}").format(
+        status=hello["status"], text=hello["text"]
+    )
+    assert hello["body"] == {"hello": "world"}, _("the body changed on the way: {text}").format(text=hello["text"])
     header = hello["process_time"]
-    assert header is not None, f"no x-process-time header in the response; it had {hello['header_names']}"
+    assert header is not None, _("no x-process-time header in the response; it had {headers}").format(
+        headers=hello["header_names"]
+    )
     try:
         seconds = float(header)
     except ValueError:
-        raise AssertionError(f"x-process-time should be a number of seconds, got {header!r}") from None
-    assert seconds >= 0.09, (
-        f"x-process-time was {seconds} s, but the endpoint took 0.1 s: start the clock before calling the app "
+        raise AssertionError(
+            _("x-process-time should be a number of seconds, got {header!r}").format(header=header)
+        ) from None
+    assert seconds >= 0.09, _(
+        "x-process-time was {seconds} s, but the endpoint took 0.1 s: start the clock before calling the app "
         "and read it when the response starts"
+    ).format(seconds=seconds)
+    return _("Exercise 6.1 solved: x-process-time {seconds:.2f} s, and a client that left caused no error.").format(
+        seconds=seconds
     )
-    return f"Exercise 6.1 solved: x-process-time {seconds:.2f} s, and a client that left caused no error."
 
 
 @exercise_check("6.2")
@@ -211,21 +220,25 @@ def ex02(create_app: Callable[[async_sessionmaker[AsyncSession], list[str]], Fas
 @ex02.judgement
 def _ex02(seen: Observation) -> str:
     errors = seen["errors"]
-    assert not any("MissingGreenlet" in error or "DetachedInstanceError" in error for error in errors), (
-        f"the task failed: {errors}. It used an object loaded by the request's session; pass the user's id "
+    assert not any("MissingGreenlet" in error or "DetachedInstanceError" in error for error in errors), _(
+        "the task failed: {errors}. It used an object loaded by the request's session; pass the user's id "
         "and let the task open a session of its own"
-    )
-    assert not errors, f"the server logged {errors}"
+    ).format(errors=errors)
+    assert not errors, _("the server logged {errors}").format(errors=errors)
     for answer, name in ((seen["ada"], "Ada"), (seen["grace"], "Grace")):
-        assert answer["status"] == 202, f"expected 202 Accepted, got {answer['status']}: {answer['text']}"
-        assert answer["body"] == {"queued": name}, f"expected {{'queued': {name!r}}}, got {answer['body']}"
+        assert answer["status"] == 202, _("expected 202 Accepted, got {status}: {text}").format(
+            status=answer["status"], text=answer["text"]
+        )
+        assert answer["body"] == {"queued": name}, _("expected {{'queued': {name!r}}}, got {body}").format(
+            name=name, body=answer["body"]
+        )
     nobody = seen["nobody"]["status"]
-    assert nobody == 404, f"for a user that does not exist expected 404, got {nobody}"
+    assert nobody == 404, _("for a user that does not exist expected 404, got {status}").format(status=nobody)
     summaries = seen["summaries"]
-    assert sorted(summaries) == ["Ada: 2 orders", "Grace: 0 orders"], (
-        f"summaries was {summaries}; expected 'Ada: 2 orders' and 'Grace: 0 orders'"
-    )
-    return "Exercise 6.2 solved: the endpoint hands over an id; the task reads what it needs in its own session."
+    assert sorted(summaries) == ["Ada: 2 orders", "Grace: 0 orders"], _(
+        "summaries was {summaries}; expected 'Ada: 2 orders' and 'Grace: 0 orders'"
+    ).format(summaries=summaries)
+    return _("Exercise 6.2 solved: the endpoint hands over an id; the task reads what it needs in its own session.")
 
 
 def _most_at_once(log: list[str]) -> int:
@@ -287,26 +300,32 @@ def ex03(create_app: Callable[[list[str]], FastAPI]) -> Observation:
     app = create_app(log)  # one app, served twice: as a test suite or a re-run notebook cell does
     # Their tasks queue at the semaphore: that binds it to a loop. The second serving is observed
     # whatever the first showed; the judgement reads the first one first.
-    return {"runs": [_four_at_once(app, log) for _ in ("first", "second")]}
+    return {"runs": [_four_at_once(app, log) for _serving in ("first", "second")]}
 
 
 @ex03.judgement
 def _ex03(seen: Observation) -> str:
-    for run, served in zip(("first", "second"), seen["runs"], strict=True):
+    for run, served in zip((_("first"), _("second")), seen["runs"], strict=True):
         errors = served["errors"]
-        assert not any("different event loop" in error for error in errors), (
-            f"the {run} server failed: {errors}. An asyncio semaphore belongs to the first loop that waits on it; "
+        assert not any("different event loop" in error for error in errors), _(
+            "the {run} server failed: {errors}. An asyncio semaphore belongs to the first loop that waits on it; "
             "create it in the app's lifespan, which runs on each server's own loop"
-        )
-        assert not errors, f"the {run} server logged {errors}"
+        ).format(run=run, errors=errors)
+        assert not errors, _("the {run} server logged {errors}").format(run=run, errors=errors)
         for n, answer in zip((1, 2, 3, 4), served["answers"], strict=True):
-            assert answer["status"] == 202, f"POST /emails/{n}: expected 202, got {answer['status']}"
-            assert answer["body"] == {"queued": n}, f"POST /emails/{n}: expected {{'queued': {n}}}"
+            assert answer["status"] == 202, _("POST /emails/{n}: expected 202, got {status}").format(
+                n=n, status=answer["status"]
+            )
+            assert answer["body"] == {"queued": n}, _("POST /emails/{n}: expected {{'queued': {n}}}").format(n=n)
         log = served["log"]
-        assert sorted(log) == sorted(f"{what} {n}" for what in ("start", "end") for n in (1, 2, 3, 4)), (
-            f"{run} server: expected a start and an end for each of the four e-mails, the log was {log}"
-        )
+        assert sorted(log) == sorted(f"{what} {n}" for what in ("start", "end") for n in (1, 2, 3, 4)), _(
+            "{run} server: expected a start and an end for each of the four e-mails, the log was {log}"
+        ).format(run=run, log=log)
         most = _most_at_once(log)
-        assert most <= 2, f"{run} server: {most} e-mails were being sent at once ({log}); the mail server takes two"
-        assert most == 2, f"{run} server: only one e-mail was sent at a time ({log}); two at once are allowed"
-    return "Exercise 6.3 solved: two at a time, and the app can be served again and again."
+        assert most <= 2, _(
+            "{run} server: {most} e-mails were being sent at once ({log}); the mail server takes two"
+        ).format(run=run, most=most, log=log)
+        assert most == 2, _("{run} server: only one e-mail was sent at a time ({log}); two at once are allowed").format(
+            run=run, log=log
+        )
+    return _("Exercise 6.3 solved: two at a time, and the app can be served again and again.")

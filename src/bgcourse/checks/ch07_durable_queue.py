@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from sqlalchemy import Engine, create_engine, text
 
 from bgcourse.helpers._check import exercise_check
+from bgcourse.helpers._i18n import gettext as _
 from bgcourse.helpers._observation import Observation, json_or_none
 from bgcourse.helpers._processes import wait_until
 from bgcourse.helpers._queue import run_consumer, temporary_queue
@@ -97,30 +98,38 @@ def _waits_unseen(seen: Observation) -> bool:
 
 @ex01.judgement
 def _ex01(seen: Observation) -> str:
-    assert seen["status"] == 202, f"expected 202 Accepted, got {seen['status']}: {seen['text']}"
-    assert isinstance(seen["job_id"], str), f"expected a 'job_id' string in the body, got {seen['body']}"
+    assert seen["status"] == 202, _("expected 202 Accepted, got {status}: {text}").format(
+        status=seen["status"], text=seen["text"]
+    )
+    assert isinstance(seen["job_id"], str), _("expected a 'job_id' string in the body, got {body}").format(
+        body=seen["body"]
+    )
     waiting = seen["waiting"]
-    assert waiting == 1, (
-        f"{waiting} jobs wait in the queue, expected 1: call the huey task (`send_receipt(order_id)`) in the "
+    assert waiting == 1, _(
+        "{waiting} jobs wait in the queue, expected 1: call the huey task (`send_receipt(order_id)`) in the "
         "endpoint; that stores the call in the queue. BackgroundTasks or a direct call keep nothing."
+    ).format(waiting=waiting)
+    assert seen["before_status"] == 200, _("GET /jobs/{{job_id}} answered {status}: {text}").format(
+        status=seen["before_status"], text=seen["before_text"]
     )
-    assert seen["before_status"] == 200, f"GET /jobs/{{job_id}} answered {seen['before_status']}: {seen['before_text']}"
-    assert seen["before"] == {"status": "pending"}, (
-        f"with no consumer running, GET /jobs/{{job_id}} should say {{'status': 'pending'}}, not {seen['before']}"
-    )
+    assert seen["before"] == {"status": "pending"}, _(
+        "with no consumer running, GET /jobs/{{job_id}} should say {{'status': 'pending'}}, not {report}"
+    ).format(report=seen["before"])
     expected = {"status": "done", "result": "receipt sent for o-42"}
     last_report = seen["last_report"]
-    assert seen["done_in_time"], (
-        f"GET /jobs/{{job_id}} did not say 'done' within {_PATIENCE_SECONDS:g} s of a consumer running; "
-        f"the last answer was {last_report}"
+    assert seen["done_in_time"], _(
+        "GET /jobs/{{job_id}} did not say 'done' within {seconds:g} s of a consumer running; "
+        "the last answer was {report}"
+    ).format(seconds=_PATIENCE_SECONDS, report=last_report)
+    assert last_report == expected, _("once the job ran, expected {expected}; got {report}").format(
+        expected=expected, report=last_report
     )
-    assert last_report == expected, f"once the job ran, expected {expected}; got {last_report}"
     again = seen["again"]
-    assert again == expected, (
-        f"the first read said {last_report}, the next one {again}: huey.result(job_id) deletes a result when it "
+    assert again == expected, _(
+        "the first read said {first}, the next one {again}: huey.result(job_id) deletes a result when it "
         "reads it; pass preserve=True so that every GET can see it"
-    )
-    return "Exercise 7.1 solved: the job waited in the queue until a consumer ran it, and its result stays readable."
+    ).format(first=last_report, again=again)
+    return _("Exercise 7.1 solved: the job waited in the queue until a consumer ran it, and its result stays readable.")
 
 
 @exercise_check("7.2")
@@ -201,31 +210,39 @@ def ex02(deliver_once: Callable[[str, str, Callable[[str], None]], bool]) -> Obs
 @ex02.judgement
 def _ex02(seen: Observation) -> str:
     sent, first = seen["sent_after_first"], seen["first"]
-    assert sent == ["o-1"], f"the first delivery sent {sent}; expected ['o-1']"
-    assert first is True, f"the first delivery returned {first!r}; expected True (it sent the receipt)"
+    assert sent == ["o-1"], _("the first delivery sent {sent}; expected ['o-1']").format(sent=sent)
+    assert first is True, _("the first delivery returned {returned!r}; expected True (it sent the receipt)").format(
+        returned=first
+    )
     sent, again = seen["sent_after_again"], seen["again"]
-    assert sent == ["o-1"], f"the same job delivered twice sent the receipt twice: {sent}"
-    assert again is False, f"a repeated delivery should return False (nothing sent), it returned {again!r}"
-    assert seen["failure_let_out"] is True, (
+    assert sent == ["o-1"], _("the same job delivered twice sent the receipt twice: {sent}").format(sent=sent)
+    assert again is False, _("a repeated delivery should return False (nothing sent), it returned {returned!r}").format(
+        returned=again
+    )
+    assert seen["failure_let_out"] is True, _(
         "when send raises, let the exception out: that is how huey knows to retry the job"
     )
     sent, retried = seen["sent_after_retry"], seen["retried"]
-    assert sent == ["o-1", "o-2"], (
-        f"after a failed send, the retry sent {sent[1:]} and returned {retried!r}: nothing may be recorded "
+    assert sent == ["o-1", "o-2"], _(
+        "after a failed send, the retry sent {sent} and returned {returned!r}: nothing may be recorded "
         "as sent unless send succeeded (record and send in one transaction, or record afterwards)"
+    ).format(sent=sent[1:], returned=retried)
+    assert retried is True, _("the retry sent the receipt but returned {returned!r}; expected True").format(
+        returned=retried
     )
-    assert retried is True, f"the retry sent the receipt but returned {retried!r}; expected True"
     errors = seen["race_errors"]
-    assert not errors, f"two workers delivering the same job at once: one raised {errors[0]}"
+    assert not errors, _("two workers delivering the same job at once: one raised {error}").format(error=errors[0])
     race_sends = seen["race_sends"]
-    assert race_sends == 1, (
-        f"two workers got the same job at once and the receipt was sent {race_sends} times: checking "
+    assert race_sends == 1, _(
+        "two workers got the same job at once and the receipt was sent {sends} times: checking "
         "first and recording later leaves a gap; claim the order inside a transaction that holds a write lock "
         "(BEGIN IMMEDIATE) while sending, so that the second worker waits and then finds it taken"
-    )
+    ).format(sends=race_sends)
     outcomes = seen["race_outcomes"]
-    assert sorted(outcomes, key=repr) == [False, True], f"the two workers returned {outcomes}; expected one True"
-    return "Exercise 7.2 solved: one receipt per order, through re-deliveries, failures and a race."
+    assert sorted(outcomes, key=repr) == [False, True], _(
+        "the two workers returned {outcomes}; expected one True"
+    ).format(outcomes=outcomes)
+    return _("Exercise 7.2 solved: one receipt per order, through re-deliveries, failures and a race.")
 
 
 _OUTBOX_DDL = "create table outbox (id integer primary key, order_id integer not null, enqueued_at real, done_at real)"
@@ -298,38 +315,44 @@ def ex03(relay_outbox: Callable[..., int]) -> Observation:
 def _mark(marks: dict[str, list[float | None]], row_id: int) -> tuple[float | None, ...]:
     """Row ``row_id``'s (enqueued_at, done_at) in the record: a tuple again, so that the messages read as before."""
     # The old check read the table directly, and a deleted row made it fail with a KeyError of its own.
-    assert str(row_id) in marks, f"row {row_id} is no longer in the outbox: mark the rows, do not delete them"
+    assert str(row_id) in marks, _("row {row_id} is no longer in the outbox: mark the rows, do not delete them").format(
+        row_id=row_id
+    )
     return tuple(marks[str(row_id)])
 
 
 @ex03.judgement
 def _ex03(seen: Observation) -> str:
     enqueued = seen["enqueued"]
-    assert enqueued == [101, 102, 105], (
-        f"the relay enqueued orders {enqueued}; expected [101, 102, 105]: the new rows (enqueued_at is NULL) "
+    assert enqueued == [101, 102, 105], _(
+        "the relay enqueued orders {enqueued}; expected [101, 102, 105]: the new rows (enqueued_at is NULL) "
         "and the stale one (not done, enqueued more than stale_after seconds ago), in id order"
-    )
+    ).format(enqueued=enqueued)
     count = seen["count"]
-    assert count == 3, f"the relay returned {count}; expected the number it enqueued, 3"
+    assert count == 3, _("the relay returned {count}; expected the number it enqueued, 3").format(count=count)
     now, marks = float(seen["now"]), seen["marks"]
     for row_id in (1, 2, 5):
         when = _mark(marks, row_id)[0]
-        assert when is not None, f"row {row_id} was enqueued but its enqueued_at is still NULL"
-        assert isinstance(when, int | float), (
-            f"row {row_id}'s enqueued_at is {when!r}; expected a number, the time.time() of the enqueue"
+        assert when is not None, _("row {row_id} was enqueued but its enqueued_at is still NULL").format(row_id=row_id)
+        assert isinstance(when, int | float), _(
+            "row {row_id}'s enqueued_at is {when!r}; expected a number, the time.time() of the enqueue"
+        ).format(row_id=row_id, when=when)
+        assert when >= now, _("row {row_id} was enqueued but its enqueued_at is still the old {when}").format(
+            row_id=row_id, when=when
         )
-        assert when >= now, f"row {row_id} was enqueued but its enqueued_at is still the old {when}"
     mark_3 = _mark(marks, 3)
-    assert mark_3 == (now - 1, None), f"row 3 (enqueued a second ago) must not change: {mark_3}"
+    assert mark_3 == (now - 1, None), _("row 3 (enqueued a second ago) must not change: {mark}").format(mark=mark_3)
     mark_4 = _mark(marks, 4)
-    assert mark_4 == (now - 600, now - 590), f"row 4 (done) must not change: {mark_4}"
+    assert mark_4 == (now - 600, now - 590), _("row 4 (done) must not change: {mark}").format(mark=mark_4)
     again, repeat = seen["again"], seen["repeat"]
-    assert again == [], f"a second run at once enqueued {again} again; expected nothing"
-    assert repeat == 0, f"a second run enqueued nothing but returned {repeat}; expected 0"
-    assert seen["failure_let_out"] is True, "when enqueue raises, let the exception out: the relay's next run retries"
-    later = seen["later"]
-    assert later == [106, 107], (
-        f"after the queue was down, the next run enqueued {later}; expected [106, 107]: a row marked before "
-        "its enqueue succeeded is lost; enqueue first, then mark"
+    assert again == [], _("a second run at once enqueued {again} again; expected nothing").format(again=again)
+    assert repeat == 0, _("a second run enqueued nothing but returned {repeat}; expected 0").format(repeat=repeat)
+    assert seen["failure_let_out"] is True, _(
+        "when enqueue raises, let the exception out: the relay's next run retries"
     )
-    return "Exercise 7.3 solved: new and stale rows go to the queue, each marked only after its enqueue succeeded."
+    later = seen["later"]
+    assert later == [106, 107], _(
+        "after the queue was down, the next run enqueued {later}; expected [106, 107]: a row marked before "
+        "its enqueue succeeded is lost; enqueue first, then mark"
+    ).format(later=later)
+    return _("Exercise 7.3 solved: new and stale rows go to the queue, each marked only after its enqueue succeeded.")
