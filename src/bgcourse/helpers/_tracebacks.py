@@ -11,6 +11,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from bgcourse.helpers._i18n import gettext as _
+
 __all__ = ["IN_NOTEBOOK", "LoggedError", "ShownError", "logged_errors", "shows_error"]
 
 IN_NOTEBOOK = "this notebook"  # where code typed into a cell is said to be
@@ -138,10 +140,8 @@ class _Shown:
 
     def _repr_html_(self) -> str:
         short = html.escape("\n".join(self.short))
-        return (
-            f"<pre>{short}</pre><details><summary>The full traceback ({self.frames} frames)</summary>"
-            f"<pre>{html.escape(self.full)}</pre></details>"
-        )
+        summary = html.escape(_("The full traceback ({count} frames)").format(count=self.frames))
+        return f"<pre>{short}</pre><details><summary>{summary}</summary><pre>{html.escape(self.full)}</pre></details>"
 
 
 def _in_notebook(filename: str) -> bool:
