@@ -89,3 +89,23 @@ def test_a_glossary_term_first_appears_with_its_english_name(slug: str) -> None:
     text = _prose(nbformat.read(ROOT / "notebooks" / "zh-CN" / f"{slug}.ipynb", as_version=4))
     missing = glossary_first_use_misses(text)
     assert not missing, f"{slug}: on first use, write {', '.join(missing)}"
+
+
+# A line break inside a Chinese paragraph shows as a space between two characters (Markdown's soft
+# break), which Chinese never has: write the paragraph on one line.
+_CJK = r"[\u3000-\u303f\u3400-\u9fff\uff00-\uffef]"
+_SOFT_BREAK = re.compile(rf"{_CJK}\n(?![ \t]*([-*+] |\d+[.)] |#|\||>|```|\n))[ \t]*{_CJK}")
+
+
+@pytest.mark.parametrize("slug", ENGLISH)
+def test_no_chinese_paragraph_is_broken_across_lines(slug: str) -> None:
+    notebook = nbformat.read(ROOT / "notebooks" / "zh-CN" / f"{slug}.ipynb", as_version=4)
+    broken = [
+        f"cell {index}: {match.group(0)!r}"
+        for index, cell in enumerate(notebook.cells)
+        if cell.cell_type == "markdown"
+        for match in _SOFT_BREAK.finditer(cell.source)
+    ]
+    assert not broken, f"{slug}: join these lines (a break inside a Chinese paragraph shows as a space):\n" + "\n".join(
+        broken[:10]
+    )

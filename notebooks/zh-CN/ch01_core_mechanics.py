@@ -19,9 +19,7 @@
 # %% [markdown] translates="8123cfca36a26d30"
 # # 第 1 章：FastAPI 后台任务（background task）的核心机制
 #
-# **从这里开始。** 这是本课程的第一章。请从上到下依次运行各个单元格（Shift+Enter，或 *Run → Run All Cells*）。
-# 每条事实陈述后面都跟着一个证明单元格（proof cell）：它启动一个真实的服务器，通过回环接口发送真实的 HTTP 请求（request），打印实际发生了什么，再用 `assert` 断言。
-# 如果哪条断言在你的机器上失败了，错的是课程，不是你。
+# **从这里开始。** 这是本课程的第一章。请从上到下依次运行各个单元格（Shift+Enter，或 *Run → Run All Cells*）。每条事实陈述后面都跟着一个证明单元格（proof cell）：它启动一个真实的服务器，通过回环接口发送真实的 HTTP 请求（request），打印实际发生了什么，再用 `assert` 断言。如果哪条断言在你的机器上失败了，错的是课程，不是你。
 #
 # **你将学到**
 #
@@ -38,8 +36,7 @@
 # %% [markdown] translates="c35b7056c4bf8b4f"
 # ## 0. 准备：版本与课程的辅助工具
 #
-# 行为会随版本变化，所以每一章都会打印它验证时所用的版本。
-# 本课程在 `pyproject.toml` 锁定的版本上验证过；如果你的版本不同，下面的单元格会指出来。
+# 行为会随版本变化，所以每一章都会打印它验证时所用的版本。本课程在 `pyproject.toml` 锁定的版本上验证过；如果你的版本不同，下面的单元格会指出来。
 
 # %%
 import asyncio
@@ -58,11 +55,8 @@ print(f"{'python':10} {platform.python_version()}")
 # %% [markdown] translates="3c06d1a4f5d45524"
 # 课程的辅助包 `bgcourse` 为每一章提供三件工具：
 #
-# - `serve(app)`：一个 `with` 块，在后台线程里为 `app` 运行一个真实的 uvicorn 服务器，监听 `127.0.0.1` 上的一个空闲端口，并给出它的 URL。
-#   `with` 块结束时，服务器已经停止，端口也已释放（第 8 节解释为什么需要线程）。
-# - `Timeline`：一只统一的时钟，记录客户端、服务器和任务各自做了什么。
-#   中间件（middleware）`TimelineMiddleware` 记录请求何时到达、响应何时发完；`timeline.track(lane, func)` 记录任务何时开始、何时结束，以及运行在哪个线程上；`timeline.request(...)` 记录客户端何时发出请求、何时收到完整的响应。
-#   `timeline.plot()` 把这些画成图。
+# - `serve(app)`：一个 `with` 块，在后台线程里为 `app` 运行一个真实的 uvicorn 服务器，监听 `127.0.0.1` 上的一个空闲端口，并给出它的 URL。`with` 块结束时，服务器已经停止，端口也已释放（第 8 节解释为什么需要线程）。
+# - `Timeline`：一只统一的时钟，记录客户端、服务器和任务各自做了什么。中间件（middleware）`TimelineMiddleware` 记录请求何时到达、响应何时发完；`timeline.track(lane, func)` 记录任务何时开始、何时结束，以及运行在哪个线程上；`timeline.request(...)` 记录客户端何时发出请求、何时收到完整的响应。`timeline.plot()` 把这些画成图。
 # - `load_quiz(...)`：本章末尾的测验（quiz）。
 #
 # 另外，对于使用较旧版本的读者，`version_table(...)` 会列出 `make versions` 在各个版本上测得的结果（第 7 节）。
@@ -90,9 +84,7 @@ from bgcourse import (
 # %% [markdown] translates="7c021dd3bd3b07a5"
 # ## 1. 响应先发出，任务后运行
 #
-# 端点用 `background_tasks.add_task(func, *args)` 添加一个任务，然后返回。此时任务还不会运行：
-# FastAPI 把任务列表挂到响应上（见 `fastapi/routing.py`；前提是该响应自己没有 `background`，否则这些任务会怎样，见第 4 章第 9 节），
-# 而 Starlette 的 `Response.__call__`（在 `starlette/responses.py` 中）先发送状态行、响应头和完整的响应体，然后才 await 这些任务。所以：
+# 端点用 `background_tasks.add_task(func, *args)` 添加一个任务，然后返回。此时任务还不会运行：FastAPI 把任务列表挂到响应上（见 `fastapi/routing.py`；前提是该响应自己没有 `background`，否则这些任务会怎样，见第 4 章第 9 节），而 Starlette 的 `Response.__call__`（在 `starlette/responses.py` 中）先发送状态行、响应头和完整的响应体，然后才 await 这些任务。所以：
 #
 # **事实 1.1**：服务器在第一个任务开始*之前*就发完了完整的响应；任务还在运行时，客户端已经拿到了响应。
 
@@ -128,19 +120,12 @@ assert received < task_end, "the client does not wait for the task"
 timeline.plot("POST /signup: the response leaves, then the task runs")
 
 # %% [markdown] translates="e3873719f6ee0065"
-# 图中蓝色条表示客户端在等待响应（很窄：只有几毫秒）。
-# 蓝色条上边缘的深色向下三角形，是服务器收到请求的时刻；下边缘的紫色向上三角形，是服务器发完响应的时刻。
-# 橙色条是任务，标签上写着它运行所在的线程。虚线标出客户端收到响应的时刻。
+# 图中蓝色条表示客户端在等待响应（很窄：只有几毫秒）。蓝色条上边缘的深色向下三角形，是服务器收到请求的时刻；下边缘的紫色向上三角形，是服务器发完响应的时刻。橙色条是任务，标签上写着它运行所在的线程。虚线标出客户端收到响应的时刻。
 
 # %% [markdown] translates="1bbeb9de2615b9f3"
-# 事实 1.1 保证两件事：*服务器*在任务开始之前发完响应；客户端在任务*结束*之前拿到响应。
-# 至于客户端收到响应和任务*开始*谁先谁后，它什么也没保证，因为“发出”和“收到”是两个不同的时刻。
-# 服务器把最后几个字节交给操作系统，就直接去执行任务；客户端的线程稍后才读到这些字节。
-# 服务器里没有任何机制规定这次读取与任务开始的先后：两者谁先发生是一场*竞态*（race），每个请求的赢家都可能不同。
+# 事实 1.1 保证两件事：*服务器*在任务开始之前发完响应；客户端在任务*结束*之前拿到响应。至于客户端收到响应和任务*开始*谁先谁后，它什么也没保证，因为“发出”和“收到”是两个不同的时刻。服务器把最后几个字节交给操作系统，就直接去执行任务；客户端的线程稍后才读到这些字节。服务器里没有任何机制规定这次读取与任务开始的先后：两者谁先发生是一场*竞态*（race），每个请求的赢家都可能不同。
 #
-# 竞态只有在多次尝试中才会显现，所以下一个单元格先发送 30 个请求，其端点添加一个很短的 `async def` 任务；再发送 30 个请求，其端点添加一个很短的 `def` 任务。
-# 两类任务的启动延迟不同：`async def` 任务立即在事件循环上开始，`def` 任务要先交给一个工作线程（第 4 节）。
-# 再下一个单元格针对每个请求，把任务的开始时刻与两个时刻作比较，并计数：
+# 竞态只有在多次尝试中才会显现，所以下一个单元格先发送 30 个请求，其端点添加一个很短的 `async def` 任务；再发送 30 个请求，其端点添加一个很短的 `def` 任务。两类任务的启动延迟不同：`async def` 任务立即在事件循环上开始，`def` 任务要先交给一个工作线程（第 4 节）。再下一个单元格针对每个请求，把任务的开始时刻与两个时刻作比较，并计数：
 #
 # - **响应在任务开始前已发出**：服务器一侧，即事实 1.1 的保证。单元格断言两类任务各 30 个请求全部满足这一点。
 # - **客户端在任务开始前已拿到响应**：客户端一侧，即那场竞态。这个计数没有任何保证，所以单元格只打印它。
@@ -181,16 +166,12 @@ for kind in ("async", "def"):
     assert server_first == 30
 
 # %% [markdown] translates="77bc11401cb75e5c"
-# 两个计数的含义：第一个对两类任务都是 30，正如事实 1.1 所保证的。第二个取决于这次运行的竞态结果，没有任何保证。
-# 因此，客户端不能因为拿到了响应，就断定任务还没开始。
-# 它能依赖的只有事实 1.1：“我的响应回来了，而那时任务还没结束”。永远不是“我等过任务了”。
+# 两个计数的含义：第一个对两类任务都是 30，正如事实 1.1 所保证的。第二个取决于这次运行的竞态结果，没有任何保证。因此，客户端不能因为拿到了响应，就断定任务还没开始。它能依赖的只有事实 1.1：“我的响应回来了，而那时任务还没结束”。永远不是“我等过任务了”。
 
 # %% [markdown] translates="d26c3509f707286c"
 # ## 2. 同一个请求的任务按添加顺序依次运行
 #
-# 端点收到的对象是 FastAPI 的 `fastapi.background.BackgroundTasks`，它是 Starlette 同名类的子类（第 5 节会检查它的类）。
-# 在锁定的 FastAPI 0.163.2 中，它的 `__call__`（`fastapi/background.py`）就是一个普通循环 `for task in self.tasks: await task()`，
-# 每次调用都包在 FastAPI 的遥测 `_operation` 里；除非配置了链路追踪，`_operation` 什么也不做。
+# 端点收到的对象是 FastAPI 的 `fastapi.background.BackgroundTasks`，它是 Starlette 同名类的子类（第 5 节会检查它的类）。在锁定的 FastAPI 0.163.2 中，它的 `__call__`（`fastapi/background.py`）就是一个普通循环 `for task in self.tasks: await task()`，每次调用都包在 FastAPI 的遥测 `_operation` 里；除非配置了链路追踪，`_operation` 什么也不做。
 #
 # **事实 2.1**：每个任务都要等前一个任务结束后才开始，顺序与 `add_task` 的调用顺序一致，无论任务是 `def` 还是 `async def`。
 
@@ -232,8 +213,7 @@ timeline.plot("one request, three tasks: strictly one after another")
 #
 # 每个请求都有自己的任务列表，由它自己的 ASGI 调用来运行；服务器同时处理许多请求，所以它们的任务也同时运行。
 #
-# **事实 3.1**：同时发送两个请求，各带一个 0.5 s 的任务：每个任务都在另一个结束之前开始，因此两者同时运行，
-# 全部完成所需的时间少于两者时长之和（依次运行需要 1 s）。
+# **事实 3.1**：同时发送两个请求，各带一个 0.5 s 的任务：每个任务都在另一个结束之前开始，因此两者同时运行，全部完成所需的时间少于两者时长之和（依次运行需要 1 s）。
 
 # %%
 timeline = Timeline()
@@ -310,8 +290,7 @@ assert async_thread == handled_on["async def endpoint"] != def_thread
 # %% [markdown] translates="0b17f551a156ff5b"
 # 由此可知：`async def` 任务绝不能阻塞（blocking），因为在它阻塞期间，事件循环上的其他代码都无法运行，其他所有请求也在其中。
 #
-# **事实 4.2**：一个 `async def` 任务用 `time.sleep(0.5)`（一个阻塞调用）休眠时，另一个客户端在任务运行期间发出的 `GET /ping`，要等任务结束后才得到响应。
-# 同样的任务写成 `def`，就会在工作线程上运行，任务还在运行时 `/ping` 就已得到响应。
+# **事实 4.2**：一个 `async def` 任务用 `time.sleep(0.5)`（一个阻塞调用）休眠时，另一个客户端在任务运行期间发出的 `GET /ping`，要等任务结束后才得到响应。同样的任务写成 `def`，就会在工作线程上运行，任务还在运行时 `/ping` 就已得到响应。
 
 # %%
 timeline = Timeline()
@@ -370,12 +349,9 @@ assert timeline.at(ping_lane["def"], "response sent") < timeline.at("def task", 
 # %% [markdown] translates="0b985c991fe5fac4"
 # ## 5. `BackgroundTasks` 从哪里来
 #
-# 你从来不用自己创建 `BackgroundTasks`：声明一个该类型的参数就够了。
-# FastAPI 为每个请求创建**一个**对象（在 `fastapi/dependencies/utils.py` 的 `solve_dependencies` 中），并把这同一个对象传给端点，以及每一个声明了它的依赖项，无论嵌套多深。
-# 端点返回后，FastAPI 把它挂到响应上（`fastapi/routing.py`），由响应的 `__call__` 来运行它。
+# 你从来不用自己创建 `BackgroundTasks`：声明一个该类型的参数就够了。FastAPI 为每个请求创建**一个**对象（在 `fastapi/dependencies/utils.py` 的 `solve_dependencies` 中），并把这同一个对象传给端点，以及每一个声明了它的依赖项，无论嵌套多深。端点返回后，FastAPI 把它挂到响应上（`fastapi/routing.py`），由响应的 `__call__` 来运行它。
 #
-# **事实 5.1**：在同一个请求内，依赖项、子依赖项和端点看到的是同一个对象；下一个请求会得到一个新对象。
-# 任务按添加顺序运行，所以依赖项的任务先于端点的任务运行。
+# **事实 5.1**：在同一个请求内，依赖项、子依赖项和端点看到的是同一个对象；下一个请求会得到一个新对象。任务按添加顺序运行，所以依赖项的任务先于端点的任务运行。
 
 # %%
 app = FastAPI()
@@ -426,9 +402,7 @@ assert ran[:3] == ["sub-dependency task, request 1", "dependency task, request 1
 # %% [markdown] translates="b1ff9844a90f0e49"
 # ## 6. 掩盖时序的测试：`TestClient` 与 `httpx.ASGITransport`
 #
-# Starlette 的 `TestClient` 和 httpx 的 `ASGITransport` 不走网络：它们直接调用 ASGI 应用，等应用的协程（coroutine）返回时才返回，而这个协程包含了后台任务。
-# 所以用它们写的测试，只能在任务*之后*才看到响应。
-# 这很方便（副作用已经发生，可以直接断言），但它永远无法呈现真实客户端看到的时序。
+# Starlette 的 `TestClient` 和 httpx 的 `ASGITransport` 不走网络：它们直接调用 ASGI 应用，等应用的协程（coroutine）返回时才返回，而这个协程包含了后台任务。所以用它们写的测试，只能在任务*之后*才看到响应。这很方便（副作用已经发生，可以直接断言），但它永远无法呈现真实客户端看到的时序。
 #
 # **事实 6.1**：任务耗时 0.5 s 时，真实服务器的响应在任务结束之前就到达客户端；`TestClient` 和 `ASGITransport` 要等任务结束后才返回，因此至少要花掉任务的 0.5 s。
 
@@ -466,11 +440,9 @@ assert returned["httpx.ASGITransport"] >= task_end["httpx.ASGITransport"] and wa
 # %% [markdown] translates="59651860b5fa44e6"
 # 用 `TestClient` 测试任务*做了什么*；用真实服务器（就像 `serve` 那样）测试任务*何时*做。
 #
-# 关于锁定版本 Starlette（1.10）上的 `TestClient`，还有一点：它基于 `httpx` 的后继者 `httpx2` 构建，没有安装 `httpx2` 时会退回到 `httpx`，同时发出一条警告（`starlette/testclient.py`）。
-# 本课程两者都装了，所以你在这里看不到这条警告；你自己的项目如果只装了 `httpx`，就会看到。
+# 关于锁定版本 Starlette（1.10）上的 `TestClient`，还有一点：它基于 `httpx` 的后继者 `httpx2` 构建，没有安装 `httpx2` 时会退回到 `httpx`，同时发出一条警告（`starlette/testclient.py`）。本课程两者都装了，所以你在这里看不到这条警告；你自己的项目如果只装了 `httpx`，就会看到。
 #
-# **事实 6.2**：在无法导入 `httpx2` 的内核中，导入 `starlette.testclient` 会发出 `StarletteDeprecationWarning`，提示在 `starlette.testclient` 中使用 `httpx` 已被弃用、应改为安装 `httpx2`；
-# 之后 `TestClient` 基于 `httpx` 照常工作。（这在一个单独的全新内核中进行，好让本 notebook 保留它的 `httpx2`。）
+# **事实 6.2**：在无法导入 `httpx2` 的内核中，导入 `starlette.testclient` 会发出 `StarletteDeprecationWarning`，提示在 `starlette.testclient` 中使用 `httpx` 已被弃用、应改为安装 `httpx2`；之后 `TestClient` 基于 `httpx` 照常工作。（这在一个单独的全新内核中进行，好让本 notebook 保留它的 `httpx2`。）
 
 # %%
 with tqdm(total=1, desc="TestClient without httpx2, in a fresh kernel") as progress:
@@ -503,8 +475,7 @@ assert "TestClient on httpx answered 200" in without_httpx2.output
 #
 # 第 2 节的任务循环里没有 `try`：一个任务抛出异常，整个循环就结束了。
 #
-# **事实 7.1**：三个任务中第二个抛出异常时，第三个永远不会运行。客户端已经拿到了它的 `200`；
-# 服务器把回溯（traceback）写进日志，即 uvicorn 在 `uvicorn.error` logger 上记录的 `Exception in ASGI application`；其他请求的任务不受影响。
+# **事实 7.1**：三个任务中第二个抛出异常时，第三个永远不会运行。客户端已经拿到了它的 `200`；服务器把回溯（traceback）写进日志，即 uvicorn 在 `uvicorn.error` logger 上记录的 `Exception in ASGI application`；其他请求的任务不受影响。
 
 # %%
 app = FastAPI()
@@ -546,18 +517,13 @@ assert done == ["first", "other request's task"], "'third' was skipped"
 assert any(r.exc_info and r.exc_info[0] is ValueError for r in records)
 
 # %% [markdown] translates="d631931575239c75"
-# 除了日志，谁也不知道这次失败：客户端得到的答复是 “accepted”。
-# 第 4 章给出几种补救办法：记录日志后继续执行的包装器、重试（retry）、把相互独立的工作拆成不同的任务；下面的练习（exercise）1.3 会实现其中最简单的一种。
+# 除了日志，谁也不知道这次失败：客户端得到的答复是 “accepted”。第 4 章给出几种补救办法：记录日志后继续执行的包装器、重试（retry）、把相互独立的工作拆成不同的任务；下面的练习（exercise）1.3 会实现其中最简单的一种。
 #
-# 还有第二个更隐蔽的影响。HTTP/1.1 客户端会保持连接打开，并在下一个请求中复用它。
-# 任务抛出异常时，uvicorn 已经无法再发送错误响应（响应已经发出去了），于是它关闭连接。
-# 客户端如果恰好在不巧的时刻在这条连接上发送下一个请求，就会得到 `httpx.RemoteProtocolError: Server disconnected without sending a response`，而这个请求与那次失败毫无关系。
+# 还有第二个更隐蔽的影响。HTTP/1.1 客户端会保持连接打开，并在下一个请求中复用它。任务抛出异常时，uvicorn 已经无法再发送错误响应（响应已经发出去了），于是它关闭连接。客户端如果恰好在不巧的时刻在这条连接上发送下一个请求，就会得到 `httpx.RemoteProtocolError: Server disconnected without sending a response`，而这个请求与那次失败毫无关系。
 #
-# **事实 7.2**：某个响应的任务抛出异常后，服务器会关闭连接：在这条连接上发送的下一个请求得不到响应。
-# 如果响应的任务都成功了，服务器就保持连接打开，连接上的下一个请求会得到响应。
+# **事实 7.2**：某个响应的任务抛出异常后，服务器会关闭连接：在这条连接上发送的下一个请求得不到响应。如果响应的任务都成功了，服务器就保持连接打开，连接上的下一个请求会得到响应。
 #
-# 为了等第一个请求的任务全部结束后再发送下一个请求，单元格会等待这些任务留下的痕迹：
-# uvicorn 关于这次失败的日志记录（uvicorn 在关闭连接之前写下它），或者成功的任务在 `done` 中留下的条目。
+# 为了等第一个请求的任务全部结束后再发送下一个请求，单元格会等待这些任务留下的痕迹：uvicorn 关于这次失败的日志记录（uvicorn 在关闭连接之前写下它），或者成功的任务在 `done` 中留下的条目。
 
 # %%
 import http.client
@@ -596,8 +562,7 @@ assert after_success == "200, then the next request on the same connection got 2
 # %% [markdown] translates="952cf4b2728528f2"
 # 在测试中，失败反而很显眼：`TestClient` 会在测试里重新抛出任务的异常，除非创建它时传入 `raise_server_exceptions=False`。
 #
-# 下面的单元格就让异常抛出来。`shows_error(ValueError)`（来自课程的辅助工具）会捕获它预期的错误，显示错误的类型、消息和关键的几行，
-# 把完整的回溯（几十个栈帧，穿过 Starlette 和 AnyIO）折叠在下面，然后让 notebook 继续执行：下面的单元格照样运行。
+# 下面的单元格就让异常抛出来。`shows_error(ValueError)`（来自课程的辅助工具）会捕获它预期的错误，显示错误的类型、消息和关键的几行，把完整的回溯（几十个栈帧，穿过 Starlette 和 AnyIO）折叠在下面，然后让 notebook 继续执行：下面的单元格照样运行。
 
 # %%
 with shows_error(ValueError) as raised, TestClient(app) as test_client:
@@ -605,8 +570,7 @@ with shows_error(ValueError) as raised, TestClient(app) as test_client:
 assert str(raised) == "ValueError: second could not reach the mail server"
 
 # %% [markdown] translates="7e3011d9fbab4946"
-# 这正是 `fail` 抛出的那个真实的 `ValueError`：它在响应构建完成之后，在测试里被抛出。
-# 告诉 `TestClient` 不要重新抛出，同样的调用就会返回客户端收到的那个 `200`：
+# 这正是 `fail` 抛出的那个真实的 `ValueError`：它在响应构建完成之后，在测试里被抛出。告诉 `TestClient` 不要重新抛出，同样的调用就会返回客户端收到的那个 `200`：
 
 # %%
 with TestClient(app, raise_server_exceptions=False) as test_client:
@@ -635,12 +599,9 @@ assert str(raised) == "ValueError: second could not reach the mail server"
 assert quiet.status_code == 200
 
 # %% [markdown] translates="c53efbb6d12d47bf"
-# 这些结果取决于 FastAPI 的版本吗？`make versions` 在下列每个 FastAPI 版本上运行了同样的实验
-# （在真实服务器上运行三个任务，其中第二个抛出异常；在 `TestClient` 和 `httpx.ASGITransport` 下运行一个慢任务和一个失败的任务），
-# 每个版本都装在独立的环境中，搭配当时的 Starlette 和 uvicorn。
+# 这些结果取决于 FastAPI 的版本吗？`make versions` 在下列每个 FastAPI 版本上运行了同样的实验（在真实服务器上运行三个任务，其中第二个抛出异常；在 `TestClient` 和 `httpx.ASGITransport` 下运行一个慢任务和一个失败的任务），每个版本都装在独立的环境中，搭配当时的 Starlette 和 uvicorn。
 #
-# **事实 7.4**：在测量过的全部八个版本上，从 0.103.2（本课程所回应的那篇文章当时针对的版本）到锁定的 0.163.2，结果都与本节一致：
-# 客户端拿到了 `200`，第三个任务从未运行，服务器记录了 `ValueError`；`TestClient` 等待任务完成并抛出任务的异常；`httpx.ASGITransport` 会抛出它，除非被告知不要抛出。
+# **事实 7.4**：在测量过的全部八个版本上，从 0.103.2（本课程所回应的那篇文章当时针对的版本）到锁定的 0.163.2，结果都与本节一致：客户端拿到了 `200`，第三个任务从未运行，服务器记录了 `ValueError`；`TestClient` 等待任务完成并抛出任务的异常；`httpx.ASGITransport` 会抛出它，除非被告知不要抛出。
 
 # %%
 failure_history = version_table("failing_task", "test_client", "asgi_transport")
@@ -653,39 +614,28 @@ failure_history
 # %% [markdown] translates="0052303c8285153d"
 # ## 8. 为什么把服务器放在线程里，以及 `nest_asyncio` 能做什么、不能做什么
 #
-# `uvicorn.run(app)` 无法在 notebook 单元格里运行：它要在单元格所在的线程里启动一个事件循环，而内核的事件循环已经在那里运行了。
-# 所以课程的 `serve(app)` 把 uvicorn 放在一个单独的线程上运行，那个线程有它自己的事件循环。
+# `uvicorn.run(app)` 无法在 notebook 单元格里运行：它要在单元格所在的线程里启动一个事件循环，而内核的事件循环已经在那里运行了。所以课程的 `serve(app)` 把 uvicorn 放在一个单独的线程上运行，那个线程有它自己的事件循环。
 #
-# 常被推荐的替代方案 `nest_asyncio.apply()`，能让 `asyncio.run()` 在一个正在运行的事件循环内部启动。
-# 这对自己调用 `asyncio.run()` 的第三方代码有帮助，但并不能让 `uvicorn.run()` 正常工作。下面的事实 8.1 到 8.3 逐一证明这些说法。
+# 常被推荐的替代方案 `nest_asyncio.apply()`，能让 `asyncio.run()` 在一个正在运行的事件循环内部启动。这对自己调用 `asyncio.run()` 的第三方代码有帮助，但并不能让 `uvicorn.run()` 正常工作。下面的事实 8.1 到 8.3 逐一证明这些说法。
 
 # %% [markdown] translates="2850757d0a7b51cd"
-# 先要知道两件事。Jupyter 内核在主线程中运行着一个事件循环：所以在单元格顶层可以直接写 `await`。
-# 而 asyncio 规定每个线程只能有一个正在运行的事件循环。
-# `uvicorn.run(app)` 会在调用它的线程里启动一个新的事件循环，并在这个循环上运行服务器，直到你停止它。
+# 先要知道两件事。Jupyter 内核在主线程中运行着一个事件循环：所以在单元格顶层可以直接写 `await`。而 asyncio 规定每个线程只能有一个正在运行的事件循环。`uvicorn.run(app)` 会在调用它的线程里启动一个新的事件循环，并在这个循环上运行服务器，直到你停止它。
 #
 # **事实 8.1**：在 notebook 单元格中执行 `uvicorn.run(app)`，会立即失败并抛出 `RuntimeError`。
 #
-# 错误消息因 Python 版本而异，因为 uvicorn 0.54 有两种启动事件循环的方式（`uvicorn/_compat.py`）。
-# 在 Python 3.12 及更高版本上，它调用 `asyncio.run(..., loop_factory=...)`，后者会立即拒绝：`RuntimeError: asyncio.run() cannot be called from a running event loop`。
-# Python 3.11 的 `asyncio.run` 没有 `loop_factory` 参数，所以 uvicorn 在那里改用 `with asyncio.Runner(...) as runner: runner.run(...)`。
-# `Runner` 是一个 `with` 块：它拥有一个新的事件循环，在上面运行协程，并在块结束时关闭这个循环。
+# 错误消息因 Python 版本而异，因为 uvicorn 0.54 有两种启动事件循环的方式（`uvicorn/_compat.py`）。在 Python 3.12 及更高版本上，它调用 `asyncio.run(..., loop_factory=...)`，后者会立即拒绝：`RuntimeError: asyncio.run() cannot be called from a running event loop`。Python 3.11 的 `asyncio.run` 没有 `loop_factory` 参数，所以 uvicorn 在那里改用 `with asyncio.Runner(...) as runner: runner.run(...)`。`Runner` 是一个 `with` 块：它拥有一个新的事件循环，在上面运行协程，并在块结束时关闭这个循环。
 #
 # 在 3.11 上会先后发生两个错误，最终到达你这里的是第二个：
 #
 # 1. `Runner.run()` 发现内核的事件循环正在运行，于是拒绝：`RuntimeError: Runner.run() cannot be called from a running event loop`。
-# 2. 这个错误离开 `with` 块，触发 `Runner.close()`。关闭时要再运行一次 Runner 的事件循环来收尾，而这一步也失败了：
-#    `RuntimeError: Cannot run the event loop while another loop is running`。最终抛出的是这第二个错误。
+# 2. 这个错误离开 `with` 块，触发 `Runner.close()`。关闭时要再运行一次 Runner 的事件循环来收尾，而这一步也失败了：`RuntimeError: Cannot run the event loop while another loop is running`。最终抛出的是这第二个错误。
 #
 # Python 会把第一个错误保存为第二个错误的 `__context__`（即抛出新异常时正在处理的那个异常）。单元格会把两个都打印出来。
 
 # %% [markdown] translates="a962edc68dc5d9a1"
-# 这个证明在一个单独的全新内核中运行，是有原因的。失败的启动会留下一些从未运行过的协程，
-# Python 回收它们时会逐个发出警告（`RuntimeWarning: coroutine 'Server.serve' was never awaited`），而回收发生在什么时候，警告就落在当时恰好在运行的那个单元格里。
-# 为了不让这样的零散警告落到你后面的某个单元格里，单元格会主动回收它们（`gc.collect()`），而且是在一个随后就会关闭的内核里。
+# 这个证明在一个单独的全新内核中运行，是有原因的。失败的启动会留下一些从未运行过的协程，Python 回收它们时会逐个发出警告（`RuntimeWarning: coroutine 'Server.serve' was never awaited`），而回收发生在什么时候，警告就落在当时恰好在运行的那个单元格里。为了不让这样的零散警告落到你后面的某个单元格里，单元格会主动回收它们（`gc.collect()`），而且是在一个随后就会关闭的内核里。
 #
-# `bgcourse.run_in_fresh_kernel(code)` 启动这个内核，把 `code` 作为一个单元格在其中运行，然后关闭内核，并报告单元格打印的内容（`.output`）以及它最后抛出的错误（`.error`）。
-# 启动内核需要几秒钟；进度条会显示它正在工作。
+# `bgcourse.run_in_fresh_kernel(code)` 启动这个内核，把 `code` 作为一个单元格在其中运行，然后关闭内核，并报告单元格打印的内容（`.output`）以及它最后抛出的错误（`.error`）。启动内核需要几秒钟；进度条会显示它正在工作。
 
 # %%
 import sys
@@ -723,10 +673,7 @@ else:
 # %% [markdown] translates="3da7752d23fe9074"
 # 这就是 `serve(app)` 通过把服务器放在单独的线程上所避免的失败。
 #
-# 接下来看 `nest_asyncio`。`nest_asyncio.apply()` 给 `asyncio.run` 和事件循环类打补丁，让正在运行的事件循环可以被重入：
-# 此后 `asyncio.run()` 会在已经运行的事件循环上运行它的协程，而不是拒绝。
-# 这对在运行中的事件循环内部调用 `asyncio.run()` 的代码有帮助，比如某个库为其异步 API 提供的同步包装。
-# 这个补丁一直有效，直到内核退出，所以这些证明也都在全新内核中运行。
+# 接下来看 `nest_asyncio`。`nest_asyncio.apply()` 给 `asyncio.run` 和事件循环类打补丁，让正在运行的事件循环可以被重入：此后 `asyncio.run()` 会在已经运行的事件循环上运行它的协程，而不是拒绝。这对在运行中的事件循环内部调用 `asyncio.run()` 的代码有帮助，比如某个库为其异步 API 提供的同步包装。这个补丁一直有效，直到内核退出，所以这些证明也都在全新内核中运行。
 #
 # **事实 8.2**：在 notebook 中，`asyncio.run(...)` 会失败；执行 `nest_asyncio.apply()` 之后它就能工作。
 
@@ -745,11 +692,8 @@ assert with_patch.output.strip() == "it ran" and not with_patch.error
 # %% [markdown] translates="ba2422d265cdcd61"
 # **事实 8.3**：无论在导入 uvicorn 之前还是之后应用 `nest_asyncio`，它都不能让 `uvicorn.run()` 在单元格里正常工作。原因取决于 Python 版本：
 #
-# - 在 3.11 上，uvicorn 用 `asyncio.Runner` 启动事件循环，而 `nest_asyncio` 并不给它打补丁：两种顺序下都是 `RuntimeError: Runner.run() cannot be called from a running event loop`。
-#   这一次你看到的就是这个错误，而不是来自 `Runner.close()` 的错误：打过补丁的事件循环类允许 `close()` 在正在运行的循环内部运行 Runner 的循环，所以第一个错误不会被替换掉。
-# - 在 3.12 和 3.13 上，uvicorn 调用的是它被导入时找到的那个 `asyncio.run`。
-#   如果在 `apply()` 之前导入，那就是原版，它拒绝在运行中的事件循环内运行（`RuntimeError: asyncio.run() cannot be called from a running event loop`）。
-#   如果在之后导入，那就是 `nest_asyncio` 的替代版本，它没有 `loop_factory` 参数（`TypeError: ... got an unexpected keyword argument 'loop_factory'`）。
+# - 在 3.11 上，uvicorn 用 `asyncio.Runner` 启动事件循环，而 `nest_asyncio` 并不给它打补丁：两种顺序下都是 `RuntimeError: Runner.run() cannot be called from a running event loop`。这一次你看到的就是这个错误，而不是来自 `Runner.close()` 的错误：打过补丁的事件循环类允许 `close()` 在正在运行的循环内部运行 Runner 的循环，所以第一个错误不会被替换掉。
+# - 在 3.12 和 3.13 上，uvicorn 调用的是它被导入时找到的那个 `asyncio.run`。如果在 `apply()` 之前导入，那就是原版，它拒绝在运行中的事件循环内运行（`RuntimeError: asyncio.run() cannot be called from a running event loop`）。如果在之后导入，那就是 `nest_asyncio` 的替代版本，它没有 `loop_factory` 参数（`TypeError: ... got an unexpected keyword argument 'loop_factory'`）。
 #
 # 单元格会打印你所用的 Python 上的实际结果。
 
@@ -773,8 +717,7 @@ else:
     assert "unexpected keyword argument 'loop_factory'" in applied_first.error
 
 # %% [markdown] translates="7d7459d8d770877b"
-# 在 notebook 里：你自己的异步代码，优先在单元格顶层直接 `await`；服务器放在单独的线程上运行；
-# `nest_asyncio` 只留给那些坚持自己调用 `asyncio.run()` 的第三方代码。第 6 章会再次讨论这些错误。
+# 在 notebook 里：你自己的异步代码，优先在单元格顶层直接 `await`；服务器放在单独的线程上运行；`nest_asyncio` 只留给那些坚持自己调用 `asyncio.run()` 的第三方代码。第 6 章会再次讨论这些错误。
 
 # %% [markdown] translates="328e36f7d561a0d6"
 # ## 9. 检验常见的说法
@@ -793,13 +736,11 @@ else:
 # %% [markdown] translates="a147736b25f413e5"
 # ## 练习
 #
-# 每道练习都有一个供你作答的代码单元格，以及一个用真实服务器检查答案的单元格。
-# 参考答案在 `solutions/ch01_core_mechanics/` 中；先自己尝试，再对照。
+# 每道练习都有一个供你作答的代码单元格，以及一个用真实服务器检查答案的单元格。参考答案在 `solutions/ch01_core_mechanics/` 中；先自己尝试，再对照。
 #
 # ### 练习 1.1：立即受理，稍后发送回执
 #
-# 编写一个应用，提供 `POST /orders`：立即以 `202 Accepted` 响应，响应体为 `{"order_id": <a new id string>, "status": "accepted"}`；
-# 然后在一个后台任务中等待 0.2 s（模拟慢速邮件服务器），再把订单 id 追加到列表 `receipts` 中。
+# 编写一个应用，提供 `POST /orders`：立即以 `202 Accepted` 响应，响应体为 `{"order_id": <a new id string>, "status": "accepted"}`；然后在一个后台任务中等待 0.2 s（模拟慢速邮件服务器），再把订单 id 追加到列表 `receipts` 中。
 
 # %% nbgrader={"grade": false, "grade_id": "ex01_answer", "locked": false, "schema_version": 3, "solution": true, "task": false}
 ### BEGIN SOLUTION
@@ -832,8 +773,7 @@ checks.ex01(app, receipts)
 # %% [markdown] translates="3ccb321051298482"
 # ### 练习 1.2：审计依赖项
 #
-# 编写一个应用，提供 `GET /items/{item_id}`（`item_id` 为 `int`），返回 `{"item_id": item_id}`。
-# 依赖项 `audit` 添加一个任务，把 `"<METHOD> <path>"`（例如 `"GET /items/7"`）追加到 `audit_log`；端点添加一个任务，追加 `"cache <item_id>"`。哪个先运行？
+# 编写一个应用，提供 `GET /items/{item_id}`（`item_id` 为 `int`），返回 `{"item_id": item_id}`。依赖项 `audit` 添加一个任务，把 `"<METHOD> <path>"`（例如 `"GET /items/7"`）追加到 `audit_log`；端点添加一个任务，追加 `"cache <item_id>"`。哪个先运行？
 
 # %% nbgrader={"grade": false, "grade_id": "ex02_answer", "locked": false, "schema_version": 3, "solution": true, "task": false}
 ### BEGIN SOLUTION
@@ -859,10 +799,7 @@ checks.ex02(app, audit_log)
 # %% [markdown] translates="ef4ffdcd0cb6fde4"
 # ### 练习 1.3：失败后继续执行
 #
-# 编写 `keep_going(func)`：它返回一个包装任务函数的包装器。包装器调用该函数；如果函数抛出异常，
-# 就在名为 `"tasks"` 的 logger 上记录这次失败及其回溯（使用 `logger.exception`，并在消息中写明函数名），然后返回 `None`，让该请求后面的任务照样运行。
-# 保持函数的种类：`async def` 函数要得到 `async def` 包装器（在事件循环上被 await），`def` 函数要得到 `def` 包装器（在线程中运行）。
-# 用 `functools.wraps` 保留函数名。
+# 编写 `keep_going(func)`：它返回一个包装任务函数的包装器。包装器调用该函数；如果函数抛出异常，就在名为 `"tasks"` 的 logger 上记录这次失败及其回溯（使用 `logger.exception`，并在消息中写明函数名），然后返回 `None`，让该请求后面的任务照样运行。保持函数的种类：`async def` 函数要得到 `async def` 包装器（在事件循环上被 await），`def` 函数要得到 `def` 包装器（在线程中运行）。用 `functools.wraps` 保留函数名。
 
 # %% nbgrader={"grade": false, "grade_id": "ex03_answer", "locked": false, "schema_version": 3, "solution": true, "task": false}
 ### BEGIN SOLUTION
@@ -905,8 +842,7 @@ checks.ex03(keep_going)
 # %% [markdown] translates="bc69c0b95f8e48b7"
 # ## 测验
 #
-# 每道题会在一个单元格中显示；在它下面的单元格里作答；再下一个单元格会告诉你是否答对。
-# 答对了会附上解释；答错了会给出提示，但不会泄露答案（如果你更想直接读解释，`quiz.explain("q01")` 随时可以显示 q01 的解释）。
+# 每道题会在一个单元格中显示；在它下面的单元格里作答；再下一个单元格会告诉你是否答对。答对了会附上解释；答错了会给出提示，但不会泄露答案（如果你更想直接读解释，`quiz.explain("q01")` 随时可以显示 q01 的解释）。
 
 # %% nbgrader={"grade": false, "grade_id": "q01_question", "locked": true, "schema_version": 3, "solution": false, "task": false}
 quiz = load_quiz("ch01_core_mechanics")

@@ -19,10 +19,7 @@
 # %% [markdown] translates="0eac2963519593e7"
 # # 第 2 章：生产环境示例：用户注册与欢迎邮件
 #
-# 第 1 章讲了后台任务（background task）何时、在哪里、以什么顺序运行。本章把它们用在最经典的场景里：
-# 用户注册，API 立即返回，欢迎邮件在响应（response）之后发出。
-# 一切都是真实的：uvicorn 服务器、SMTP 服务器、真实的密码哈希，以及可以直接在 notebook 里阅读的真实邮件。
-# 请从上到下运行各个单元格；每条事实陈述后面都跟着一个证明单元格（proof cell）。
+# 第 1 章讲了后台任务（background task）何时、在哪里、以什么顺序运行。本章把它们用在最经典的场景里：用户注册，API 立即返回，欢迎邮件在响应（response）之后发出。一切都是真实的：uvicorn 服务器、SMTP 服务器、真实的密码哈希，以及可以直接在 notebook 里阅读的真实邮件。请从上到下运行各个单元格；每条事实陈述后面都跟着一个证明单元格（proof cell）。
 #
 # **你将学到**
 #
@@ -77,11 +74,7 @@ for package, pinned in PINNED.items():
 print(f"{'python':16} {platform.python_version()}")
 
 # %% [markdown] translates="4782379d7fba2353"
-# 除了第 1 章的 `serve(app)`、`Timeline` 和 `capture_logs`，本章还用到 `smtp_server()`：
-# 一个 `with` 块，在单独的线程里运行一个真实的 SMTP 服务器（aiosmtpd 提供），监听 `127.0.0.1` 上的一个空闲端口。
-# 它给你一个对象，其中有服务器的 `host` 和 `port`、它收到的 `messages`（由 Python 的 `email` 包解析），以及 `wait_for(count)`：一直等到收到这么多封邮件为止。
-# `smtp_server(delay=0.5)` 让服务器在向每个客户端发出问候语之前先等半秒（一个慢速服务器）；
-# `smtp_server(refuse=2)` 以 `421 Service not available` 拒绝接下来的两个客户端（一个暂时不收邮件的服务器）。
+# 除了第 1 章的 `serve(app)`、`Timeline` 和 `capture_logs`，本章还用到 `smtp_server()`：一个 `with` 块，在单独的线程里运行一个真实的 SMTP 服务器（aiosmtpd 提供），监听 `127.0.0.1` 上的一个空闲端口。它给你一个对象，其中有服务器的 `host` 和 `port`、它收到的 `messages`（由 Python 的 `email` 包解析），以及 `wait_for(count)`：一直等到收到这么多封邮件为止。`smtp_server(delay=0.5)` 让服务器在向每个客户端发出问候语之前先等半秒（一个慢速服务器）；`smtp_server(refuse=2)` 以 `421 Service not available` 拒绝接下来的两个客户端（一个暂时不收邮件的服务器）。
 
 # %%
 import aiosmtplib
@@ -98,8 +91,7 @@ from bgcourse import RaceWindow, Timeline, TimelineMiddleware, capture_logs, loa
 # %% [markdown] translates="49937e9178dea399"
 # ## 1. notebook 里的真实邮件服务器
 #
-# **事实 1.1**：`smtp_server()` 说的是真正的 SMTP：标准库的 `smtplib` 连接上去，收到 `220` 问候语，发送一封邮件，服务器收到了它。
-# `with` 块结束时，服务器线程已经结束，它的端口会拒绝连接。
+# **事实 1.1**：`smtp_server()` 说的是真正的 SMTP：标准库的 `smtplib` 连接上去，收到 `220` 问候语，发送一封邮件，服务器收到了它。`with` 块结束时，服务器线程已经结束，它的端口会拒绝连接。
 
 # %%
 note = EmailMessage()
@@ -134,9 +126,7 @@ assert afterwards == "connection refused" and threads_left == []
 # %% [markdown] translates="127c5779813da6f2"
 # ## 2. 欢迎邮件
 #
-# 邮件用 Python 的 `email` 包构建，用 `aiosmtplib` 发送。`aiosmtplib` 是面向 asyncio 的 SMTP 客户端：
-# `await aiosmtplib.send(...)` 负责建立连接、完成整个 SMTP 交互并把邮件交出去；在它等待服务器的时候，事件循环（event loop）可以去做别的工作（第 4 节会测量这一点）。
-# 邮件服务器的地址来自一个小小的配置对象；真实的应用会从环境中读取它。
+# 邮件用 Python 的 `email` 包构建，用 `aiosmtplib` 发送。`aiosmtplib` 是面向 asyncio 的 SMTP 客户端：`await aiosmtplib.send(...)` 负责建立连接、完成整个 SMTP 交互并把邮件交出去；在它等待服务器的时候，事件循环（event loop）可以去做别的工作（第 4 节会测量这一点）。邮件服务器的地址来自一个小小的配置对象；真实的应用会从环境中读取它。
 
 # %%
 @dataclass
@@ -182,15 +172,11 @@ assert welcome.get_content().startswith("Hello ada,")
 #
 # 三个模型，三种职责：
 #
-# - `Registration` 是客户端在请求（request）中发来的内容。Pydantic 在端点运行之前就检查它：用户名为 3 到 20 个小写字母、数字或下划线；
-#   一个电子邮件地址（`EmailStr` 交给 `email-validator` 包校验）；以及至少 8 个字符的密码。
-#   密码是 `SecretStr`，所以打印模型或把它写进日志时，显示的是 `**********`。
+# - `Registration` 是客户端在请求（request）中发来的内容。Pydantic 在端点运行之前就检查它：用户名为 3 到 20 个小写字母、数字或下划线；一个电子邮件地址（`EmailStr` 交给 `email-validator` 包校验）；以及至少 8 个字符的密码。密码是 `SecretStr`，所以打印模型或把它写进日志时，显示的是 `**********`。
 # - `UserOut` 是 API 返回的内容。把它声明为端点的 `response_model`，它就会过滤响应：无论端点返回什么，离开服务器的只有 `username` 和 `email`。
 # - `StoredUser` 是应用保存的内容：密码的哈希，而不是密码本身。
 #
-# 哈希由 `pwdlib` 计算：`PasswordHash.recommended()` 用 argon2id 做哈希，这是一个刻意设计得很慢、而且需要大量内存的函数；`verify()` 用哈希校验密码。
-# 目前用户存放在一个字典里（第 3 章会引入数据库）；`create_app()` 每次都创建一个带空字典的新应用，所以每个实验都从头开始。
-# （它的 `users` 和 `users_lock` 参数是给事实 5.4 用的：那里要观察“检查后插入”的过程，并把锁拿掉。）
+# 哈希由 `pwdlib` 计算：`PasswordHash.recommended()` 用 argon2id 做哈希，这是一个刻意设计得很慢、而且需要大量内存的函数；`verify()` 用哈希校验密码。目前用户存放在一个字典里（第 3 章会引入数据库）；`create_app()` 每次都创建一个带空字典的新应用，所以每个实验都从头开始。（它的 `users` 和 `users_lock` 参数是给事实 5.4 用的：那里要观察“检查后插入”的过程，并把锁拿掉。）
 
 # %%
 class Registration(BaseModel):
@@ -243,8 +229,7 @@ def create_app(
 
 
 # %% [markdown] translates="17852386d808ecb2"
-# **事实 3.1**：`POST /register` 返回 `201 Created`，只带用户名和电子邮件地址。
-# 密码既不在响应里，也不在存储的记录里；记录里保存的是 argon2id 哈希，它能验证正确的密码，拒绝错误的密码。
+# **事实 3.1**：`POST /register` 返回 `201 Created`，只带用户名和电子邮件地址。密码既不在响应里，也不在存储的记录里；记录里保存的是 argon2id 哈希，它能验证正确的密码，拒绝错误的密码。
 
 # %%
 ADA = {"username": "ada", "email": "ada@example.com", "password": "correct horse battery staple"}
@@ -269,14 +254,9 @@ assert ADA["password"] not in response.text and ADA["password"] not in repr(stor
 assert right and not wrong
 
 # %% [markdown] translates="3274113e3624099a"
-# 哈希运算故意做得很慢，好让猜密码的代价变得高昂。这就是 `register` 写成普通 `def` 的原因：
-# FastAPI 在工作线程（worker thread）上运行 `def` 端点，就像 Starlette 对待 `def` 任务一样。
-# 如果写成 `async def`，同样的哈希就会在事件循环上运行，其他每个请求都得等它。
+# 哈希运算故意做得很慢，好让猜密码的代价变得高昂。这就是 `register` 写成普通 `def` 的原因：FastAPI 在工作线程（worker thread）上运行 `def` 端点，就像 Starlette 对待 `def` 任务一样。如果写成 `async def`，同样的哈希就会在事件循环上运行，其他每个请求都得等它。
 #
-# **事实 3.2**：一次 argon2id 哈希就要花上零点几秒，足以察觉。同时发送三个注册请求，并在第一个哈希开始后立即发送一个健康检查。
-# 如果哈希在 `def` 端点里运行，健康检查会在哈希仍在运行时得到响应。
-# 如果哈希在 `async def` 端点里运行，服务器要等到健康检查发出时正在运行的那个哈希结束之后，才会去读取这个健康检查，甚至可能等得更久：
-# 比它先到达事件循环的注册请求会先依次做完哈希。哈希在事件循环上运行期间，事件循环对什么都不作响应。
+# **事实 3.2**：一次 argon2id 哈希就要花上零点几秒，足以察觉。同时发送三个注册请求，并在第一个哈希开始后立即发送一个健康检查。如果哈希在 `def` 端点里运行，健康检查会在哈希仍在运行时得到响应。如果哈希在 `async def` 端点里运行，服务器要等到健康检查发出时正在运行的那个哈希结束之后，才会去读取这个健康检查，甚至可能等得更久：比它先到达事件循环的注册请求会先依次做完哈希。哈希在事件循环上运行期间，事件循环对什么都不作响应。
 
 # %%
 started = time.perf_counter()
@@ -396,18 +376,14 @@ assert answered < delivered
 timeline.plot("POST /register: the 201 first, the welcome e-mail after")
 
 # %% [markdown] translates="a54aec2bd4b4193c"
-# 蓝色条是请求，大部分时间花在密码哈希上；它下边缘的紫色三角形标出服务器发出 `201` 的时刻。
-# 橙色条是邮件任务：它在响应离开时开始，运行在事件循环的线程（`uvicorn-<port>`）上，大约有半秒时间在等待慢速邮件服务器发出问候语。
+# 蓝色条是请求，大部分时间花在密码哈希上；它下边缘的紫色三角形标出服务器发出 `201` 的时刻。橙色条是邮件任务：它在响应离开时开始，运行在事件循环的线程（`uvicorn-<port>`）上，大约有半秒时间在等待慢速邮件服务器发出问候语。
 
 # %% [markdown] translates="65cebf7d786d5bad"
 # ## 4. 阻塞的邮件客户端不能放在 `async def` 任务里
 #
-# 标准库的客户端 `smtplib` 是阻塞的：它等待邮件服务器时，调用它的线程什么也做不了。
-# 在 `def` 任务中，这个线程是工作线程，事件循环照常运转。在 `async def` 任务中，它就是事件循环自己的线程，所有请求都得等着。
+# 标准库的客户端 `smtplib` 是阻塞的：它等待邮件服务器时，调用它的线程什么也做不了。在 `def` 任务中，这个线程是工作线程，事件循环照常运转。在 `async def` 任务中，它就是事件循环自己的线程，所有请求都得等着。
 #
-# **事实 4.1**：邮件服务器需要 0.5 s 才发出问候语时，看欢迎邮件发送途中发出的健康检查：
-# 如果任务在 `async def` 中使用 `aiosmtplib`，或在 `def` 中使用 `smtplib`，健康检查会在邮件任务结束之前得到响应；
-# 如果任务在 `async def` 中使用 `smtplib`，健康检查要等任务结束之后才得到响应。三种写法都能投递邮件。
+# **事实 4.1**：邮件服务器需要 0.5 s 才发出问候语时，看欢迎邮件发送途中发出的健康检查：如果任务在 `async def` 中使用 `aiosmtplib`，或在 `def` 中使用 `smtplib`，健康检查会在邮件任务结束之前得到响应；如果任务在 `async def` 中使用 `smtplib`，健康检查要等任务结束之后才得到响应。三种写法都能投递邮件。
 
 # %%
 def send_welcome_email_with_smtplib(address: str, username: str) -> None:
@@ -461,8 +437,7 @@ assert health_answered["smtplib in async def"] > task_ended["smtplib in async de
 # %% [markdown] translates="e27cb367eb7f1a7f"
 # ## 5. 错误输入：`422`，以及用户名被占用时的 `409`
 #
-# FastAPI 在 `register` 运行之前，先按 `Registration` 校验请求体。
-# 校验失败时，客户端得到 `422 Unprocessable Content` 和一个错误列表，什么都不会被存储或发送。每个错误包含：
+# FastAPI 在 `register` 运行之前，先按 `Registration` 校验请求体。校验失败时，客户端得到 `422 Unprocessable Content` 和一个错误列表，什么都不会被存储或发送。每个错误包含：
 #
 # - `type`：所违反规则的机器可读名称（`missing`、`string_too_long`……），客户端应当判断的正是它；
 # - `loc`：出错的位置：`["body", "email"]` 表示 JSON 请求体中的 `email` 字段；
@@ -470,9 +445,7 @@ assert health_answered["smtplib in async def"] > task_ended["smtplib in async de
 # - `input`：未通过校验的值（对缺失的字段而言：缺少该字段的那个对象）；
 # - `ctx`（部分规则才有）：规则的参数，比如 `max_length`。
 #
-# **事实 5.1**：无效的电子邮件地址、缺失的字段、过长的用户名、该传字符串却传了数字，这几种情况各得到一个 `422`，其中只有一个错误，指明字段和规则；
-# 什么都不会被存储，也不会发送邮件。
-# 电子邮件错误的 `msg` 以 `email-validator` 自己对该地址的说法结尾（“It should have a period”），它的 `type` 是通用的 `value_error`。
+# **事实 5.1**：无效的电子邮件地址、缺失的字段、过长的用户名、该传字符串却传了数字，这几种情况各得到一个 `422`，其中只有一个错误，指明字段和规则；什么都不会被存储，也不会发送邮件。电子邮件错误的 `msg` 以 `email-validator` 自己对该地址的说法结尾（“It should have a period”），它的 `type` 是通用的 `value_error`。
 
 # %%
 bad_bodies = {
@@ -516,10 +489,7 @@ assert "It should have a period" in validator_says
 #
 # 注意 `input` 字段：`422` 会把客户端发来的内容原样复述一遍。对发送它的客户端来说，这无害。对你的日志来说则不然。
 #
-# **事实 5.2**：缺少字段时，`input` 装着整个请求体，密码也在其中；密码太短时，`input` 就是密码本身。`SecretStr` 在这里帮不上忙。
-# Pydantic 确实会先创建 `SecretStr`，再在校验之后对它检查长度规则
-# （所以短密码的消息说的是 “items after validation”，而不是字符：这是 Pydantic 2.14 对 `SecretStr` 上长度规则的措辞）；
-# 但错误的 `input` 是客户端发来的原始内容，即普通字符串。单元格用一个 `SecretStr` 子类来展示这个顺序，它会记下每一个被创建的实例。
+# **事实 5.2**：缺少字段时，`input` 装着整个请求体，密码也在其中；密码太短时，`input` 就是密码本身。`SecretStr` 在这里帮不上忙。Pydantic 确实会先创建 `SecretStr`，再在校验之后对它检查长度规则（所以短密码的消息说的是 “items after validation”，而不是字符：这是 Pydantic 2.14 对 `SecretStr` 上长度规则的措辞）；但错误的 `input` 是客户端发来的原始内容，即普通字符串。单元格用一个 `SecretStr` 子类来展示这个顺序，它会记下每一个被创建的实例。
 
 # %%
 with serve(create_app()) as url, httpx.Client(base_url=url) as client:
@@ -560,8 +530,7 @@ assert secrets_made == ["hunter2"] and type(rejected["input"]) is str
 # %% [markdown] translates="9abd3c0f61039ee3"
 # 所以，对于接收密码的端点，绝不要把 `422` 的响应体（或请求体）写进日志；要记录，就记录校验后的模型：它的 `SecretStr` 会打印成星号。
 #
-# 重复的用户名不是校验错误：请求体本身没问题，但它与服务器的状态相冲突。
-# 这时应返回 `409 Conflict`，并附上说明冲突内容的消息。
+# 重复的用户名不是校验错误：请求体本身没问题，但它与服务器的状态相冲突。这时应返回 `409 Conflict`，并附上说明冲突内容的消息。
 #
 # **事实 5.3**：再次注册 `ada`（换一个电子邮件地址、换一个密码）会得到带原因的 `409`。第一条记录保持不变，而且只发出一封欢迎邮件。
 
@@ -586,18 +555,11 @@ assert stored.email == "ada@example.com" and first_password_verifies
 assert [message["To"] for message in welcomes] == ["ada@example.com"]
 
 # %% [markdown] translates="30b31cd905c7a601"
-# 上面那两个请求是一前一后到达的。请求也可能在同一时刻到达：`register` 是 `def` 端点，所以每个请求都在各自的工作线程上运行；
-# 当一个线程检查 `ada` 是否空闲时，另一个线程可能正处在它自己的检查和插入之间。
-# 这就是 `register` 要在锁内完成检查和插入的原因：持有锁的线程做完检查和插入之后，其他线程才能检查。
+# 上面那两个请求是一前一后到达的。请求也可能在同一时刻到达：`register` 是 `def` 端点，所以每个请求都在各自的工作线程上运行；当一个线程检查 `ada` 是否空闲时，另一个线程可能正处在它自己的检查和插入之间。这就是 `register` 要在锁内完成检查和插入的原因：持有锁的线程做完检查和插入之后，其他线程才能检查。
 #
-# 指望两个请求凭运气在那几微秒的窗口里相遇，什么也证明不了。课程辅助工具里的 `RaceWindow(n)` 会让它们必然相遇：
-# 应用从它那里拿到字典（`window.store()`），字典的 `in` 会在每个请求检查之后把它拦住，直到其他每个请求也都检查过、或者正在等锁；
-# 应用还从它那里拿到锁（`window.guard(lock)`，或者 `window.guard(None)`，表示完全不加锁）。
+# 指望两个请求凭运气在那几微秒的窗口里相遇，什么也证明不了。课程辅助工具里的 `RaceWindow(n)` 会让它们必然相遇：应用从它那里拿到字典（`window.store()`），字典的 `in` 会在每个请求检查之后把它拦住，直到其他每个请求也都检查过、或者正在等锁；应用还从它那里拿到锁（`window.guard(lock)`，或者 `window.guard(None)`，表示完全不加锁）。
 #
-# **事实 5.4**：同一时刻有四个 `ada` 的注册请求，各带自己的电子邮件地址和密码，每个都在检查和插入之间被拦住，直到其他请求赶上来。
-# 有锁时，只有一次检查发现用户名空闲：一个 `201` 和三个 `409`，一封欢迎邮件，存储的记录属于胜出者。
-# 没有锁时，四次检查都发现用户名空闲：四个 `201` 和四封欢迎邮件，却只有一条记录，即最后写入的那条。
-# 有三个客户端被告知账户已经建好，而它们的密码打不开这个账户。
+# **事实 5.4**：同一时刻有四个 `ada` 的注册请求，各带自己的电子邮件地址和密码，每个都在检查和插入之间被拦住，直到其他请求赶上来。有锁时，只有一次检查发现用户名空闲：一个 `201` 和三个 `409`，一封欢迎邮件，存储的记录属于胜出者。没有锁时，四次检查都发现用户名空闲：四个 `201` 和四封欢迎邮件，却只有一条记录，即最后写入的那条。有三个客户端被告知账户已经建好，而它们的密码打不开这个账户。
 
 # %%
 RACERS = 4
@@ -642,9 +604,7 @@ assert len(unlocked["winners"]) == RACERS and unlocked["opens it"] == [unlocked[
 #
 # 任务在响应之后运行。无论任务发生什么，客户端都已经被告知 `201 Created`。
 #
-# **事实 6.1**：邮件服务器宕机（它的端口上没有任何程序监听）时，注册照样返回 `201`（如果异常发生在端点里，响应就会变成 `500`），用户已被存储，
-# 而任务以 `aiosmtplib.SMTPConnectError` 失败。唯一的痕迹在服务器日志里：
-# uvicorn 的 `Exception in ASGI application` 和一段回溯（traceback），而回溯并不说明是哪个用户没收到邮件。
+# **事实 6.1**：邮件服务器宕机（它的端口上没有任何程序监听）时，注册照样返回 `201`（如果异常发生在端点里，响应就会变成 `500`），用户已被存储，而任务以 `aiosmtplib.SMTPConnectError` 失败。唯一的痕迹在服务器日志里：uvicorn 的 `Exception in ASGI application` 和一段回溯（traceback），而回溯并不说明是哪个用户没收到邮件。
 
 # %%
 with smtp_server() as stopped:
@@ -676,13 +636,7 @@ assert "ada" not in server_log[0].getMessage() + "".join(traceback.format_except
 # %% [markdown] translates="7b776eadc92cf412"
 # 慢速邮件服务器的危害更隐蔽：任务只是干等。要等多久，取决于客户端的超时设置。
 #
-# **事实 6.2**：`aiosmtplib.send` 的默认超时是 60 s，而 `smtplib` 没有超时（它的默认值是 socket 的默认值 `None`：永远等下去）。
-# 面对一个需要 1 s 才发出问候语的邮件服务器，默认的 `aiosmtplib.send` 会等满这一秒并投递成功；
-# 设置 `timeout=0.3` 时，它在 0.3 s 后放弃，此时还没等到问候语，抛出 `SMTPConnectTimeoutError`。
-# `smtplib` 设置 `timeout=0.3` 时放弃得同样快，但报告的是 `SMTPServerDisconnected`，它*不是* `TimeoutError`。这是问候语太慢的情况。
-# 根本无法及时建立的连接（比如防火墙丢弃了数据包）则以另一种方式结束：
-# `smtplib` 用 `socket.create_connection` 建立连接（在 `smtplib.SMTP._get_socket` 中），它的超时抛出的是普通的 `TimeoutError`。
-# 选择重试哪些错误时，这两种情况都要记住。
+# **事实 6.2**：`aiosmtplib.send` 的默认超时是 60 s，而 `smtplib` 没有超时（它的默认值是 socket 的默认值 `None`：永远等下去）。面对一个需要 1 s 才发出问候语的邮件服务器，默认的 `aiosmtplib.send` 会等满这一秒并投递成功；设置 `timeout=0.3` 时，它在 0.3 s 后放弃，此时还没等到问候语，抛出 `SMTPConnectTimeoutError`。`smtplib` 设置 `timeout=0.3` 时放弃得同样快，但报告的是 `SMTPServerDisconnected`，它*不是* `TimeoutError`。这是问候语太慢的情况。根本无法及时建立的连接（比如防火墙丢弃了数据包）则以另一种方式结束：`smtplib` 用 `socket.create_connection` 建立连接（在 `smtplib.SMTP._get_socket` 中），它的超时抛出的是普通的 `TimeoutError`。选择重试哪些错误时，这两种情况都要记住。
 
 # %%
 aiosmtplib_default = inspect.signature(aiosmtplib.send).parameters["timeout"].default
@@ -731,16 +685,10 @@ assert connect_line.startswith("return socket.create_connection(") and socket.ti
 # 修复分三部分，每部分只需几行：
 #
 # 1. **超时**：让挂起的邮件服务器无法把任务拖住一分钟，甚至永远拖住。
-# 2. **有上限的重试**，用 `tenacity` 实现，针对那些往往会自行恢复的失败：被拒绝或超时的连接、`421`。
-#    `stop_after_attempt(3)` 限定次数；`wait_exponential` 按指数退避（exponential backoff）拉开间隔；`before_sleep_log` 记录每次重试；
-#    `reraise=True` 抛出最后一次真实的异常，而不是 tenacity 的 `RetryError`。
-#    （这里的等待时间只有十分之几秒，好让 notebook 跑得快；在生产环境中应该是若干秒。）
-#    tenacity 的 `@retry` 作用在 `async def` 函数上时，得到的仍是一个协程（coroutine）函数（单元格会检查这一点），需要 await。
-# 3. **一条带回溯和关键事实的日志**：最后一次尝试失败时，任务记录下哪个地址没收到邮件（`logger.exception` 会附上回溯），然后返回，
-#    这样它后面的任务照样运行（第 1 章第 7 节）。
+# 2. **有上限的重试**，用 `tenacity` 实现，针对那些往往会自行恢复的失败：被拒绝或超时的连接、`421`。`stop_after_attempt(3)` 限定次数；`wait_exponential` 按指数退避（exponential backoff）拉开间隔；`before_sleep_log` 记录每次重试；`reraise=True` 抛出最后一次真实的异常，而不是 tenacity 的 `RetryError`。（这里的等待时间只有十分之几秒，好让 notebook 跑得快；在生产环境中应该是若干秒。）tenacity 的 `@retry` 作用在 `async def` 函数上时，得到的仍是一个协程（coroutine）函数（单元格会检查这一点），需要 await。
+# 3. **一条带回溯和关键事实的日志**：最后一次尝试失败时，任务记录下哪个地址没收到邮件（`logger.exception` 会附上回溯），然后返回，这样它后面的任务照样运行（第 1 章第 7 节）。
 #
-# **事实 6.3**：使用修复后的任务，面对一个以 `421` 拒绝前两次连接的邮件服务器，客户端拿到它的 `201`，邮件在第三次尝试时送达，此前记录了两次重试。
-# uvicorn 什么都不记录。
+# **事实 6.3**：使用修复后的任务，面对一个以 `421` 拒绝前两次连接的邮件服务器，客户端拿到它的 `201`，邮件在第三次尝试时送达，此前记录了两次重试。uvicorn 什么都不记录。
 
 # %%
 log = logging.getLogger("registration")
@@ -799,8 +747,7 @@ assert connections == 3 and delivered == 1
 assert [record.levelname for record in app_log] == ["WARNING", "WARNING"]
 
 # %% [markdown] translates="e989fe720c56dc9e"
-# **事实 6.4**：邮件服务器宕机时，修复后的任务尝试三次，然后记录一条写明地址、附带回溯的错误。
-# 任务没有抛出异常，所以 uvicorn 什么都不记录；客户端和之前一样拿到了它的 `201`。
+# **事实 6.4**：邮件服务器宕机时，修复后的任务尝试三次，然后记录一条写明地址、附带回溯的错误。任务没有抛出异常，所以 uvicorn 什么都不记录；客户端和之前一样拿到了它的 `201`。
 
 # %%
 mail_settings.port = stopped.port  # 那里没有程序监听：邮件服务器宕机了
@@ -817,17 +764,12 @@ assert "ada@example.com" in error.getMessage() and isinstance(error.exc_info[1],
 # %% [markdown] translates="13ed7d2521df9216"
 # 关于这个修复，有三点说明：
 #
-# - 只重试有可能恢复的错误。SMTP（RFC 5321）规定 `4xx` 回复是临时性的，`5xx` 回复是永久性的（`550`：邮箱不存在），
-#   所以只要有回复码，`may_pass` 就按回复码判断，而不是按异常的类：
-#   aiosmtplib 对 `421` 问候语（“现在不行”）和 `554` 问候语（“这里永远不行”）抛出的都是 `SMTPConnectResponseError`（`SMTPConnectError` 的子类），
-#   对 `450`（“邮箱忙”）和 `550` 抛出的都是 `SMTPRecipientsRefused`。事实 6.5 展示这两种情况，以及按异常类的列表来判断会怎样。
+# - 只重试有可能恢复的错误。SMTP（RFC 5321）规定 `4xx` 回复是临时性的，`5xx` 回复是永久性的（`550`：邮箱不存在），所以只要有回复码，`may_pass` 就按回复码判断，而不是按异常的类：aiosmtplib 对 `421` 问候语（“现在不行”）和 `554` 问候语（“这里永远不行”）抛出的都是 `SMTPConnectResponseError`（`SMTPConnectError` 的子类），对 `450`（“邮箱忙”）和 `550` 抛出的都是 `SMTPRecipientsRefused`。事实 6.5 展示这两种情况，以及按异常类的列表来判断会怎样。
 # - 重试会让任务持续更久：三次尝试、每次 2 秒超时，再加上等待时间，可能超过 6 s。把上限设得紧一些；第 7 章会说明什么时候真正的任务队列（task queue）更合适。
-# - 用户已被存储，也被告知了 `201`，却没有收到邮件，而只有那条日志记下了这件事。总得有什么来处理它：
-#   一个“重新发送欢迎邮件”的按钮，或者在用户记录里设一个标志，由之后的作业（job）来处理。第 3 章会在数据库场景下遇到同样的问题。
+# - 用户已被存储，也被告知了 `201`，却没有收到邮件，而只有那条日志记下了这件事。总得有什么来处理它：一个“重新发送欢迎邮件”的按钮，或者在用户记录里设一个标志，由之后的作业（job）来处理。第 3 章会在数据库场景下遇到同样的问题。
 
 # %% [markdown] translates="57a70fe9ae53d773"
-# **事实 6.5**：以 `554` 问候语应答的邮件服务器只尝试一次；第一次以 `450` 回复 `RCPT` 的服务器会被再次尝试，并投递成功。
-# 如果按异常类重试，即针对 `(SMTPConnectError, SMTPTimeoutError, SMTPServerDisconnected)`，就会对 `554` 服务器尝试三次，而对 `450` 立即放弃。
+# **事实 6.5**：以 `554` 问候语应答的邮件服务器只尝试一次；第一次以 `450` 回复 `RCPT` 的服务器会被再次尝试，并投递成功。如果按异常类重试，即针对 `(SMTPConnectError, SMTPTimeoutError, SMTPServerDisconnected)`，就会对 `554` 服务器尝试三次，而对 `450` 立即放弃。
 
 # %%
 BY_CLASS = (aiosmtplib.SMTPConnectError, aiosmtplib.SMTPTimeoutError, aiosmtplib.SMTPServerDisconnected)
@@ -857,16 +799,13 @@ assert tried["450 on RCPT", "by class"] == (1, "SMTPRecipientsRefused")
 # %% [markdown] translates="ce99e4970fb77c13"
 # ## 练习（exercise）
 #
-# 每道练习都有一个供你作答的代码单元格，以及一个用真实服务器和真实邮件服务器检查答案的单元格。
-# 参考答案在 `solutions/ch02_registration/` 中；先自己尝试，再对照。
+# 每道练习都有一个供你作答的代码单元格，以及一个用真实服务器和真实邮件服务器检查答案的单元格。参考答案在 `solutions/ch02_registration/` 中；先自己尝试，再对照。
 #
 # ### 练习 2.1：邮件故障中也不丢失的审计日志
 #
-# 编写一个应用，提供 `POST /register`：接收 `{"username": ..., "email": ...}`（`username` 为 `str`，`email` 为 `EmailStr`），返回 `201`，响应体为 `{"username": <the username>}`。
-# 响应之后，两件事在后台任务中完成：
+# 编写一个应用，提供 `POST /register`：接收 `{"username": ..., "email": ...}`（`username` 为 `str`，`email` 为 `EmailStr`），返回 `201`，响应体为 `{"username": <the username>}`。响应之后，两件事在后台任务中完成：
 #
-# - 一个 `async def` 任务用 `aiosmtplib` 向该地址发送欢迎邮件，发往 `settings.smtp_host` 和 `settings.smtp_port`
-#   （一个名为 `settings` 的 `Settings` dataclass 实例；检查单元格会让它指向自己的邮件服务器），并设置 `timeout=5`；
+# - 一个 `async def` 任务用 `aiosmtplib` 向该地址发送欢迎邮件，发往 `settings.smtp_host` 和 `settings.smtp_port`（一个名为 `settings` 的 `Settings` dataclass 实例；检查单元格会让它指向自己的邮件服务器），并设置 `timeout=5`；
 # - 一个任务把 `"registered <username>"` 追加到列表 `audit_log`。
 #
 # 审计条目必须在响应之后写入，而且**即使邮件服务器宕机**也必须写入。检查单元格两种情况都会测试。
@@ -930,8 +869,7 @@ checks.ex01(app, settings, audit_log)
 #
 # - 不阻塞事件循环（它必须是哪种函数？）；
 # - 一次连接 0.5 s 后放弃（`timeout=0.5`）；
-# - 当服务器拒绝连接（`smtplib.SMTPConnectError`）、无法连通（`ConnectionError`）或者超时的时候
-#   （问候语太慢和连接无法及时建立，报告方式不同：见事实 6.2），用 `tenacity` 总共最多尝试 3 次，每次间隔 0.05 s；
+# - 当服务器拒绝连接（`smtplib.SMTPConnectError`）、无法连通（`ConnectionError`）或者超时的时候（问候语太慢和连接无法及时建立，报告方式不同：见事实 6.2），用 `tenacity` 总共最多尝试 3 次，每次间隔 0.05 s；
 # - 如果最后一次尝试也失败，就在名为 `"mail"` 的 logger 上记录它并附上回溯，写明地址，然后正常返回。
 #
 # 检查单元格会把它作为后台任务运行，分别面对一个拒绝两次的邮件服务器、一个始终拒绝的邮件服务器，以及一个从不应答的邮件服务器。
@@ -981,11 +919,9 @@ checks.ex02(send_welcome_email, settings)
 # %% [markdown] translates="f2b3592572ee824e"
 # ### 练习 2.3：测试这个端点
 #
-# 编写一个测试 `test_registration(client, mail)`。`client` 是一个 `httpx.Client`，它的 `base_url` 指向一个正在运行的注册应用（与本章的应用类似）；
-# `mail` 是该应用发信的邮件服务器（`smtp_server()` 给出的对象）。测试必须检查：
+# 编写一个测试 `test_registration(client, mail)`。`client` 是一个 `httpx.Client`，它的 `base_url` 指向一个正在运行的注册应用（与本章的应用类似）；`mail` 是该应用发信的邮件服务器（`smtp_server()` 给出的对象）。测试必须检查：
 #
-# - 注册 `{"username": "grace", "email": "grace@example.com", "password": "correct horse battery staple"}` 时，
-#   返回 `201`，内容恰好是 `{"username": "grace", "email": "grace@example.com"}`（因此不含密码）；
+# - 注册 `{"username": "grace", "email": "grace@example.com", "password": "correct horse battery staple"}` 时，返回 `201`，内容恰好是 `{"username": "grace", "email": "grace@example.com"}`（因此不含密码）；
 # - 再次注册 `grace` 时返回 `409`；
 # - 有一封欢迎邮件送达 `grace@example.com`。邮件在响应之后才发送，所以要用 `mail.wait_for(1, timeout=2)` 等待它。
 #
@@ -1016,8 +952,7 @@ checks.ex03(test_registration)
 # %% [markdown] translates="bc69c0b95f8e48b7"
 # ## 测验（quiz）
 #
-# 每道题会在一个单元格中显示；在它下面的单元格里作答；再下一个单元格会告诉你是否答对。
-# 答对了会附上解释；答错了会给出提示，但不会泄露答案（如果你更想直接读解释，`quiz.explain("q01")` 随时可以显示 q01 的解释）。
+# 每道题会在一个单元格中显示；在它下面的单元格里作答；再下一个单元格会告诉你是否答对。答对了会附上解释；答错了会给出提示，但不会泄露答案（如果你更想直接读解释，`quiz.explain("q01")` 随时可以显示 q01 的解释）。
 
 # %% nbgrader={"grade": false, "grade_id": "q01_question", "locked": true, "schema_version": 3, "solution": false, "task": false}
 quiz = load_quiz("ch02_registration")
@@ -1084,12 +1019,10 @@ quiz.check("q05", UserOut)
 # ## 小结
 #
 # - `smtp_server()` 为 notebook 或测试提供一个真实的 SMTP 服务器；它收到的邮件是普通的 `email` 对象，可以直接拿来断言（第 1、2 节）。
-# - `POST /register` 用 Pydantic 模型校验输入（`EmailStr`、长度和格式规则、`SecretStr` 类型的密码），返回 `201`，并且只返回 `response_model=UserOut` 放行的内容。
-#   密码通过 `pwdlib` 用 argon2id 做哈希，放在 `def` 端点里，因为哈希故意做得很慢（第 3 节）。
+# - `POST /register` 用 Pydantic 模型校验输入（`EmailStr`、长度和格式规则、`SecretStr` 类型的密码），返回 `201`，并且只返回 `response_model=UserOut` 放行的内容。密码通过 `pwdlib` 用 argon2id 做哈希，放在 `def` 端点里，因为哈希故意做得很慢（第 3 节）。
 # - 欢迎邮件是一个后台任务：客户端拿到 `201` 时，邮件服务器还什么都没收到（第 3 节）。
 # - 在 `async def` 任务中用 `aiosmtplib`，或在 `def` 任务中用 `smtplib`；`async def` 任务中的阻塞客户端会拖住所有请求（第 4 节）。
-# - 错误输入得到 `422`，其中的错误给出 `type`、`loc` 和 `msg`，并复述 `input`，所以不要把它们写进日志；
-#   已被占用的用户名得到 `409`，而在同一把锁内完成检查和插入，可以防止两个同时到达的请求都占用它（第 5 节）。
+# - 错误输入得到 `422`，其中的错误给出 `type`、`loc` 和 `msg`，并复述 `input`，所以不要把它们写进日志；已被占用的用户名得到 `409`，而在同一把锁内完成检查和插入，可以防止两个同时到达的请求都占用它（第 5 节）。
 # - 失败的任务改变不了客户端已经拿到的 `201`。给任务设置超时、针对临时性错误的有上限的重试，以及一条带回溯和地址的日志（第 6 节）。
 #
 # 下一章：第 3 章把用户存进数据库，并说明在事务（transaction）已提交（commit）之后任务才失败时该怎么办。

@@ -216,6 +216,10 @@ def _assert_drawn_with_glyphs(page: Page, heading: Locator) -> None:
     drawn = sum(int(str(font["glyphCount"])) for font in fonts if font["familyName"] not in boxes)
     used = ", ".join(f"{font['familyName']} ({font['glyphCount']} glyphs)" for font in fonts)
     shown = text.strip().removesuffix("¶")  # JupyterLab's anchor link
+    # A Japanese or Traditional Chinese face draws the hanzi too, in other forms than a Simplified Chinese reader's.
+    families = [str(font["familyName"]) for font in fonts]
+    other_forms = [family for family in families if re.search(r"\b(JP|KR|TC|HK)\b", family)]
+    assert not other_forms, f"the Chinese heading was drawn with {used}: not a Simplified Chinese font"
     assert drawn >= wanted, (
         f"the Chinese chapter's first heading {shown!r} shows boxes, not characters: {wanted - drawn} of its "
         f"{wanted} CJK characters have no glyph in the fonts Chromium found (drawn with {used}; missing glyphs "

@@ -42,6 +42,14 @@ _OVERRIDES = {
 }
 
 
+# JupyterLab's own font list, with the Simplified Chinese fonts of Linux, macOS and Windows before the generic one.
+_CHINESE_FONTS = (
+    "system-ui, -apple-system, blinkmacsystemfont, 'Segoe UI', helvetica, arial, 'Noto Sans CJK SC', "
+    "'Noto Sans SC', 'Source Han Sans SC', 'PingFang SC', 'Hiragino Sans GB', 'Microsoft YaHei', "
+    "'WenQuanYi Zen Hei', sans-serif, 'Apple Color Emoji', 'Segoe UI Emoji', 'Segoe UI Symbol'"
+)
+
+
 def learner_folder(course: Path, language: str = "en") -> Path:
     """The learner's own copy: ``my-course/``, or ``my-course-zh-CN/`` for the Chinese edition."""
     return course / (LEARNER_FOLDER if language == "en" else f"{LEARNER_FOLDER}-{language}")
@@ -60,7 +68,7 @@ def prepare_lab(course: Path, *, master: bool = False, language: str = "en") -> 
         to_sign = [folder / name for name in [*report.created, *report.restored, *report.refreshed]]
         to_sign += [folder / f"{name.removesuffix('.ipynb')}{UPDATED_SUFFIX}" for name in report.offered]
     settings = _settings_folder(folder, master=master)
-    _write_settings(settings, master=master)
+    _write_settings(settings, master=master, language=language)
     _sign(to_sign, settings)
     return folder, said
 
@@ -89,7 +97,7 @@ def _settings_folder(folder: Path, *, master: bool) -> Path:
     return Path(sys.prefix) / "bgcourse-lab-master" if master else folder / _SETTINGS
 
 
-def _write_settings(settings: Path, *, master: bool) -> None:
+def _write_settings(settings: Path, *, master: bool, language: str = "en") -> None:
     server: dict[str, object] = {
         "ServerApp": {
             "jpserver_extensions": {} if master else {"jupyterlab_jupytext": False},
@@ -113,6 +121,12 @@ def _write_settings(settings: Path, *, master: bool) -> None:
         # A master notebook is paired with its script: an autosave would rewrite both as soon as it is
         # opened (JupyterLab fills in the kernel's language_info). Authors save when they mean to.
         overrides["@jupyterlab/docmanager-extension:plugin"] = {"autosave": False}
+    if language == "zh-CN":
+        # JupyterLab's page says lang="en", so a browser picks its first CJK font for Chinese, often a
+        # Japanese one (Noto Sans CJK JP): colons and semicolons centred, some characters in Japanese
+        # forms. Naming the Simplified Chinese fonts first, after the Latin ones, gives Chinese forms.
+        fonts = {"content-font-family": _CHINESE_FONTS, "ui-font-family": _CHINESE_FONTS}
+        overrides["@jupyterlab/apputils-extension:themes"] = {"overrides": fonts}
     for path, document in (
         (settings / "jupyter_server_config.json", server),
         (settings / "lab" / "overrides.json", overrides),
