@@ -30,6 +30,9 @@ import nbformat
 
 from bgcourse.editions._editions import EDITIONS
 from bgcourse.helpers._feedback import COPY_MARKER
+from bgcourse.helpers._i18n import gettext as _
+from bgcourse.helpers._i18n import in_language
+from bgcourse.helpers._language import ENGLISH
 from bgcourse.helpers._quiz import Quiz, load_quiz
 from bgcourse.instructor._files import replaced_directory, write_atomic
 from bgcourse.instructor._nbgrader import (
@@ -155,7 +158,7 @@ def student_notebook(chapter: Chapter, master: nbformat.NotebookNode, quiz: Quiz
         if owner in choice_ids and cell_id.endswith("_answer"):
             stub = f"answer_{owner} = ..."
         elif mode == "practice" and cell.cell_type == "code" and owner in checks:
-            stub = practice_stub(cell.source, checks[owner])
+            stub = practice_stub(cell.source, checks[owner], chapter.language)
         else:
             stub = CODE_STUB
         student_cell(cell, stub, f"{chapter.notebook.name}, cell {cell_id}")
@@ -165,15 +168,16 @@ def student_notebook(chapter: Chapter, master: nbformat.NotebookNode, quiz: Quiz
     return notebook
 
 
-def practice_stub(solution: str, check: str) -> str:
+def practice_stub(solution: str, check: str, language: str = ENGLISH) -> str:
     """The practice copy's stub: ``name = ...`` for each name the check uses that the solution defines.
 
     Unlike nbgrader's ``raise NotImplementedError()``, it lets Run All go on: the check cell below
-    sees the ``...`` and says "not attempted yet" instead of failing.
+    sees the ``...`` and says "not attempted yet" instead of failing. Its comment is in ``language``.
     """
     defined = _defined_names(solution)
     used = [name for name in _loaded_names(check) if name in defined]
-    lines = ["# YOUR CODE HERE: replace each ... with your own code (as many lines as you need)."]
+    with in_language(language):
+        lines = [_("# YOUR CODE HERE: replace each ... with your own code (as many lines as you need).")]
     return "\n".join([*lines, *(f"{name} = ..." for name in used)])
 
 
