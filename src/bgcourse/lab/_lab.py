@@ -35,6 +35,7 @@ __all__ = ["FIRST_CHAPTER", "LEARNER_FOLDER", "lab_arguments", "prepare_lab"]
 LEARNER_FOLDER = "my-course"
 FIRST_CHAPTER = "ch01_core_mechanics.ipynb"
 _SETTINGS = ".jupyter"  # inside the folder JupyterLab serves; hidden from its file browser
+_USER_SETTINGS = "lab/user-settings"
 
 # JupyterLab settings that are not the learner's business on a first visit.
 _OVERRIDES = {
@@ -86,6 +87,8 @@ def lab_arguments(course: Path, folder: Path, *, master: bool = False, extra: Se
         f"--LabApp.app_settings_dir={settings / 'lab'}",
         f"--NotebookNotary.data_dir={settings}",
     ]
+    if (settings / _USER_SETTINGS).is_dir():  # the Chinese edition's copy: its fonts (see _write_settings)
+        arguments.append(f"--LabApp.user_settings_dir={settings / _USER_SETTINGS}")
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         arguments.append("--allow-root")  # JupyterLab refuses root (as in many containers) unless told
     return [*arguments, *extra]
@@ -125,8 +128,12 @@ def _write_settings(settings: Path, *, master: bool, language: str = "en") -> No
         # JupyterLab's page says lang="en", so a browser picks its first CJK font for Chinese, often a
         # Japanese one (Noto Sans CJK JP): colons and semicolons centred, some characters in Japanese
         # forms. Naming the Simplified Chinese fonts first, after the Latin ones, gives Chinese forms.
-        fonts = {"content-font-family": _CHINESE_FONTS, "ui-font-family": _CHINESE_FONTS}
-        overrides["@jupyterlab/apputils-extension:themes"] = {"overrides": fonts}
+        # JupyterLab applies CSS overrides from user settings only, so this copy has its own; the
+        # learner's later changes to it (a theme, a font size) are kept.
+        themes = settings / _USER_SETTINGS / "@jupyterlab" / "apputils-extension" / "themes.jupyterlab-settings"
+        if not themes.exists():
+            fonts = {"content-font-family": _CHINESE_FONTS, "ui-font-family": _CHINESE_FONTS}
+            write_atomic(themes, json.dumps({"overrides": fonts}, indent=1) + "\n")
     for path, document in (
         (settings / "jupyter_server_config.json", server),
         (settings / "lab" / "overrides.json", overrides),
