@@ -102,6 +102,23 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+# A kernel's IPC sockets are files in the runtime folder, "kernel-<uuid>-ipc-4", and a socket's path
+# has at most 107 bytes: longer, the kernel cannot start ("File name too long") and JupyterLab
+# restarts it for ever. pytest-xdist's folders are long (".../pytest-21/popen-gw1/zh-CN0/").
+_SOCKET_NAME = "kernel-00000000-0000-0000-0000-000000000000-ipc-4"
+_MAX_SOCKET_PATH = 107
+
+
+def _runtime_folder(home: Path) -> Path:
+    folder = home / "rt"
+    if len(str(folder / _SOCKET_NAME).encode()) > _MAX_SOCKET_PATH:
+        pytest.fail(
+            f"the kernel's sockets in {folder} would have paths over {_MAX_SOCKET_PATH} bytes: "
+            "run pytest with a shorter --basetemp (or TMPDIR)"
+        )
+    return folder
+
+
 @pytest.fixture(scope="module", params=list(EDITIONS))
 def lab(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     if CHROMIUM is None:
@@ -109,7 +126,7 @@ def lab(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
             pytest.fail("chromium is not installed: .ci/run installs Debian's chromium package")
         pytest.skip("chromium is not installed (apt-get install chromium)")
     edition = EDITIONS[request.param]
-    home = tmp_path_factory.mktemp(f"learner-{edition.language}")
+    home = tmp_path_factory.mktemp(edition.language)
     course = home / "course"
     for part in ("notebooks", "quizzes"):
         shutil.copytree(ROOT / part, course / part)
@@ -117,7 +134,7 @@ def lab(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
     screenshots.mkdir(parents=True, exist_ok=True)
     # The learner's Jupyter: settings, workspaces and runtime files in this test's folder, not ~.
     env = {**os.environ, "HOME": str(home), "JUPYTER_CONFIG_DIR": str(home / ".jupyter")}
-    env.update(JUPYTER_DATA_DIR=str(home / "data"), JUPYTER_RUNTIME_DIR=str(home / "runtime"))
+    env.update(JUPYTER_DATA_DIR=str(home / "data"), JUPYTER_RUNTIME_DIR=str(_runtime_folder(home)))
     env.update(JUPYTERLAB_WORKSPACES_DIR=str(home / "workspaces"), MPLCONFIGDIR=str(home / "mpl"))
     log = home / "lab.log"
     bgcourse = Path(sys.executable).with_name("bgcourse")
