@@ -96,9 +96,11 @@ def N_(message: str) -> str:  # gettext's own name for the mark
 
 def translation(text: str, language: str) -> str | None:
     """``text`` (a message, or a template's filled-in text) in ``language``; ``None`` if the catalog has none."""
+    if language == ENGLISH:
+        return text
     translated = _translations(language).gettext(text)
-    if translated != text or language == ENGLISH:
-        return translated if language != ENGLISH else text
+    if translated != text:
+        return translated
     for pattern, template in _templates(language):
         found = pattern.match(text)
         if found:
