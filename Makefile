@@ -10,6 +10,10 @@ READY  := $(VENV)/.ready
 NBGRADER_VENV  := .venv-nbgrader
 NBGRADER_READY := $(NBGRADER_VENV)/.ready
 NBGRADER_PIN   := nbgrader==0.9.6
+# The website's builder (Sphinx, MyST-NB, the book theme) in an environment of its own, beside the
+# course's pinned packages (it executes the notebooks on them): requirements-site.lock.
+SITE_VENV  := .venv-site
+SITE_READY := $(SITE_VENV)/.ready
 # uv installs the pinned set in seconds where pip takes minutes; it is bootstrapped into .venv by
 # the Python that runs make, so a fresh clone still needs only Python and make.
 UV_PIN := uv==0.13.9
@@ -18,7 +22,7 @@ UV     := $(BIN)/uv
 # its kernel). TEST_WORKERS=1 runs them one at a time: the proofs do not rely on an idle machine.
 TEST_WORKERS ?= auto
 
-.PHONY: lab lab-master test check bench stress notebooks lock clean release nbgrader-env versions messages
+.PHONY: lab lab-master site site-env test check bench stress notebooks lock clean release nbgrader-env versions messages
 
 $(READY): pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; ok = (3, 11) <= v <= (3, 13); \
@@ -44,7 +48,7 @@ lab-master: $(READY)
 	$(BIN)/bgcourse lab --master $(if $(LANGUAGE),--language $(LANGUAGE)) $(LAB_OPTIONS)
 
 ## test: set up (first time only), then lint, type-check, and run every test and notebook
-test: $(READY) $(NBGRADER_READY)
+test: $(READY) $(NBGRADER_READY) $(SITE_READY)
 	$(BIN)/ruff check src solutions tests benchmarks conftest.py
 	$(BIN)/ruff format --check src solutions tests benchmarks conftest.py
 	$(BIN)/mypy
@@ -78,6 +82,20 @@ $(NBGRADER_READY): $(READY)
 	$(UV) pip install --python $(NBGRADER_VENV)/bin/python --no-deps -e .
 	@touch $(NBGRADER_READY)
 
+$(SITE_READY): $(READY) requirements-site.lock
+	@echo "Setting up $(SITE_VENV) (first time only): the website's builder beside the course"
+	$(UV) venv --quiet --allow-existing --python $(BIN)/python $(SITE_VENV)
+	$(UV) pip install --quiet --compile-bytecode --python $(SITE_VENV)/bin/python -r requirements-site.lock
+	$(UV) pip install --quiet --python $(SITE_VENV)/bin/python --no-deps -e .
+	@touch $(SITE_READY)
+
+## site: build the course as a website in site/ (both editions, every chapter executed; the execution is cached)
+site: $(SITE_READY)
+	$(SITE_VENV)/bin/bgcourse site $(SITE_FLAGS)
+
+## site-env: set up .venv-site (Sphinx, MyST-NB and the book theme beside the course), used by `make site` and `make test`
+site-env: $(SITE_READY)
+
 ## nbgrader-env: set up .venv-nbgrader (nbgrader and the course), used by `make test` and `make bench`
 nbgrader-env: $(NBGRADER_READY)
 
@@ -95,6 +113,8 @@ messages: $(READY)
 lock: $(READY)
 	$(UV) pip compile pyproject.toml --extra dev --universal --python-version 3.11 \
 	  --no-header --no-annotate -o requirements.lock
+	$(UV) pip compile pyproject.toml --extra site --universal --python-version 3.11 -c requirements.lock \
+	  --no-header --no-annotate -o requirements-site.lock
 
 clean:
-	rm -rf $(VENV) $(NBGRADER_VENV) .venv-versions
+	rm -rf $(VENV) $(NBGRADER_VENV) $(SITE_VENV) .venv-versions

@@ -119,7 +119,51 @@ def _parser() -> argparse.ArgumentParser:
         help="record that this cell translates the English cell as it is now (after translating its change)",
     )  # fmt: skip
     edition.set_defaults(run=_edition)
+
+    site = commands.add_parser(
+        "site",
+        help="build the course as a website: every chapter executed, both editions (make site)",
+        description="Execute every chapter of both editions on the course's pinned versions (or reuse the cached "
+        "execution when nothing it depends on has changed), then build the pages with Sphinx, MyST-NB and the "
+        "book theme: English at OUTPUT/, Chinese at OUTPUT/zh-CN/. Needs the site's packages (make site-env).",
+    )
+    site.add_argument("--output", type=Path, help="where the site goes (default: COURSE/site; replaced on each build)")
+    site.add_argument("--cache", type=Path, help="the executions' cache (default: COURSE/build/site-cache)")
+    site.add_argument(
+        "--work", type=Path, help="the editions' sources and Sphinx's files (default: COURSE/build/site-work)"
+    )
+    site.add_argument("--jobs", type=int, default=2, help="notebooks executed at once (default: 2)")
+    site.add_argument(
+        "--python", default=None,
+        help="the interpreter the chapters run on (default: COURSE/.venv/bin/python, else this one)",
+    )  # fmt: skip
+    site.add_argument("--repository", help="the course's repository URL, for the pages' clone command")
+    site.set_defaults(run=_site)
     return parser
+
+
+def _site(options: argparse.Namespace, course: Path) -> int:
+    try:
+        from bgcourse.website._build import SiteError, build_site
+        from bgcourse.website._execute import ExecutionFailed
+    except ImportError as error:
+        missing = f"the site's packages are missing ({error.name})"
+        raise UsageError(f"{missing}: run `make site`, which installs them into .venv-site.") from None
+    course_python = course / ".venv" / "bin" / "python"
+    python = options.python or (str(course_python) if course_python.exists() else sys.executable)
+    try:
+        build_site(
+            course,
+            output=(options.output or course / "site").resolve(),
+            cache=(options.cache or course / "build" / "site-cache").resolve(),
+            work=(options.work or course / "build" / "site-work").resolve(),
+            python=python,
+            jobs=options.jobs,
+            repository=options.repository,
+        )
+    except (SiteError, ExecutionFailed) as error:
+        raise UsageError(str(error)) from None
+    return 0
 
 
 def _edition(options: argparse.Namespace, course: Path) -> int:
