@@ -25,7 +25,7 @@ Outputs = list[dict[str, object]]
 
 
 def _cell(grade_id: str, source: str = "x = 1", outputs: Outputs | None = None) -> nbformat.NotebookNode:
-    cell = nbformat.v4.new_code_cell(source)
+    cell: nbformat.NotebookNode = nbformat.v4.new_code_cell(source)
     cell.metadata["nbgrader"] = {"grade_id": grade_id, "solution": True}
     cell.outputs = [nbformat.from_dict(output) for output in outputs or []]
     return cell
@@ -61,7 +61,7 @@ def _notebook() -> nbformat.NotebookNode:
     widget = {"application/vnd.jupyter.widget-view+json": {"model_id": "m"}, "text/plain": "100%|##| 3/3"}
     only_widget = {"application/vnd.jupyter.widget-view+json": {"model_id": "n"}}
     solution = "def app():\n    ### BEGIN SOLUTION\n    return 1\n    ### END SOLUTION\n"
-    notebook = nbformat.v4.new_notebook(
+    notebook: nbformat.NotebookNode = nbformat.v4.new_notebook(
         cells=[
             nbformat.v4.new_markdown_cell("# Chapter 9: A title"),
             _cell("ex01_answer", solution),

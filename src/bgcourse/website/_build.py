@@ -32,6 +32,7 @@ __all__ = ["SITE_MARKER", "SiteError", "build_site"]
 SITE_MARKER = ".bgcourse-site"
 _LINK = re.compile(r"\]\((?P<target>[^)\s]+)\)")
 # The Markdown pages every edition has (pages/<language>/), which links may name as they are.
+_CLONE_FOLDER = "fastapi-background-tasks"  # the run_locally page's clone command makes it, then enters it
 _PAGES = frozenset({"index.md", "run_locally.md", "against_the_article.md"})
 _HEADING = re.compile(r"^#{1,3} +(.+?) *$", re.MULTILINE)
 _TITLES = {"en": "FastAPI background tasks, proved cell by cell", "zh-CN": "FastAPI 后台任务，逐个单元格证明"}
@@ -113,7 +114,9 @@ def _write_pages(
     (folder / "files").mkdir(parents=True)
     chapters = sorted(source.masters.glob("ch*.ipynb"))
     slugs = {path.stem: _quiz_anchor(found[path].notebook) for path in chapters}
-    clone = f"git clone {repository}" if repository else _("git clone <the course repository URL>")
+    # Cloned into a folder of a known name, so that the next line can enter it.
+    url = repository or _("<the course repository URL>")
+    clone = f"git clone {url} {_CLONE_FOLDER}\ncd {_CLONE_FOLDER}"
     pages = resources.files("bgcourse.website") / "pages" / source.language
     for page in pages.iterdir():
         if page.name.endswith(".md"):

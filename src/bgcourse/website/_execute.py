@@ -56,11 +56,17 @@ class Execution:
 
 
 def cache_folder(course: Path, root: Path) -> Path:
-    """The cache for the current inputs: ``root/<digest of helper package, quizzes, locks>``."""
+    """The cache for the current inputs: ``root/<digest of helper package, quizzes, locks>``.
+
+    The helper package is what the chapters import: all of ``bgcourse`` but this page builder
+    (``bgcourse.website``), whose changes alter the pages, not what a chapter prints, and so
+    rebuild the pages without executing the chapters again.
+    """
     digest = hashlib.sha256()
+    package = course / "src" / "bgcourse"
     inputs: Iterable[Path] = sorted(
         [
-            *(course / "src" / "bgcourse").rglob("*.py"),
+            *(path for path in package.rglob("*.py") if (package / "website") not in path.parents),
             *(course / "src" / "bgcourse" / "locale").rglob("*.po"),
             *(course / "quizzes").rglob("*.toml"),
             course / "requirements.lock",
@@ -121,17 +127,23 @@ def _run(path: str, python: str) -> tuple[str, str, dict[str, Any]]:
         manager = KernelManager(kernel_name=_KERNEL, kernel_spec_manager=specs, config=config)
         client = NotebookClient(notebook, km=manager, timeout=CELL_TIMEOUT_S, config=config)
         try:
-            client.execute(cwd=str(Path(path).parent))
+            # nbclient stops a kernel it was handed only when told to; else it would live on, with
+            # its servers and memory, until this worker process exits.
+            client.execute(cwd=str(Path(path).parent), cleanup_kc=True)
         except CellExecutionError as error:
             # Only the message crosses the process boundary (the error object does not pickle well).
-            raise ExecutionFailed(f"{path} stopped with an error: {_first_lines(str(error))}") from None
+            # The end of nbclient's message is the traceback, which ends with what was raised.
+            raise ExecutionFailed(
+                f"{path} stopped with {error.ename}: {error.evalue}\n{_last_lines(str(error))}\n"
+                f"Run the chapter in JupyterLab (make lab-master) to see it; the site shows only chapters that pass."
+            ) from None
     versions = _versions(python)
     record = {"executed_at": executed_at, "seconds": round(time.perf_counter() - started, 1), **versions}
     return path, nbformat.writes(_clean(notebook)), record
 
 
-def _first_lines(text: str, count: int = 12) -> str:
-    return "\n".join(text.strip().splitlines()[:count])
+def _last_lines(text: str, count: int = 20) -> str:
+    return "\n".join(text.strip().splitlines()[-count:])
 
 
 def _cached(cache_root: Path, notebook: nbformat.NotebookNode) -> Execution | None:

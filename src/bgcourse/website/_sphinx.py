@@ -34,12 +34,14 @@ __all__ = ["BuildFailed", "Edition", "build_edition", "setup"]
 FOLDED_CLASS = "tag_bgcourse-folded"  # MyST-NB's class for a cell tagged bgcourse-folded
 _HERE = Path(__file__).parent
 
-# A query's run of Chinese characters becomes the longest terms of the index it starts with (one
-# character when none does); Latin words are split as Sphinx splits them. No "<" or "&" in it:
-# Sphinx writes it into language_data.js through a template.
+# A query's run of Chinese characters becomes the longest terms of the index it starts with; a
+# character that starts none is dropped (the index keeps no one-character words, so it could
+# match nothing). Latin words are split as Sphinx splits them. No "<" or "&" in it: Sphinx writes
+# it into language_data.js through a template.
 _SPLIT_QUERY_JS = r"""
 var splitQuery = (query) => {
-  const terms = (Search._index || {}).terms || {};
+  const index = Search._index || {};
+  const known = (word) => word in (index.terms || {}) || word in (index.titleterms || {});
   const words = [];
   for (const part of query.split(/[^\p{Letter}\p{Number}_\p{Emoji_Presentation}]+/gu)) {
     if (!part) continue;
@@ -48,8 +50,8 @@ var splitQuery = (query) => {
       let start = 0;
       while (start !== run.length) {
         let end = run.length;
-        while (end - start !== 1 && !(run.slice(start, end) in terms)) end -= 1;
-        words.push(run.slice(start, end));
+        while (end - start !== 1 && !known(run.slice(start, end))) end -= 1;
+        if (end - start !== 1 || known(run.slice(start, end))) words.push(run.slice(start, end));
         start = end;
       }
     }
