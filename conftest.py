@@ -118,10 +118,11 @@ def probe(parent: IPyNbFile, name: str) -> IPyNbCell:
     return IPyNbCell.from_parent(parent, name=name, cell_num=-1, cell=cell, options={"check": False, "skip": False})
 
 
-# Started first, since a worker that starts a long unit last finishes last: every notebook, then the
-# test files that execute notebooks, grade them or drive them in a browser (each a unit of its own
-# under --dist loadfile).
+# Started first, since a worker that starts a long unit last finishes last: the website's test (it
+# executes all 14 chapters), every notebook, then the test files that execute notebooks, grade them
+# or drive them in a browser (each a unit of its own under --dist loadfile).
 LONG_UNITS = (
+    "tests/browser/test_site.py",
     "notebooks/",
     "tests/instructor/",
     "tests/browser/",
