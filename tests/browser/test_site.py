@@ -185,6 +185,9 @@ def test_the_site_has_every_chapter_in_both_editions(site: Site) -> None:
     assert "zh-CN/against_the_article.html" in site.pages
     # Published as it is: GitHub Pages must not run Jekyll (it drops _static/).
     assert (site.folder / ".nojekyll").exists()
+    # The build says what it does and nothing else: no kernel or library warning in its log.
+    warned = [line for line in site.build_log.splitlines() if "warning" in line.lower()]
+    assert not warned, "\n".join(warned)
 
 
 def test_every_page_loads_without_console_errors_and_with_every_image(visits: dict[tuple[str, str], Visit]) -> None:

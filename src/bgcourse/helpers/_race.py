@@ -42,7 +42,12 @@ class RaceWindow:
 
     def guard(self, lock: contextlib.AbstractContextManager[Any] | None) -> _Guard:
         """``lock`` (or a lock that locks nothing), which tells the window who is queued at it."""
-        return _Guard(self, lock if lock is not None else contextlib.nullcontext())
+        # Without a lock nobody waits at the guard: a racer passing through it must not count as
+        # queued, or the racers in the window would take it for one that can no longer check
+        # before their inserts, leave the window, insert, and that racer would find the name taken.
+        if lock is None:
+            return _Guard(None, contextlib.nullcontext())
+        return _Guard(self, lock)
 
     @property
     def free_checks(self) -> int:
@@ -82,11 +87,14 @@ class _WatchedDict(dict[K, V]):
 class _Guard:
     """Reusable, unlike a generator-based context manager: every request enters the same one."""
 
-    def __init__(self, window: RaceWindow, lock: contextlib.AbstractContextManager[Any]) -> None:
-        self._window = window
+    def __init__(self, window: RaceWindow | None, lock: contextlib.AbstractContextManager[Any]) -> None:
+        self._window = window  # None: a guard that locks nothing, where nobody is ever queued
         self._lock = lock
 
     def __enter__(self) -> None:
+        if self._window is None:
+            self._lock.__enter__()
+            return
         self._window._queue(+1)
         try:
             self._lock.__enter__()

@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import subprocess
 import tempfile
 import time
@@ -41,6 +42,7 @@ __all__ = ["Execution", "ExecutionFailed", "cache_folder", "executions"]
 VERSIONED = ("fastapi", "starlette", "uvicorn", "httpx", "sqlalchemy")
 # A cell that runs longer than this is stuck; none takes a tenth of it on a 2-core machine.
 CELL_TIMEOUT_S = 600
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 # Metadata nbclient adds while running (timings): stored with it, no cache key would match twice.
 _RUN_METADATA = ("execution",)
 # The name of the kernel spec that points at the course's interpreter (see _kernel_spec).
@@ -143,7 +145,8 @@ def _run(path: str, python: str) -> tuple[str, str, dict[str, Any]]:
 
 
 def _last_lines(text: str, count: int = 20) -> str:
-    return "\n".join(text.strip().splitlines()[-count:])
+    """The end of a traceback, without IPython's colours (escape codes in a terminal's log)."""
+    return "\n".join(_ANSI.sub("", text).strip().splitlines()[-count:])
 
 
 def _cached(cache_root: Path, notebook: nbformat.NotebookNode) -> Execution | None:
