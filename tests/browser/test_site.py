@@ -185,6 +185,9 @@ def test_the_site_has_every_chapter_in_both_editions(site: Site) -> None:
     assert "zh-CN/against_the_article.html" in site.pages
     # Published as it is: GitHub Pages must not run Jekyll (it drops _static/).
     assert (site.folder / ".nojekyll").exists()
+    # No page falls back on the theme's placeholders ("By Author name not set" in its footer).
+    placeholders = [name for name in site.pages if "Author name not set" in (site.folder / name).read_text("utf-8")]
+    assert not placeholders, f"pages with a theme's placeholder text: {placeholders}"
     # The build says what it does and nothing else: no kernel or library warning in its log.
     warned = [line for line in site.build_log.splitlines() if "warning" in line.lower()]
     assert not warned, "\n".join(warned)

@@ -134,6 +134,8 @@ def _configuration(edition: Edition) -> dict[str, Any]:
             "use_fullscreen_button": False,
             "article_header_end": ["language-switch.html", "article-header-buttons.html"],
             "show_toc_level": 2,
+            # The theme's footer would say "By Author name not set": the pages speak of the course alone.
+            "footer_content_items": [],
         },
         # Light or dark as the reader's system prefers (the theme logs an error when this is unset).
         "html_context": {"default_mode": "auto"},
