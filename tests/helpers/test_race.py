@@ -15,9 +15,7 @@ from bgcourse import RaceWindow
 RACERS = 4
 
 
-def register_all(
-    window: RaceWindow, lock: AbstractContextManager[Any] | None, *, racers: int = RACERS
-) -> tuple[list[str], dict[str, int]]:
+def register_all(window: RaceWindow, lock: AbstractContextManager[Any] | None) -> tuple[list[str], dict[str, int]]:
     """Each racer checks for "ada" and inserts its number if the name was free, as chapter 2's endpoint does."""
     users: dict[str, int] = window.store()
     guard = window.guard(lock)
@@ -31,7 +29,7 @@ def register_all(
             users["ada"] = number
         outcomes.append("won")
 
-    threads = [threading.Thread(target=register, args=(number,)) for number in range(racers)]
+    threads = [threading.Thread(target=register, args=(number,)) for number in range(window.racers)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -61,7 +59,7 @@ def test_without_a_lock_no_racer_finds_the_name_taken_however_threads_switch() -
     try:
         for _ in range(30):
             window = RaceWindow(16)
-            outcomes, _users = register_all(window, None, racers=16)
+            outcomes, _users = register_all(window, None)
             assert window.checks == [False] * 16, window.checks
             assert outcomes == ["won"] * 16
     finally:

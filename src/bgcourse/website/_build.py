@@ -31,8 +31,8 @@ __all__ = ["SITE_MARKER", "SiteError", "build_site"]
 # A file at the site's root: the folder is one this command made, so a rebuild may replace it.
 SITE_MARKER = ".bgcourse-site"
 _LINK = re.compile(r"\]\((?P<target>[^)\s]+)\)")
-# The Markdown pages every edition has (pages/<language>/), which links may name as they are.
 _CLONE_FOLDER = "fastapi-background-tasks"  # the run_locally page's clone command makes it, then enters it
+# The Markdown pages every edition has (pages/<language>/), which links may name as they are.
 _PAGES = frozenset({"index.md", "run_locally.md", "against_the_article.md"})
 _HEADING = re.compile(r"^#{1,3} +(.+?) *$", re.MULTILINE)
 _TITLES = {"en": "FastAPI background tasks, proved cell by cell", "zh-CN": "FastAPI 后台任务，逐个单元格证明"}

@@ -69,7 +69,7 @@ def cache_folder(course: Path, root: Path) -> Path:
     inputs: Iterable[Path] = sorted(
         [
             *(path for path in package.rglob("*.py") if (package / "website") not in path.parents),
-            *(course / "src" / "bgcourse" / "locale").rglob("*.po"),
+            *(package / "locale").rglob("*.po"),
             *(course / "quizzes").rglob("*.toml"),
             course / "requirements.lock",
             course / "requirements-site.lock",
