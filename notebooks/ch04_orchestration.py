@@ -360,7 +360,7 @@ assert str(inspect.signature(monitor_task_with_wraps(send_invoice))) == "(custom
 
 # %%
 MIRROR_IMAGE = '''
-import asyncio, functools, warnings
+import asyncio, functools, threading, warnings
 import httpx
 from fastapi import BackgroundTasks, FastAPI
 from bgcourse import serve
@@ -388,13 +388,24 @@ def signup(background_tasks: BackgroundTasks):
     background_tasks.add_task(send_welcome, "ada@example.com")
     return {"status": "signed up"}
 
-with warnings.catch_warnings(record=True) as caught:
+warned = []
+shown = threading.Event()
+
+def record(message, category, filename, lineno, file=None, line=None):
+    warned.append(f"{category.__name__}: {message}")
+    shown.set()
+
+with warnings.catch_warnings():
     warnings.simplefilter("always")
+    warnings.showwarning = record
     with serve(app) as url:
         httpx.post(f"{url}/signup")
+    # The thread that lets go of the coroutine last, the event loop's or the worker's, drops it,
+    # and that can be after the server has stopped: wait for the warning itself.
+    shown.wait(timeout=60)
 print(f"welcome e-mails sent: {sent}")
-for warning in caught:
-    print(f"Python warned: {warning.category.__name__}: {warning.message}")
+for warning in warned:
+    print(f"Python warned: {warning}")
 '''
 with tqdm(total=1, desc="running the demonstration in a fresh kernel") as progress:
     mirror = run_in_fresh_kernel(MIRROR_IMAGE)
