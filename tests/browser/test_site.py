@@ -7,7 +7,8 @@ driven by Playwright with `executable_path`). Every page of both editions is ope
 at 390 px (a phone): no console errors, every image loaded, no sideways scroll on the phone
 outside code blocks; every internal link and anchor leads somewhere; the quiz answers and the
 reference solutions are folded and open on a click; search finds `BackgroundTasks` and chapter
-6's own phrases in each edition; the language switch leads to the same chapter in the other
+6's own phrases in each edition, from one search field or button in view, and its excerpts quote
+the article and never a fold; the language switch leads to the same chapter in the other
 edition. Screenshots are kept in `$BROWSER_ARTIFACTS/site` if set, else in the test's folder.
 """
 
@@ -263,20 +264,29 @@ def test_answers_and_solutions_are_folded_and_open_on_a_click(browser: Browser, 
         tab.close()
 
 
-def _search(browser: Browser, site: Site, root: str, query: str) -> list[str]:
-    """The pages a search lists (their names), once the page it is expected to find is listed."""
+# Results appear one by one; the summary (empty until then) is written after the last.
+_SEARCH_DONE = "() => document.querySelector('#search-results .search-summary')?.textContent.trim()"
+
+
+def _excerpts(browser: Browser, site: Site, root: str, query: str) -> dict[str, str]:
+    """The pages a search lists (their names), each with its excerpt."""
     tab = browser.new_page(viewport={"width": 1400, "height": 900})
     try:
         tab.set_default_timeout(STEP_TIMEOUT_MS)
         tab.goto(f"{site.url}{root}search.html?q={query}")
-        # Results appear one by one; the summary (empty until then) is written after the last.
-        tab.wait_for_function("() => document.querySelector('#search-results .search-summary')?.textContent.trim()")
-        hrefs: list[str] = tab.evaluate(
-            "() => [...document.querySelectorAll('#search-results li a')].map((a) => a.href)"
+        tab.wait_for_function(_SEARCH_DONE)
+        listed: list[list[str]] = tab.evaluate(
+            """() => [...document.querySelectorAll('#search-results li')].map(
+                (item) => [item.querySelector('a').href, item.querySelector('p.context')?.textContent ?? ''])"""
         )
-        return sorted({urlsplit(href).path.rsplit("/", 1)[-1] for href in hrefs})
     finally:
         tab.close()
+    return {urlsplit(href).path.rsplit("/", 1)[-1]: excerpt for href, excerpt in listed}
+
+
+def _search(browser: Browser, site: Site, root: str, query: str) -> list[str]:
+    """The pages a search lists (their names)."""
+    return sorted(_excerpts(browser, site, root, query))
 
 
 @pytest.mark.parametrize(
@@ -322,6 +332,81 @@ def test_search_does_not_lead_to_a_folded_answer(browser: Browser, site: Site, e
     for name in only_folded[:3]:
         found = _search(browser, site, root, name)
         assert page not in found, f"searching {name!r}, which only a fold of {root}{page} writes, listed {found}"
+
+
+# A chapter's article as a search excerpt should see it (no fold, no heading's "#" link), and the
+# same text with each fold between \x01 and \x02, to tell where a word first appears.
+_ARTICLE_TEXTS = """() => {
+    const article = document.querySelector('article.bd-article').cloneNode(true);
+    article.querySelectorAll('.headerlink, script, style').forEach((element) => element.remove());
+    const marked = article.cloneNode(true);
+    marked.querySelectorAll('.tag_FOLDED').forEach((fold) => { fold.prepend('\\x01'); fold.append('\\x02'); });
+    article.querySelectorAll('.tag_FOLDED').forEach((fold) => fold.remove());
+    return [article.textContent, marked.textContent];
+}"""
+
+
+def _squeezed(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _first_seen_in_a_fold(marked: str, visible: str) -> list[str]:
+    """Names that the article shows outside its folds, but whose first appearance is inside one."""
+    lower, shown = marked.lower(), set(re.findall(r"\w+", visible))
+    names = sorted(set(re.findall(r"(?<!\w)[A-Za-z][A-Za-z0-9]*(?:_[A-Za-z0-9]+)+(?!\w)", marked)) & shown)
+    firsts = {name: lower.index(name.lower()) for name in names}
+    return [name for name, at in firsts.items() if marked.count("\x01", 0, at) > marked.count("\x02", 0, at)]
+
+
+@pytest.mark.parametrize("edition", list(EDITIONS))
+def test_search_excerpts_quote_the_article_and_no_fold(browser: Browser, site: Site, edition: str) -> None:
+    """An excerpt is cut from the article a reader sees: not from the page's toolbar, and never from a fold.
+
+    The words searched for first appear, on their chapter's page, inside a fold (a reference
+    solution, say) and only later in the open: an excerpt cut from the page's whole text would quote
+    the fold.
+    """
+    root = EDITIONS[edition]
+    visible: dict[str, str] = {}
+    queries: list[tuple[str, str]] = [("BackgroundTasks", "ch01_core_mechanics.html")]
+    tab = browser.new_page(viewport={"width": 1400, "height": 900})
+    try:
+        for slug in CHAPTERS:
+            tab.goto(f"{site.url}{root}{slug}.html")
+            text, marked = tab.evaluate(_ARTICLE_TEXTS.replace("FOLDED", FOLDED))
+            visible[f"{slug}.html"] = _squeezed(text)
+            queries += [(name, f"{slug}.html") for name in _first_seen_in_a_fold(marked, text)[:1]]
+    finally:
+        tab.close()
+    assert len(queries) >= 3, f"{root}: too few names first seen in a fold: {queries}"
+    for query, page in queries[:4]:
+        excerpts = _excerpts(browser, site, root, query)
+        assert page in excerpts, f"searching {query!r} in {edition} listed {sorted(excerpts)}"
+        excerpt = _squeezed(excerpts[page].removeprefix("...").removesuffix("..."))
+        assert query.lower() in excerpt.lower(), f"{root}{page}: the excerpt for {query!r} lacks it: {excerpt!r}"
+        assert excerpt in visible[page], f"{root}{page}: the excerpt for {query!r} is not the article's: {excerpt!r}"
+
+
+@pytest.mark.parametrize("kind", list(WIDTHS))
+def test_each_page_has_one_way_to_search_and_it_finds(browser: Browser, site: Site, kind: str) -> None:
+    """One search field or button in view (the sidebar's on a desktop, the toolbar's on a phone); it searches."""
+    tab = browser.new_page(viewport={"width": WIDTHS[kind], "height": 900})
+    try:
+        tab.set_default_timeout(STEP_TIMEOUT_MS)
+        tab.goto(f"{site.url}ch02_registration.html")
+        buttons = tab.locator(".search-button__button")
+        shown = [buttons.nth(index) for index in range(buttons.count()) if buttons.nth(index).is_visible()]
+        assert len(shown) == 1, f"{kind}: {len(shown)} search fields or buttons in view"
+        shown[0].click()
+        field = tab.locator("#pst-search-dialog input[name='q']")
+        field.fill("BackgroundTasks")
+        field.press("Enter")
+        tab.wait_for_url("**/search.html?q=BackgroundTasks*")
+        tab.wait_for_function(_SEARCH_DONE)
+        hrefs: list[str] = tab.evaluate("() => [...document.querySelectorAll('#search-results li a')].map(a => a.href)")
+        assert f"{site.url}ch01_core_mechanics.html" in hrefs, hrefs
+    finally:
+        tab.close()
 
 
 def test_the_language_switch_leads_to_the_same_chapter(browser: Browser, site: Site) -> None:

@@ -127,12 +127,15 @@ def _configuration(edition: Edition) -> dict[str, Any]:
         "templates_path": [str(_HERE / "templates")],
         "html_static_path": [str(_HERE / "static")],
         "html_css_files": ["course.css"],
+        "html_js_files": [("course-search.js", {"defer": "defer"})],
         "html_favicon": str(_HERE / "static" / "favicon.svg"),
         "html_theme": "sphinx_book_theme",
         "html_theme_options": {
             "use_download_button": False,
             "use_fullscreen_button": False,
             "article_header_end": ["language-switch.html", "article-header-buttons.html"],
+            # The sidebar has the search field; the theme would add a second one in a bar of its own above the page.
+            "navbar_persistent": [],
             "show_toc_level": 2,
             # The theme's footer would say "By Author name not set": the pages speak of the course alone.
             "footer_content_items": [],
