@@ -344,7 +344,8 @@ async def health_check_during(client: httpx.AsyncClient, kind: str) -> None:
 
 
 with serve(hash_app) as url:
-    async with httpx.AsyncClient(base_url=url) as client:
+    # The last registration waits for three hashes in turn: on a busy machine, longer than httpx's default 5 s.
+    async with httpx.AsyncClient(base_url=url, timeout=60) as client:
         await health_check_during(client, "def")
         await health_check_during(client, "async def")
 

@@ -308,7 +308,8 @@ async def health_check_during(client: httpx.AsyncClient, kind: str) -> None:
 
 
 with serve(hash_app) as url:
-    async with httpx.AsyncClient(base_url=url) as client:
+    # 最后一个注册要依次等三次哈希：在繁忙的机器上会超过 httpx 默认的 5 s。
+    async with httpx.AsyncClient(base_url=url, timeout=60) as client:
         await health_check_during(client, "def")
         await health_check_during(client, "async def")
 
