@@ -345,17 +345,23 @@ def test_a_wrong_then_a_right_quiz_answer(lab: Lab, page: Page) -> None:
 
 
 def test_the_terminal_and_the_course_files_stay_clean(lab: Lab, page: Page) -> None:
-    terminal = lab.log.read_text(encoding="utf-8", errors="replace")
+    lines = lab.log.read_text(encoding="utf-8", errors="replace").splitlines()
     alarming = [
-        line
-        for line in terminal.splitlines()
+        number
+        for number, line in enumerate(lines)
         if re.match(r"\[[WE] ", line)
         or any(
             phrase in line
             for phrase in ("not trusted", "eavesdropping", "Skipped non-installed", "websocket_ping", "Traceback")
         )
     ]
-    assert not alarming, "\n".join(alarming)
+    # Each alarming line with what follows it, up to the next line the server logs (a traceback's
+    # frames and its error are the lines that say what went wrong).
+    shown = []
+    for number in alarming:
+        end = next((n for n in range(number + 1, len(lines)) if lines[n].startswith("[")), len(lines))
+        shown.append("\n".join(lines[number : min(end, number + 60)]))
+    assert not alarming, "\n---\n".join(shown)
     # Opening and running a notebook wrote nothing into the course (either edition's notebooks and
     # quiz files), and no jupytext twin anywhere.
     for part in ("notebooks", "quizzes"):
