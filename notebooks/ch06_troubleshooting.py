@@ -540,8 +540,8 @@ message_history
 #
 # - a task still running (it waits for the experiment to release it): does the client get its
 #   body, and is its *next* request on the same keep-alive connection answered?
-# - a task that raises: is it logged, when the client keeps its connection open, and when it
-#   reads the reply and hangs up?
+# - a task that raises: is it logged, when the client keeps its connection open, and when the
+#   client has read the reply and hung up before the task raises?
 # - a `dispatch` that sets `response.background` on the response `call_next` gave it: does that
 #   task run?
 #

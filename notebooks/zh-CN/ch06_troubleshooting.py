@@ -454,13 +454,13 @@ assert all(gate.startswith("500; RuntimeError: No response returned.") for _, (_
 assert message_history.outcome("FastAPI 0.163.2", "nested_middleware_hang_ups").endswith(" 0 of 10")  # 事实 6.11
 message_history
 
-# %% [markdown] translates="a0174c82f8df2a19"
+# %% [markdown] translates="b62df74305ca6d72"
 # 更早的一个原因只作引用，未经测量：在 Starlette 0.15.0 到 0.20.4 上，客户端恰好在 `StreamingResponse` 开始时断开，即使应用正在响应，也可能产生这条消息（issue #1634，“seemingly random”；由 0.21.0 中的 PR #1715 修复）。
 #
 # **`BaseHTTPMiddleware` 后面的后台任务**也有自己的历史，任务和这条消息也许就是这样被混为一谈的。三个实验，每个都是一个中间件后面跟一个任务：
 #
 # - 一个仍在运行的任务（它等实验放行）：客户端能拿到响应体吗？它在同一个 keep-alive 连接上的*下一个*请求会得到应答吗？
-# - 一个抛出异常的任务：客户端保持连接时，以及客户端读完应答就挂断时，它会被记录吗？
+# - 一个抛出异常的任务：客户端保持连接时，以及客户端读完应答并挂断、任务随后才抛出异常时，它会被记录吗？
 # - 一个 `dispatch`，在 `call_next` 交给它的响应上设置 `response.background`：那个任务会运行吗？
 #
 # **事实 6.13**：在 Starlette 0.27.0 和 0.28.0 上，客户端立刻拿到了响应体，但它在同一连接上的下一个请求要等任务结束后才得到应答（0.29.0 改变了这一点，PR #2194）。在那两个版本上，失败的任务只有在客户端保持连接时才会被记录；在 0.29.0 到 0.45.3（以及 0.38.5，即 FastAPI 0.115.0 那一行）上完全不记录；从 0.46.0（PR #2812）起，两种情况下都会记录。在 `dispatch` 中设置的任务，在 0.38.3 和 0.38.4 上从不运行（0.38.5 恢复，PR #2688）。

@@ -64,13 +64,20 @@ class _LogRecords(logging.Handler):
 
 
 @contextlib.contextmanager
-def _served(app: ASGIApp) -> Iterator[tuple[str, _LogRecords]]:
-    """Run ``app`` on a free port; on leaving, stop it the way uvicorn stops (waiting for the tasks)."""
+def _served(
+    app: ASGIApp, on_start: Callable[[uvicorn.Server], None] | None = None
+) -> Iterator[tuple[str, _LogRecords]]:
+    """Run ``app`` on a free port; on leaving, stop it the way uvicorn stops (waiting for the tasks).
+
+    ``on_start`` is handed the server before it starts, for a probe that watches its connections.
+    """
     records = _LogRecords()
     logger = logging.getLogger("uvicorn.error")
     logger.addHandler(records)
     config = uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan="off")
     server = uvicorn.Server(config)
+    if on_start is not None:
+        on_start(server)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
@@ -352,16 +359,29 @@ def _middleware_keep_alive() -> str:
 
 
 def _middleware_failing_task(read_reply: bool) -> str:
-    """A failing task behind a BaseHTTPMiddleware: does the server log it?"""
+    """A failing task behind a BaseHTTPMiddleware: does the server log it?
+
+    With ``read_reply=False`` the client reads the reply and hangs up, and the task fails only once
+    the server has seen it go (uvicorn drops a connection from its list when the connection is
+    lost). Failing at once would race the hang-up: on Starlette 0.27.0 a disconnect seen first
+    cancels the response that would have raised the task's error, and on a busy machine the task
+    at times failed first (1 run in 20 beside two CPU hogs).
+    """
+    servers: list[uvicorn.Server] = []
 
     def fails() -> None:
+        deadline = time.monotonic() + 30
+        while not read_reply and servers[0].server_state.connections:
+            if time.monotonic() > deadline:
+                raise TimeoutError("the server did not see the client hang up within 30 s")
+            time.sleep(0.005)
         raise ValueError("the task fails")
 
     async def with_failing_task(request: Request) -> Response:
         return PlainTextResponse("ok", background=BackgroundTask(fails))
 
     app = _behind_middleware([Route("/", with_failing_task)])
-    with _served(app) as (url, records):
+    with _served(app, on_start=servers.append) as (url, records):
         if read_reply:  # the client stays connected until the server closes the connection at shutdown
             client = httpx.Client(base_url=url)
             client.get("/")

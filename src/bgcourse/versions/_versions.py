@@ -57,7 +57,7 @@ FACTS: dict[str, str] = {
     "asgi_transport": "`httpx.ASGITransport` and a task's exception",
     "middleware_keep_alive": "behind `BaseHTTPMiddleware`, a task running: the client gets",
     "middleware_failing_task_kept_alive": "behind it, a failing task, client kept alive",
-    "middleware_failing_task_hung_up": "behind it, a failing task, client hung up",
+    "middleware_failing_task_hung_up": "behind it, a task failing after the client hung up",
     "task_set_in_dispatch": "`response.background` set in `dispatch`",
     "gate_without_response": "an app inside it returns no response",
     "nested_middleware_hang_ups": "5 nested, 10 clients hang up on a slow endpoint",
