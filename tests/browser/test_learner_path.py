@@ -355,12 +355,13 @@ def test_the_terminal_and_the_course_files_stay_clean(lab: Lab, page: Page) -> N
             for phrase in ("not trusted", "eavesdropping", "Skipped non-installed", "websocket_ping", "Traceback")
         )
     ]
-    # Each alarming line with what follows it, up to the next line the server logs (a traceback's
-    # frames and its error are the lines that say what went wrong).
+    # Each alarming line with the two before it (what a traceback was printed for, such as "Exception
+    # in thread") and what follows it, up to the next line the server logs (a traceback's frames
+    # and its error are the lines that say what went wrong).
     shown = []
     for number in alarming:
         end = next((n for n in range(number + 1, len(lines)) if lines[n].startswith("[")), len(lines))
-        shown.append("\n".join(lines[number : min(end, number + 60)]))
+        shown.append("\n".join(lines[max(number - 2, 0) : min(end, number + 60)]))
     assert not alarming, "\n---\n".join(shown)
     # Opening and running a notebook wrote nothing into the course (either edition's notebooks and
     # quiz files), and no jupytext twin anywhere.
