@@ -752,7 +752,7 @@ if compiled:
 # - `Depends(get_session, scope="function")`: the exit code runs when the endpoint function has
 #   returned, before the response is sent;
 # - `scope="request"`, the default for a dependency with `yield`: it runs after the response is
-#   sent.
+#   sent, and (Fact 7.1 shows) after the background tasks too.
 #
 # FastAPI keeps the exit codes it has to run in an *exit stack* (a `contextlib.AsyncExitStack`),
 # one for each scope of each request; closing the stack runs them, last in, first out. So the

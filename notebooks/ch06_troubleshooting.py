@@ -61,7 +61,7 @@ for package, pinned in PINNED.items():
 print(f"{'python':12} {platform.python_version()}")
 
 # %% [markdown]
-# Besides `serve` and `capture_logs` from chapter 1, this chapter uses two helpers made for
+# Besides `serve` and `capture_logs` from chapter 1, this chapter uses three helpers made for
 # troubleshooting:
 #
 # - `logged_errors(records)` turns the log records a server wrote into short descriptions: the

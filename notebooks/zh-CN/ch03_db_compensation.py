@@ -624,7 +624,7 @@ if compiled:
     print(f"postgresql, FOR UPDATE SKIP LOCKED: worker 1 took message {taken[0]}, worker 2 message {taken[1]}")
     assert compiled.endswith("FOR UPDATE SKIP LOCKED") and taken == (1, 2)
 
-# %% [markdown] translates="f16b72b3fcb38e56"
+# %% [markdown] translates="cefa361f0dff455a"
 # ## 7. 带 `yield` 的依赖项什么时候关闭它的会话？
 #
 # 为端点提供会话的常见方式，是一个带 `yield` 的依赖项：`yield` 之前的代码打开会话，之后的代码关闭它。FastAPI 的文档把后半部分称为依赖项的 *exit code*（退出代码：指一段代码，而不是一个数字）。只有当任务开始时退出代码还没有运行，后台任务才能使用请求的会话。
@@ -632,7 +632,7 @@ if compiled:
 # 退出代码的运行时机已经变过两次，而从 FastAPI 0.121.0 起，你可以自己选择。这个选择就是依赖项的*作用域*（scope），它是 `Depends` 的一个参数：
 #
 # - `Depends(get_session, scope="function")`：退出代码在端点函数返回之后、响应发送之前运行；
-# - `scope="request"`，带 `yield` 的依赖项的默认值：退出代码在响应发送之后运行。
+# - `scope="request"`，带 `yield` 的依赖项的默认值：退出代码在响应发送之后运行，而且（事实 7.1 表明）也在后台任务之后。
 #
 # FastAPI 把需要运行的退出代码放在一个*退出栈*（exit stack，即一个 `contextlib.AsyncExitStack`）中，每个请求的每个作用域各有一个；关闭这个栈就会按后进先出的顺序运行它们。所以“会话什么时候关闭？”这个问题，就是“FastAPI 什么时候关闭那个栈？”。
 #

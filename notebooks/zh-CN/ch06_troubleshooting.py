@@ -53,7 +53,7 @@ for package, pinned in PINNED.items():
     print(f"{package:12} {installed}{note}")
 print(f"{'python':12} {platform.python_version()}")
 
-# %% [markdown] translates="834b1020ce18f5c5"
+# %% [markdown] translates="d597a7c078b02bea"
 # 除了第 1 章的 `serve` 和 `capture_logs`，本章还用到几个专为排错写的辅助函数：
 #
 # - `logged_errors(records)` 把服务器写下的日志记录变成简短的描述：异常的类型、消息，以及它的**最内层栈帧**，也就是抛出它的那一行。
