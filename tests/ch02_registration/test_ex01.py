@@ -11,6 +11,7 @@ from fastapi import BackgroundTasks, FastAPI, status
 from pydantic import BaseModel, EmailStr
 
 from bgcourse.checks import ch02_registration as checks
+from bgcourse.helpers._i18n import in_language
 from bgcourse.helpers._observation import Observation
 from solutions.ch02_registration import ex01
 
@@ -97,3 +98,12 @@ def test_a_tampered_record_of_a_wrong_answer_does_not_pass() -> None:
     decided = checks.ex01.decide(tampered)
     assert not decided.solved
     assert "tasks after a failing one are skipped" in decided
+
+
+def test_no_task_error_is_said_in_the_learners_language() -> None:
+    # No e-mail arrived and no task raised: "nothing" is worded when judged, not recorded in English.
+    no_mail = {"status": 201, "text": "", "body": {"username": "ada"}, "lengths_at_response": [0]}
+    seen = {"mail_up": no_mail | {"recipients": [], "task_errors": "", "audit_log": []}, "mail_down": {}}
+    assert "your tasks raised nothing." in checks.ex01.decide(seen)
+    with in_language("zh-CN"):
+        assert "你的任务抛出的异常：无。" in checks.ex01.decide(seen)

@@ -7,6 +7,7 @@ import pytest
 
 from bgcourse import MailServer
 from bgcourse.checks import ch02_registration as checks
+from bgcourse.helpers._i18n import in_language
 from bgcourse.helpers._observation import Observation
 from solutions.ch02_registration import ex03
 
@@ -55,3 +56,14 @@ def test_a_test_without_the_e_mail_is_caught() -> None:
 )
 def test_a_record_of_the_wrong_shape_is_not_solved(seen: Observation) -> None:
     assert not checks.ex03.decide(seen).solved
+
+
+def test_the_broken_apps_are_described_in_the_learners_language() -> None:
+    # The descriptions are the check's own constants, worded when judged: a Chinese learner reads them in Chinese.
+    missed_all = {"against_correct_app": None, "passed_against": dict.fromkeys(checks.FLAWS, True)}
+    with in_language("zh-CN"):
+        decided = checks.ex03.decide(missed_all)
+    assert not decided.solved
+    assert "一个从不发送欢迎邮件的应用" in decided
+    assert not [description for description in checks.FLAWS.values() if description in decided]
+    assert "never sends the welcome e-mail" in checks.ex03.decide(missed_all)

@@ -166,7 +166,9 @@ def _ex03(seen: Observation) -> str:
     assert not seen["sync_became_async"], _("keep_going turned a def function into an async one")
     assert seen["async_stayed_async"], _("keep_going must return an async function for an async one")
     assert seen["async_name"] == "record_async", _("use functools.wraps so logs keep the task's own name")
-    assert seen["status"] == 200, seen["text"]
+    assert seen["status"] == 200, _("expected 200 OK, got {status}: {text}").format(
+        status=seen["status"], text=seen["text"]
+    )
     ran = seen["ran"]
     assert ran == ["async", "sync"], _("after the failing task, these ran: {ran}; expected ['async', 'sync']").format(
         ran=ran

@@ -17,6 +17,7 @@ from pydantic import BaseModel, EmailStr, SecretStr
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bgcourse.helpers._check import exercise_check
+from bgcourse.helpers._i18n import N_, gettext
 from bgcourse.helpers._i18n import gettext as _
 from bgcourse.helpers._logs import capture_logs
 from bgcourse.helpers._observation import Observation, json_or_none
@@ -42,9 +43,15 @@ class MailSettings(Protocol):
 
 
 def _task_errors(records: list[logging.LogRecord]) -> str:
-    """The exceptions uvicorn logged for failed tasks, for a message that says what went wrong."""
+    """The exceptions uvicorn logged for failed tasks, for a message that says what went wrong ("" for none)."""
     errors = [record.exc_info[1] for record in records if record.exc_info and record.exc_info[1] is not None]
-    return "; ".join(f"{type(error).__name__}: {error}" for error in errors) or "nothing"
+    return "; ".join(f"{type(error).__name__}: {error}" for error in errors)
+
+
+def _said_errors(errors: object) -> str:
+    """An observation's ``task_errors`` for a message: "nothing", in the learner's language, for none."""
+    # Worded here, in the judgement, not in the observation: the grader may judge in another language.
+    return str(errors) if errors else _("nothing")
 
 
 def _recipients(mail: MailServer) -> list[str | None]:
@@ -125,7 +132,7 @@ def _ex01(seen: Observation) -> str:
     assert recipients == ["ada@example.com"], _(
         "the mail server received messages for {recipients}, expected one for ada@example.com; "
         "your tasks raised {errors}. Send to settings.smtp_host and settings.smtp_port."
-    ).format(recipients=recipients, errors=up["task_errors"])
+    ).format(recipients=recipients, errors=_said_errors(up["task_errors"]))
     assert up["audit_log"] == ["registered ada"], _(
         "after the tasks ran, audit_log was {audit_log}; expected ['registered ada']"
     ).format(audit_log=up["audit_log"])
@@ -233,9 +240,11 @@ def _ex02(seen: Observation) -> str:
         "def; Starlette runs a def task on a worker thread."
     )
     first = seen["refused_twice"]
-    assert first["status"] == 201, first["text"]
+    assert first["status"] == 201, _("expected 201 Created, got {status}: {text}").format(
+        status=first["status"], text=first["text"]
+    )
     assert first["server_records"] == 0, _("the task raised {errors}; it must catch and log its last failure").format(
-        errors=first["task_errors"]
+        errors=_said_errors(first["task_errors"])
     )
     recipients, connections = first["recipients"], first["connections"]
     delivered_on_the_third_attempt = recipients == ["ada@example.com"] and connections == 3
@@ -247,7 +256,7 @@ def _ex02(seen: Observation) -> str:
 
     second = seen["always_refused"]
     assert second["server_records"] == 0, _("the task raised {errors}; it must catch and log its last failure").format(
-        errors=second["task_errors"]
+        errors=_said_errors(second["task_errors"])
     )
     assert second["connections"] == 3, _(
         "against a mail server that always refuses, your task connected {connections} time(s); "
@@ -294,10 +303,10 @@ class _Registration(BaseModel):
 
 #: The broken apps that a good test must fail against, and what its author should check.
 FLAWS = {
-    "status 200": "an app that answers 200 OK instead of 201 Created (check the status code)",
-    "password returned": "an app that returns the password in its answer (compare the whole body)",
-    "duplicates accepted": "an app that accepts the same username twice (register again, expect 409)",
-    "no e-mail": "an app that never sends the welcome e-mail (wait for it with mail.wait_for, check its To)",
+    "status 200": N_("an app that answers 200 OK instead of 201 Created (check the status code)"),
+    "password returned": N_("an app that returns the password in its answer (compare the whole body)"),
+    "duplicates accepted": N_("an app that accepts the same username twice (register again, expect 409)"),
+    "no e-mail": N_("an app that never sends the welcome e-mail (wait for it with mail.wait_for, check its To)"),
 }
 
 
@@ -363,7 +372,7 @@ def _ex03(seen: Observation) -> str:
     ).format(failure=failure)
     passed = seen["passed_against"]
     # Only an explicit False (the test failed) counts as caught: any other value is a miss, never a catch.
-    missed = [description for flaw, description in FLAWS.items() if passed[flaw] is not False]
+    missed = [gettext(description) for flaw, description in FLAWS.items() if passed[flaw] is not False]
     assert not missed, _("your test passed against {apps}").format(apps=_("; and against ").join(missed))
     return _("Exercise 2.3 solved: your test passes against a correct app and catches all {count} broken ones.").format(
         count=len(FLAWS)

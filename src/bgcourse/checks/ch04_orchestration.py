@@ -142,7 +142,9 @@ def ex01(charge_order: Callable[[str, str, int], Any]) -> Observation:
 @ex01.judgement
 def _ex01(seen: Observation) -> str:
     for answer in seen["pay_answers"]:
-        assert answer["status"] == 200, answer["text"]
+        assert answer["status"] == 200, _("expected 200 OK, got {status}: {text}").format(
+            status=answer["status"], text=answer["text"]
+        )
     requests, charges, outcomes = seen["requests"], seen["charges"], seen["outcomes"]
     refused = _attempts(requests, "B-2")
     assert len(refused) > 1, _(
@@ -316,7 +318,9 @@ def ex02(notify_all: Callable[[list[str], dict[str, str]], Awaitable[dict[str, s
 @ex02.judgement
 def _ex02(seen: Observation) -> str:
     assert seen["is_async"], _("notify_all must be an `async def` function")
-    assert seen["status"] == 200, seen["text"]
+    assert seen["status"] == 200, _("expected 200 OK, got {status}: {text}").format(
+        status=seen["status"], text=seen["text"]
+    )
     error = seen["error"]
     assert error is None, _(
         "notify_all raised {error_type}: {error_message}. One failing service must stop neither the "
