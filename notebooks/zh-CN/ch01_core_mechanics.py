@@ -346,12 +346,14 @@ assert timeline.at(ping_lane["def"], "response sent") < timeline.at("def task", 
 # %% [markdown] translates="69681f8fd9726f3d"
 # 第 5 章会进一步测量这一点：线程池（thread pool）的容量上限，以及如何运行阻塞型或 CPU 密集型工作而不拖住服务器。
 
-# %% [markdown] translates="0b985c991fe5fac4"
+# %% [markdown] translates="dc44bc68ea0bcfb0"
 # ## 5. `BackgroundTasks` 从哪里来
 #
 # 你从来不用自己创建 `BackgroundTasks`：声明一个该类型的参数就够了。FastAPI 为每个请求创建**一个**对象（在 `fastapi/dependencies/utils.py` 的 `solve_dependencies` 中），并把这同一个对象传给端点，以及每一个声明了它的依赖项，无论嵌套多深。端点返回后，FastAPI 把它挂到响应上（`fastapi/routing.py`），由响应的 `__call__` 来运行它。
 #
-# **事实 5.1**：在同一个请求内，依赖项、子依赖项和端点看到的是同一个对象；下一个请求会得到一个新对象。任务按添加顺序运行，所以依赖项的任务先于端点的任务运行。
+# **事实 5.1**：在同一个请求内，依赖项、子依赖项和端点看到的是同一个对象；下一个请求会得到一个新对象。同一个请求的任务按添加顺序运行，所以依赖项的任务先于端点的任务运行。
+#
+# 这个单元格检查的是每个请求自己的顺序，而不是两个请求之间的顺序。这些任务（`ran.append`）是普通函数，Starlette 把它们放到工作线程上运行（第 4 节）；而客户端一拿到请求 1 的响应就发送请求 2，这时请求 1 的任务还没有运行完（第 1 节）：两个请求的任务可能同时运行。
 
 # %%
 app = FastAPI()
@@ -386,7 +388,9 @@ with serve(app) as url, httpx.Client(base_url=url) as client:
 
 for who, request_number, object_id in seen:
     print(f"request {request_number}: {who:14} got BackgroundTasks object {object_id:#x}")
-print(*ran, sep="\n")
+in_order = {n: [task for task in ran if task.endswith(f"request {n}")] for n in (1, 2)}
+for request_number, tasks in in_order.items():
+    print(f"request {request_number}'s tasks ran in this order: " + ", ".join(tasks))
 (kind,) = kinds
 print(f"its class: {kind.__module__}.{kind.__qualname__}, a subclass of {kind.__mro__[1].__module__}.BackgroundTasks")
 assert kind is fastapi.background.BackgroundTasks
@@ -394,7 +398,8 @@ assert issubclass(kind, starlette.background.BackgroundTasks)
 ids = {request_number: {object_id for _, number, object_id in seen if number == request_number} for request_number in (1, 2)}
 assert len(ids[1]) == 1 and len(ids[2]) == 1, "one object per request"
 assert first == second == {"tasks": 3}
-assert ran[:3] == ["sub-dependency task, request 1", "dependency task, request 1", "endpoint task, request 1"]
+for request_number, tasks in in_order.items():
+    assert tasks == [f"{who} task, request {request_number}" for who in ("sub-dependency", "dependency", "endpoint")]
 
 # %% [markdown] translates="bb878de6cd4630fd"
 # （两个请求甚至可能显示相同的地址：第一个对象在第二个对象创建之前已被释放，Python 复用了那块内存。关键在于同一个请求内只有一个对象。）
