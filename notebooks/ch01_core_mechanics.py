@@ -590,11 +590,15 @@ with capture_logs("uvicorn.error") as records, serve(app) as url:
     other_response = httpx.post(f"{url}/other")
 
 print(f"/fragile answered {fragile_response.status_code} {fragile_response.json()}")
-print(f"tasks that ran: {done}")
+# Each request's own order: /other's task runs on a worker thread too, and may come before "first".
+fragile_ran = [name for name in done if name in ("first", "second", "third")]
+other_ran = [name for name in done if name not in fragile_ran]
+print(f"/fragile's tasks that ran: {fragile_ran}; /other's: {other_ran}")
 for log_record in records:
     print(f"uvicorn logged: {log_record.getMessage().strip()!r} with {log_record.exc_info[0].__name__}")
 assert fragile_response.status_code == 200 and other_response.status_code == 200
-assert done == ["first", "other request's task"], "'third' was skipped"
+assert fragile_ran == ["first"], "'third' was skipped"
+assert other_ran == ["other request's task"], "another request's tasks are not affected"
 assert any(r.exc_info and r.exc_info[0] is ValueError for r in records)
 
 # %% [markdown]

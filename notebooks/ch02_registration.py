@@ -264,7 +264,8 @@ ADA = {"username": "ada", "email": "ada@example.com", "password": "correct horse
 app = create_app()
 with smtp_server() as mail:
     mail_settings.port = mail.port
-    with serve(app) as url, httpx.Client(base_url=url) as client:
+    # timeout=60: each registration hashes a password (argon2id), which takes seconds on a busy machine
+    with serve(app) as url, httpx.Client(base_url=url, timeout=60) as client:
         response = client.post("/register", json=ADA)
 
 stored = app.state.users["ada"]
@@ -398,7 +399,7 @@ app.add_middleware(TimelineMiddleware, timeline=timeline)
 
 with smtp_server(delay=0.5) as mail:
     mail_settings.port = mail.port
-    with serve(app) as url, httpx.Client(base_url=url) as client:
+    with serve(app) as url, httpx.Client(base_url=url, timeout=60) as client:
         response = timeline.request(client, "POST", "/register", json=ADA, lane="POST /register")
         messages_when_answered = len(mail.messages)
     messages_after_the_task = len(mail.messages)
@@ -458,7 +459,7 @@ for name, task in tqdm(variants.items(), desc="a mail server and an app for each
     app.add_middleware(TimelineMiddleware, timeline=timeline)
     with smtp_server(delay=0.5) as mail:
         mail_settings.port = mail.port
-        with serve(app) as url, httpx.Client(base_url=url) as client, httpx.Client(base_url=url) as other_client:
+        with serve(app) as url, httpx.Client(base_url=url, timeout=60) as client, httpx.Client(base_url=url, timeout=60) as other_client:
             client.post("/register", json=ADA)  # answered at once; the task starts right after
             timeline.request(other_client, "GET", "/health", lane=f"{name}: health")  # another client
         delivered_count[name] = len(mail.messages)
@@ -513,7 +514,7 @@ bad_bodies = {
 app = create_app()
 with smtp_server() as mail:
     mail_settings.port = mail.port
-    with serve(app) as url, httpx.Client(base_url=url) as client:
+    with serve(app) as url, httpx.Client(base_url=url, timeout=60) as client:
         answers = {case: client.post("/register", json=body) for case, body in bad_bodies.items()}
     sent = len(mail.messages)
 
@@ -556,7 +557,7 @@ assert "It should have a period" in validator_says
 # one that is made.
 
 # %%
-with serve(create_app()) as url, httpx.Client(base_url=url) as client:
+with serve(create_app()) as url, httpx.Client(base_url=url, timeout=60) as client:
     missing_email = client.post("/register", json=bad_bodies["missing field"])
     short_password = client.post("/register", json={**ADA, "password": "hunter2"})
 
@@ -606,7 +607,7 @@ assert secrets_made == ["hunter2"] and type(rejected["input"]) is str
 app = create_app()
 with smtp_server() as mail:
     mail_settings.port = mail.port
-    with serve(app) as url, httpx.Client(base_url=url) as client:
+    with serve(app) as url, httpx.Client(base_url=url, timeout=60) as client:
         first = client.post("/register", json=ADA)
         second = client.post("/register", json={**ADA, "email": "imposter@example.com", "password": "a different one"})
     welcomes = mail.messages
@@ -707,7 +708,7 @@ def show(records: list[logging.LogRecord]) -> None:
 
 
 app = create_app()
-with capture_logs("uvicorn.error") as server_log, serve(app) as url, httpx.Client(base_url=url) as client:
+with capture_logs("uvicorn.error") as server_log, serve(app) as url, httpx.Client(base_url=url, timeout=60) as client:
     response = client.post("/register", json=ADA)
 
 print(f"the client got: {response.status_code} {response.json()}")
@@ -831,7 +832,7 @@ async def send_welcome_email_reliably(address: str, username: str) -> None:
 def register_ada() -> tuple[httpx.Response, list[logging.LogRecord], list[logging.LogRecord]]:
     """Register ada with the reliable task; return the answer, uvicorn's log and the app's log."""
     with capture_logs("uvicorn.error") as server_log, capture_logs("registration") as app_log:
-        with serve(create_app(send_welcome_email_reliably)) as url, httpx.Client(base_url=url) as client:
+        with serve(create_app(send_welcome_email_reliably)) as url, httpx.Client(base_url=url, timeout=60) as client:
             response = client.post("/register", json=ADA)
     return response, server_log, app_log
 

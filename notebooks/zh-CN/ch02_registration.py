@@ -237,7 +237,8 @@ ADA = {"username": "ada", "email": "ada@example.com", "password": "correct horse
 app = create_app()
 with smtp_server() as mail:
     mail_settings.port = mail.port
-    with serve(app) as url, httpx.Client(base_url=url) as client:
+    # timeout=60：每次注册都要计算一次密码哈希（argon2id），在繁忙的机器上要花好几秒
+    with serve(app) as url, httpx.Client(base_url=url, timeout=60) as client:
         response = client.post("/register", json=ADA)
 
 stored = app.state.users["ada"]
@@ -360,7 +361,7 @@ app.add_middleware(TimelineMiddleware, timeline=timeline)
 
 with smtp_server(delay=0.5) as mail:
     mail_settings.port = mail.port
-    with serve(app) as url, httpx.Client(base_url=url) as client:
+    with serve(app) as url, httpx.Client(base_url=url, timeout=60) as client:
         response = timeline.request(client, "POST", "/register", json=ADA, lane="POST /register")
         messages_when_answered = len(mail.messages)
     messages_after_the_task = len(mail.messages)
@@ -411,7 +412,7 @@ for name, task in tqdm(variants.items(), desc="a mail server and an app for each
     app.add_middleware(TimelineMiddleware, timeline=timeline)
     with smtp_server(delay=0.5) as mail:
         mail_settings.port = mail.port
-        with serve(app) as url, httpx.Client(base_url=url) as client, httpx.Client(base_url=url) as other_client:
+        with serve(app) as url, httpx.Client(base_url=url, timeout=60) as client, httpx.Client(base_url=url, timeout=60) as other_client:
             client.post("/register", json=ADA)  # 立即得到响应；任务随后马上开始
             timeline.request(other_client, "GET", "/health", lane=f"{name}: health")  # 另一个客户端
         delivered_count[name] = len(mail.messages)
@@ -458,7 +459,7 @@ bad_bodies = {
 app = create_app()
 with smtp_server() as mail:
     mail_settings.port = mail.port
-    with serve(app) as url, httpx.Client(base_url=url) as client:
+    with serve(app) as url, httpx.Client(base_url=url, timeout=60) as client:
         answers = {case: client.post("/register", json=body) for case, body in bad_bodies.items()}
     sent = len(mail.messages)
 
@@ -493,7 +494,7 @@ assert "It should have a period" in validator_says
 # **事实 5.2**：缺少字段时，`input` 装着整个请求体，密码也在其中；密码太短时，`input` 就是密码本身。`SecretStr` 在这里帮不上忙。Pydantic 确实会先创建 `SecretStr`，再在校验之后对它检查长度规则（所以短密码的消息说的是 “items after validation”，而不是字符：这是 Pydantic 2.14 对 `SecretStr` 上长度规则的措辞）；但错误的 `input` 是客户端发来的原始内容，即普通字符串。单元格用一个 `SecretStr` 子类来展示这个顺序，它会记下每一个被创建的实例。
 
 # %%
-with serve(create_app()) as url, httpx.Client(base_url=url) as client:
+with serve(create_app()) as url, httpx.Client(base_url=url, timeout=60) as client:
     missing_email = client.post("/register", json=bad_bodies["missing field"])
     short_password = client.post("/register", json={**ADA, "password": "hunter2"})
 
@@ -539,7 +540,7 @@ assert secrets_made == ["hunter2"] and type(rejected["input"]) is str
 app = create_app()
 with smtp_server() as mail:
     mail_settings.port = mail.port
-    with serve(app) as url, httpx.Client(base_url=url) as client:
+    with serve(app) as url, httpx.Client(base_url=url, timeout=60) as client:
         first = client.post("/register", json=ADA)
         second = client.post("/register", json={**ADA, "email": "imposter@example.com", "password": "a different one"})
     welcomes = mail.messages
@@ -622,7 +623,7 @@ def show(records: list[logging.LogRecord]) -> None:
 
 
 app = create_app()
-with capture_logs("uvicorn.error") as server_log, serve(app) as url, httpx.Client(base_url=url) as client:
+with capture_logs("uvicorn.error") as server_log, serve(app) as url, httpx.Client(base_url=url, timeout=60) as client:
     response = client.post("/register", json=ADA)
 
 print(f"the client got: {response.status_code} {response.json()}")
@@ -728,7 +729,7 @@ async def send_welcome_email_reliably(address: str, username: str) -> None:
 def register_ada() -> tuple[httpx.Response, list[logging.LogRecord], list[logging.LogRecord]]:
     """Register ada with the reliable task; return the answer, uvicorn's log and the app's log."""
     with capture_logs("uvicorn.error") as server_log, capture_logs("registration") as app_log:
-        with serve(create_app(send_welcome_email_reliably)) as url, httpx.Client(base_url=url) as client:
+        with serve(create_app(send_welcome_email_reliably)) as url, httpx.Client(base_url=url, timeout=60) as client:
             response = client.post("/register", json=ADA)
     return response, server_log, app_log
 

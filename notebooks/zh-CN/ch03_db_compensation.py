@@ -1162,9 +1162,10 @@ async with temporary_database(Base.metadata) as db:
         return {"id": member.id}
 
     with capture_logs("uvicorn.error") as records, serve(app) as url:
-        answers = [httpx.post(f"{url}/members/{scope}", params={"email": f"{scope}@example.com"})
-                   for scope in ("default", "function")]
-        for _ in answers:
+        answers = []
+        for scope in ("default", "function"):
+            answers.append(httpx.post(f"{url}/members/{scope}", params={"email": f"{scope}@example.com"}))
+            # 每个任务完成后才发下一个请求，所以 welcomed_now 按请求的顺序排列
             assert tasks_done.acquire(timeout=60), "a task did not finish"
         taken_after_tasks = connections["taken"] - connections["returned"]
     errors = logged_errors(records)
