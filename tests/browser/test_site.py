@@ -266,6 +266,11 @@ def test_answers_and_solutions_are_folded_and_open_on_a_click(browser: Browser, 
 
 # Results appear one by one; the summary (empty until then) is written after the last.
 _SEARCH_DONE = "() => document.querySelector('#search-results .search-summary')?.textContent.trim()"
+# A page's excerpt comes later still: each result fetches its page and appends the excerpt when
+# the page arrives, which may be after the summary (an empty excerpt failed a run beside a CPU hog).
+# A result that names an object (a span after its link) gets no excerpt.
+_EXCERPTS_DONE = """() => [...document.querySelectorAll('#search-results li')].every(
+    (item) => item.querySelector('p.context, span'))"""
 
 
 def _excerpts(browser: Browser, site: Site, root: str, query: str) -> dict[str, str]:
@@ -275,6 +280,7 @@ def _excerpts(browser: Browser, site: Site, root: str, query: str) -> dict[str, 
         tab.set_default_timeout(STEP_TIMEOUT_MS)
         tab.goto(f"{site.url}{root}search.html?q={query}")
         tab.wait_for_function(_SEARCH_DONE)
+        tab.wait_for_function(_EXCERPTS_DONE)
         listed: list[list[str]] = tab.evaluate(
             """() => [...document.querySelectorAll('#search-results li')].map(
                 (item) => [item.querySelector('a').href, item.querySelector('p.context')?.textContent ?? ''])"""
